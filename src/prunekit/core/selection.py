@@ -1,0 +1,164 @@
+"""Selection: which units go, from scores and a :class:`SelectionConfig`.
+
+Global selection ranks every unit of every group on one scale and removes the lowest; layer-wise
+selection removes the same fraction from each group. Per-layer overrides (by name pattern) take a
+group out of the global pool with its own sparsity; N:M groups always keep exactly N of every M.
+The number removed is exact: ``round(sparsity * units)``, as in ``torch.nn.utils.prune``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from prunekit.core.groups import Group, Scores, Selection
+from prunekit.core.scores import NORMALIZATIONS, Normalization, check_scores, normalize_scores
+from prunekit.errors import ConfigError, SelectionError, check_sparsity
+
+Scope = Literal["global", "layer"]
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """How to choose the units to remove.
+
+    Attributes:
+        sparsity: fraction of units removed, in [0, 1). Ignored by N:M groups (their pattern fixes it).
+        threshold: instead of a sparsity, remove every unit whose (normalised) score is below this.
+        scope: ``"global"`` ranks all groups together; ``"layer"`` applies the sparsity per group.
+        overrides: layer-name glob pattern -> sparsity for matching groups (first match wins).
+        min_keep: every group keeps at least this many units.
+        round_to: kept units per group are rounded up to a multiple of this (hardware-friendly widths).
+        normalize: per-group score normalisation before a global ranking.
+    """
+
+    sparsity: float | None = None
+    threshold: float | None = None
+    scope: Scope = "global"
+    overrides: Mapping[str, float] = field(default_factory=dict)
+    min_keep: int = 1
+    round_to: int = 1
+    normalize: Normalization = "none"
+
+    def __post_init__(self) -> None:
+        if self.sparsity is not None and self.threshold is not None:
+            raise ConfigError("give either sparsity or threshold, not both")
+        if self.sparsity is not None:
+            object.__setattr__(self, "sparsity", check_sparsity(self.sparsity))
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise ConfigError(f"threshold must be a finite number, got {self.threshold!r}")
+        if self.scope not in ("global", "layer"):
+            raise ConfigError(f"scope must be 'global' or 'layer', got {self.scope!r}")
+        if self.normalize not in NORMALIZATIONS:
+            raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+        if self.min_keep < 0 or self.round_to < 1:
+            raise ConfigError(
+                f"min_keep must be >= 0 and round_to >= 1, got {self.min_keep}, {self.round_to}"
+            )
+        overrides = dict(self.overrides)
+        for pattern, value in overrides.items():
+            check_sparsity(value, f"override sparsity for {pattern!r}")
+        object.__setattr__(self, "overrides", overrides)
+
+    def override_for(self, layer: str) -> float | None:
+        for pattern, value in self.overrides.items():
+            if fnmatch.fnmatchcase(layer, pattern):
+                return value
+        return None
+
+
+def select(scores: Scores, groups: Sequence[Group], config: SelectionConfig) -> Selection:
+    """Decide, for every unit of every group, whether it is kept."""
+    check_scores(scores, groups)
+    ranked = normalize_scores({g.name: scores[g.name] for g in groups}, config.normalize)
+    selection: Selection = {}
+    pool: list[Group] = []
+    for group in groups:
+        s = ranked[group.name]
+        override = config.override_for(group.layer)
+        if group.pattern is not None:
+            selection[group.name] = keep_pattern(s, *group.pattern)
+        elif override is not None:
+            selection[group.name] = keep_top(s, _n_remove(override, group.n_units), config)
+        elif config.threshold is not None:
+            n_below = int((s < config.threshold).sum())
+            selection[group.name] = keep_top(s, n_below, config)
+        elif config.scope == "layer":
+            selection[group.name] = keep_top(s, _n_remove(_sparsity(config), group.n_units), config)
+        else:
+            pool.append(group)
+    if pool:
+        selection.update(_select_global(ranked, pool, config))
+    return {g.name: selection[g.name] for g in groups}
+
+
+def _sparsity(config: SelectionConfig) -> float:
+    if config.sparsity is None:
+        raise ConfigError("a selection needs a sparsity or a threshold")
+    return config.sparsity
+
+
+def _n_remove(sparsity: float, n_units: int) -> int:
+    return round(sparsity * n_units)
+
+
+def _max_remove(n_units: int, config: SelectionConfig) -> int:
+    return max(n_units - min(config.min_keep, n_units), 0)
+
+
+def _round_kept(n_keep: int, n_units: int, round_to: int) -> int:
+    return min(n_units, -(-n_keep // round_to) * round_to) if n_keep else 0
+
+
+def keep_top(scores: Tensor, n_remove: int, config: SelectionConfig) -> Tensor:
+    """Keep all but the ``n_remove`` lowest scores, within ``min_keep`` and ``round_to``."""
+    n = scores.numel()
+    n_keep = _round_kept(n - min(n_remove, _max_remove(n, config)), n, config.round_to)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[order[:n_keep]] = True
+    return keep
+
+
+def keep_pattern(scores: Tensor, n: int, m: int) -> Tensor:
+    """Keep the ``n`` highest of every ``m`` consecutive scores."""
+    chunks = scores.reshape(-1, m)
+    keep = torch.zeros_like(chunks, dtype=torch.bool)
+    keep.scatter_(1, torch.topk(chunks, n, dim=1, sorted=False).indices, True)
+    return keep.reshape(-1)
+
+
+def _select_global(ranked: Scores, pool: Sequence[Group], config: SelectionConfig) -> Selection:
+    """Remove the ``round(sparsity * total)`` lowest-scored units over all groups of ``pool``."""
+    sizes = [g.n_units for g in pool]
+    flat = torch.cat([ranked[g.name].float() for g in pool])
+    owner = torch.repeat_interleave(torch.arange(len(pool)), torch.tensor(sizes))
+    n_remove = _n_remove(_sparsity(config), flat.numel())
+    order = torch.sort(flat, stable=True).indices
+    owner_sorted = owner[order]
+    rank = torch.empty_like(order)
+    for i in range(len(pool)):
+        where = owner_sorted == i
+        rank[where] = torch.arange(int(where.sum()))
+    limits = torch.tensor([_max_remove(n, config) for n in sizes])
+    eligible = order[rank < limits[owner_sorted]]
+    if eligible.numel() < n_remove:
+        raise SelectionError(
+            f"global sparsity {config.sparsity} needs {n_remove} of {flat.numel()} units removed, "
+            f"but min_keep={config.min_keep} allows only {eligible.numel()}"
+        )
+    removed = torch.zeros(flat.numel(), dtype=torch.bool)
+    removed[eligible[:n_remove]] = True
+    selection: Selection = {}
+    for group, keep in zip(pool, torch.split(~removed, sizes), strict=True):
+        if config.round_to > 1:
+            n_cut = group.n_units - int(keep.sum())
+            keep = keep_top(ranked[group.name], n_cut, config)
+        selection[group.name] = keep
+    return selection

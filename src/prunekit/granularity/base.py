@@ -1,0 +1,57 @@
+"""The granularity interface and how it turns a model into groups."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+from torch import nn
+
+from prunekit.core.groups import Group
+from prunekit.errors import ConfigError
+from prunekit.ops.rules import LayerRule, prunable_layers
+
+
+class Granularity(ABC):
+    """What a unit is, for every layer a rule knows.
+
+    Subclasses are small frozen dataclasses: their fields are the granularity's settings
+    (``NM(n=2, m=4)``, ``Block(rows=4, cols=4)``) and :meth:`spec` writes them back as the string
+    users type in the CLI and recipes.
+    """
+
+    name: ClassVar[str]
+    structural: ClassVar[bool] = False
+    """True if units are whole output units (neurons, channels): activation estimators need this."""
+
+    @abstractmethod
+    def group(self, layer: str, module: nn.Module, rule: LayerRule) -> Group:
+        """The group of units of one layer."""
+
+    @property
+    def pattern(self) -> tuple[int, int] | None:
+        """``(n, m)`` if selection is fixed to keep ``n`` of every ``m`` units."""
+        return None
+
+    def spec(self) -> str:
+        return self.name
+
+
+def build_groups(
+    model: nn.Module,
+    granularity: Granularity,
+    include: Sequence[str] = ("*",),
+    exclude: Sequence[str] = (),
+) -> list[Group]:
+    """One group per prunable layer of ``model`` (by name patterns), at ``granularity``."""
+    groups = [
+        granularity.group(name, module, rule)
+        for name, module, rule in prunable_layers(model, include, exclude)
+    ]
+    if not groups:
+        raise ConfigError(
+            f"no prunable layer in the model matches include={list(include)} "
+            f"exclude={list(exclude)}"
+        )
+    return groups

@@ -1,0 +1,121 @@
+"""Masks as ``torch.nn.utils.parametrize`` parametrizations.
+
+``apply_masks(model, {"fc1.weight": m})`` makes ``model.fc1.weight`` read as ``original * m``. The
+optimizer keeps updating the original, but every forward pass sees the masked value, so masked
+weights stay zero through training (the approach of ``torch.ao.pruning``). ``bake_masks`` makes
+the zeros permanent and removes the parametrization; ``remove_masks`` restores the original values.
+
+Applying a mask to an already masked tensor combines the two (logical AND), so re-masking with the
+same mask is idempotent. Every name and shape is checked before anything is changed, so a bad mask
+leaves the model as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from prunekit.core.groups import Masks
+from prunekit.errors import ConfigError
+
+
+class Mask(nn.Module):
+    """Multiplies a tensor by a fixed 0/1 (or soft) mask held as a buffer."""
+
+    def __init__(self, mask: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.mask.to(x.dtype)
+
+
+def _split(name: str) -> tuple[str, str]:
+    module, _, attr = name.rpartition(".")
+    return module, attr
+
+
+def _mask_module(module: nn.Module, attr: str) -> Mask | None:
+    if not parametrize.is_parametrized(module, attr):
+        return None
+    for p in module.parametrizations[attr]:  # type: ignore[union-attr,index]
+        if isinstance(p, Mask):
+            return p
+    return None
+
+
+def _resolve(model: nn.Module, name: str) -> tuple[nn.Module, str, Tensor]:
+    module_name, attr = _split(name)
+    try:
+        module = model.get_submodule(module_name)
+    except AttributeError as err:
+        raise ConfigError(f"cannot mask {name!r}: the model has no module {module_name!r}") from err
+    value = getattr(module, attr, None)
+    if not isinstance(value, Tensor):
+        raise ConfigError(f"cannot mask {name!r}: module {module_name!r} has no tensor {attr!r}")
+    return module, attr, value
+
+
+def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
+    """Mask the named tensors of ``model`` in place (1 keeps, 0 removes)."""
+    resolved = []
+    for name, mask in masks.items():
+        module, attr, value = _resolve(model, name)
+        if tuple(mask.shape) != tuple(value.shape):
+            raise ConfigError(
+                f"mask for {name!r} has shape {tuple(mask.shape)}, the tensor has "
+                f"{tuple(value.shape)}"
+            )
+        if not torch.isfinite(mask).all():
+            raise ConfigError(f"mask for {name!r} contains NaN or infinite values")
+        resolved.append((module, attr, mask.detach().to(device=value.device, dtype=value.dtype)))
+    for module, attr, mask in resolved:
+        existing = _mask_module(module, attr)
+        if existing is not None:
+            existing.mask.mul_(mask)
+        else:
+            parametrize.register_parametrization(module, attr, Mask(mask.clone()))
+
+
+def is_masked(model: nn.Module, name: str) -> bool:
+    module, attr, _ = _resolve(model, name)
+    return _mask_module(module, attr) is not None
+
+
+def masks_of(model: nn.Module) -> Masks:
+    """Every mask on ``model``, by tensor name."""
+    found: Masks = {}
+    for module_name, module in model.named_modules():
+        if not parametrize.is_parametrized(module):
+            continue
+        for attr in module.parametrizations:  # type: ignore[union-attr]
+            mask = _mask_module(module, attr)
+            if mask is not None:
+                found[f"{module_name}.{attr}" if module_name else attr] = mask.mask.detach().clone()
+    return found
+
+
+def _unmask(model: nn.Module, bake: bool) -> None:
+    for name in masks_of(model):
+        module, attr, _ = _resolve(model, name)
+        if bake:
+            parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
+        else:
+            with torch.no_grad():
+                original = module.parametrizations[attr].original.detach().clone()  # type: ignore[union-attr,index]
+            parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
+            with torch.no_grad():
+                getattr(module, attr).copy_(original)
+
+
+def bake_masks(model: nn.Module) -> None:
+    """Make every mask permanent: masked values become zeros and the masks are removed."""
+    _unmask(model, bake=True)
+
+
+def remove_masks(model: nn.Module) -> None:
+    """Remove every mask and restore the original (unmasked) values."""
+    _unmask(model, bake=False)
