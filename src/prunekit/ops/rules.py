@@ -104,6 +104,8 @@ def prunable_layers(
     found: set[str] = set()
     unruled: list[str] = []
     for name, module in model.named_modules():
+        if "parametrizations" in name.split("."):
+            continue  # the internals of masks (torch.nn.utils.parametrize), not layers
         if not name or not matches_any(name, include) or matches_any(name, exclude):
             continue
         rule = rule_for(module)
