@@ -1,0 +1,199 @@
+"""``prunekit`` commands: list, demo, prune, score, grade.
+
+Each command parses its options, builds the same validated :class:`~prunekit.recipe.Recipe` a YAML
+file would, and calls the public API; errors from prunekit are shown as one clear line and exit
+with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import yaml
+from rich.console import Console
+
+from prunekit.cli import views
+from prunekit.errors import PrunekitError
+from prunekit.recipe import Recipe, load_recipe, parse_recipe
+
+app = typer.Typer(
+    name="prunekit",
+    help="Importance estimation and pruning for PyTorch networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _guarded(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except PrunekitError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _log(message: str) -> None:
+    console.print(f"[dim]»[/] {message}", highlight=False)
+
+
+def demo_recipe(quick: bool, out: Path | None) -> Recipe:
+    """The embedded default job; ``quick`` trains on 10k images for a fast smoke run."""
+    text = resources.files("prunekit").joinpath("recipes/demo.yaml").read_text()
+    data = yaml.safe_load(text)
+    if quick:
+        data["data"]["train_limit"] = 10_000
+        data["data"]["test_limit"] = 2_000
+        data["train"]["epochs"] = 1
+    if out is not None:
+        data["output"]["dir"] = str(out)
+    return parse_recipe(data, "demo.yaml")
+
+
+@app.command("list")
+def list_command() -> None:
+    """Show every registry: estimators, granularities, layer rules, models, data sets."""
+    for table in views.registry_tables():
+        console.print(table)
+
+
+@app.command()
+def demo(
+    quick: Annotated[bool, typer.Option(help="Train on a 10k-image slice (smoke test).")] = False,
+    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+) -> None:
+    """Train LeNet-300-100 on MNIST, remove 90% of its weights, fine-tune, report."""
+    recipe = _guarded(lambda: demo_recipe(quick, out))
+    _run(recipe)
+
+
+@app.command("prune")
+def prune_command(
+    recipe_file: Annotated[Path | None, typer.Argument(help="YAML recipe (see docs/recipes.md).")] = None,
+    model: Annotated[str, typer.Option(help="Reference model name (prunekit list).")] = "lenet-300-100",
+    checkpoint: Annotated[Path | None, typer.Option(help="prunekit save directory to load.")] = None,
+    dataset: Annotated[str, typer.Option(help="Data set name.")] = "mnist",
+    estimator: Annotated[str, typer.Option(help="Importance estimator.")] = "magnitude",
+    granularity: Annotated[str, typer.Option(help="element, 2:4, block:4x4, channel ...")] = "element",
+    sparsity: Annotated[float | None, typer.Option(help="Fraction of units removed, in [0, 1).")] = None,
+    scope: Annotated[str, typer.Option(help="global or layer.")] = "global",
+    exclude: Annotated[list[str] | None, typer.Option(help="Layer name patterns to leave alone.")] = None,
+    train_epochs: Annotated[int, typer.Option(help="Dense training epochs (no checkpoint).")] = 1,
+    finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs after pruning.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/prune"),
+) -> None:
+    """Prune a model from a YAML recipe, or from options."""
+    if recipe_file is not None:
+        recipe = _guarded(lambda: load_recipe(recipe_file))
+    else:
+        spec = {
+            "model": {"name": model, "checkpoint": str(checkpoint) if checkpoint else None},
+            "data": {"dataset": dataset},
+            "train": {"epochs": train_epochs},
+            "prune": {"estimator": {"name": estimator}, "granularity": granularity,
+                      "sparsity": sparsity, "scope": scope, "exclude": exclude or []},
+            "finetune": {"epochs": finetune_epochs},
+            "output": {"dir": str(out)},
+        }
+        recipe = _guarded(lambda: parse_recipe(spec, "command line"))
+    _run(recipe)
+
+
+def _run(recipe: Recipe) -> None:
+    from prunekit.pipeline import run_recipe
+
+    report = _guarded(lambda: run_recipe(recipe, progress=sys.stderr.isatty(), log=_log))
+    for table in views.job_tables(report):
+        console.print(table)
+    for name, path in report.files.items():
+        console.print(f"wrote {name}: {path}", highlight=False)
+
+
+def _dense(model: str, checkpoint: Path | None, dataset: str, train_epochs: int,
+           limit: int | None) -> tuple[Any, Any]:
+    from prunekit.pipeline import _data, dense_model
+
+    recipe = parse_recipe(
+        {"model": {"name": model, "checkpoint": str(checkpoint) if checkpoint else None},
+         "data": {"dataset": dataset, "train_limit": limit},
+         "train": {"epochs": train_epochs}, "prune": {"sparsity": 0.5}},
+        "command line",
+    )
+    data = _data(recipe)
+    return dense_model(recipe, data.train, data.example, sys.stderr.isatty(), _log), data
+
+
+@app.command()
+def score(
+    model: Annotated[str, typer.Option(help="Reference model name.")] = "lenet-5",
+    checkpoint: Annotated[Path | None, typer.Option(help="prunekit save directory.")] = None,
+    dataset: Annotated[str, typer.Option(help="Data set name.")] = "mnist",
+    estimator: Annotated[str, typer.Option(help="Importance estimator.")] = "magnitude",
+    granularity: Annotated[str, typer.Option(help="Granularity.")] = "channel",
+    batches: Annotated[int, typer.Option(help="Batches of scoring data.")] = 8,
+    train_epochs: Annotated[int, typer.Option(help="Dense training epochs (no checkpoint).")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Write scores as JSON here.")] = None,
+) -> None:
+    """Score every unit of a model and summarise the scores per layer."""
+    import prunekit
+
+    def run() -> prunekit.ScoreResult:
+        dense, data = _dense(model, checkpoint, dataset, train_epochs, None)
+        return prunekit.score(dense, granularity=granularity, estimator=estimator,
+                              data=data.train, n_batches=batches)
+
+    result = _guarded(run)
+    console.print(views.scores_table(result))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({k: v.tolist() for k, v in result.scores.items()}))
+        console.print(f"wrote scores: {out}", highlight=False)
+
+
+@app.command()
+def grade(
+    model: Annotated[str, typer.Option(help="Reference model name.")] = "lenet-5",
+    checkpoint: Annotated[Path | None, typer.Option(help="prunekit save directory.")] = None,
+    dataset: Annotated[str, typer.Option(help="Data set name.")] = "mnist",
+    granularity: Annotated[str, typer.Option(help="Granularity.")] = "channel",
+    estimators: Annotated[str | None, typer.Option(help="Comma-separated names (default all).")] = None,
+    batches: Annotated[int, typer.Option(help="Batches of scoring data (oracle included).")] = 4,
+    train_epochs: Annotated[int, typer.Option(help="Dense training epochs (no checkpoint).")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Write the grading as JSON here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG bar chart here.")] = None,
+) -> None:
+    """Grade every estimator against the loss-change oracle (Spearman and Kendall)."""
+    from prunekit.analysis.grading import grade_model
+
+    def run() -> Any:
+        dense, data = _dense(model, checkpoint, dataset, train_epochs, None)
+        names = [n.strip() for n in estimators.split(",")] if estimators else None
+        kwargs: dict[str, Any] = {"estimators": names} if names else {}
+        return grade_model(dense, granularity=granularity, data=data.train, n_batches=batches,
+                           **kwargs)
+
+    result = _guarded(run)
+    console.print(result.table())
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result.to_dict(), indent=2))
+        console.print(f"wrote grading: {out}", highlight=False)
+    if plot is not None:
+        from prunekit.report.plots import plot_correlations
+
+        rows = {r["estimator"]: {"spearman": r["spearman"], "kendall": r["kendall"]}
+                for r in result.to_dict()["rows"] if r.get("status", "ok") == "ok"}
+        console.print(f"wrote plot: {plot_correlations(rows, plot)}", highlight=False)
+
+
+if __name__ == "__main__":
+    app()

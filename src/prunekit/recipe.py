@@ -1,0 +1,203 @@
+"""Recipes: a whole pruning job in one YAML file, validated before anything runs.
+
+Every name is checked against its registry (model, data set, estimator, granularity), every option
+against the signature it is passed to, and every number against its range; a bad field is reported
+with its path in the file (e.g. ``prune.sparsity``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from prunekit.core.selection import SelectionConfig
+from prunekit.errors import ConfigError, PrunekitError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _registry_check(value: str, check: Any) -> str:
+    try:
+        check(value)
+    except PrunekitError as err:
+        raise ValueError(str(err)) from err
+    return value
+
+
+class ModelSpec(_Strict):
+    """A reference model by registry name, optionally loaded from a prunekit save directory."""
+
+    name: str = "lenet-300-100"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    checkpoint: Path | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> ModelSpec:
+        from prunekit.models import MODELS, model_args
+
+        _registry_check(self.name, MODELS.get)
+        unknown = sorted(set(self.kwargs) - set(model_args(self.name)))
+        if unknown:
+            raise ValueError(
+                f"model {self.name!r} has no argument {unknown[0]!r}; "
+                f"arguments: {sorted(model_args(self.name))}"
+            )
+        return self
+
+
+class DataSpec(_Strict):
+    """A registered data set; ``train_limit`` / ``test_limit`` take the first N samples."""
+
+    dataset: str = "mnist"
+    root: Path | None = None
+    batch_size: int = Field(128, ge=1)
+    train_limit: int | None = Field(None, ge=1)
+    test_limit: int | None = Field(None, ge=1)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from prunekit.data import DATASETS
+
+        return _registry_check(value, DATASETS.get)
+
+
+class TrainSpec(_Strict):
+    """Training of the dense model (when no checkpoint is given) or fine-tuning after pruning."""
+
+    epochs: int = Field(1, ge=0)
+    max_steps: int | None = Field(None, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class EstimatorSpec(_Strict):
+    name: str = "magnitude"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _buildable(self) -> EstimatorSpec:
+        from prunekit.estimators import get_estimator
+
+        _registry_check(self.name, lambda n: get_estimator(n, **self.options))
+        return self
+
+
+class PruneSpec(_Strict):
+    """What to prune and how: the arguments of :func:`prunekit.prune`."""
+
+    estimator: EstimatorSpec = Field(default_factory=EstimatorSpec)
+    granularity: str = "element"
+    sparsity: float | None = None
+    threshold: float | None = None
+    scope: Literal["global", "layer"] = "global"
+    include: list[str] = Field(default_factory=lambda: ["*"])
+    exclude: list[str] = Field(default_factory=list)
+    overrides: dict[str, float] = Field(default_factory=dict)
+    min_keep: int = Field(1, ge=0)
+    normalize: Literal["none", "max", "sum", "l2", "mean"] = "none"
+    calibration_batches: int = Field(8, ge=1)
+
+    @field_validator("granularity")
+    @classmethod
+    def _granularity(cls, value: str) -> str:
+        from prunekit.granularity import get_granularity
+
+        return _registry_check(value, get_granularity)
+
+    @model_validator(mode="after")
+    def _selection(self) -> PruneSpec:
+        try:
+            self.selection_config()
+        except ConfigError as err:
+            raise ValueError(str(err)) from err
+        from prunekit.granularity import get_granularity
+
+        if get_granularity(self.granularity).pattern is None and self.sparsity is None and (
+            self.threshold is None
+        ):
+            raise ValueError("give sparsity or threshold (or an N:M granularity such as '2:4')")
+        return self
+
+    def selection_config(self) -> SelectionConfig:
+        return SelectionConfig(
+            sparsity=self.sparsity,
+            threshold=self.threshold,
+            scope=self.scope,
+            overrides=self.overrides,
+            min_keep=self.min_keep,
+            normalize=self.normalize,
+        )
+
+
+class OutputSpec(_Strict):
+    """Where results go. ``curve`` lists estimators for an extra one-shot accuracy-vs-sparsity
+    plot at ``curve_sparsities`` (no fine-tuning), drawn from the dense model."""
+
+    dir: Path = Path("runs/prunekit")
+    save: bool = True
+    plots: bool = True
+    curve: list[str] = Field(default_factory=list)
+    curve_sparsities: list[float] = Field(
+        default_factory=lambda: [0.5, 0.7, 0.8, 0.9, 0.95, 0.98]
+    )
+
+    @field_validator("curve")
+    @classmethod
+    def _estimators(cls, value: list[str]) -> list[str]:
+        from prunekit.estimators import ESTIMATORS
+
+        return [_registry_check(v, ESTIMATORS.get) for v in value]
+
+    @field_validator("curve_sparsities")
+    @classmethod
+    def _sparsities(cls, value: list[float]) -> list[float]:
+        from prunekit.errors import check_sparsity
+
+        try:
+            return [check_sparsity(v, "curve_sparsities") for v in value]
+        except ConfigError as err:
+            raise ValueError(str(err)) from err
+
+
+class Recipe(_Strict):
+    """A pruning job: model, data, dense training, pruning, fine-tuning, outputs."""
+
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    prune: PruneSpec
+    finetune: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=0))
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    seed: int = 0
+
+
+def parse_recipe(data: Any, source: str = "<recipe>") -> Recipe:
+    """Validate a recipe given as a dict; errors name the source and each bad field's path."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a recipe must be a mapping, got {type(data).__name__}")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"{source}: invalid recipe: {problems}") from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a YAML recipe."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"recipe file {str(path)!r} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_recipe(data, str(path))
