@@ -7,7 +7,6 @@ an :class:`~prunekit.estimators.Estimator`, :func:`~prunekit.core.select` and
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from prunekit.errors import ConfigError
 from prunekit.estimators import Estimator, ScoringData, as_scoring_data, get_estimator
 from prunekit.estimators.data import LossFn
 from prunekit.granularity import Granularity, build_groups, get_granularity
-from prunekit.masks import apply_masks
+from prunekit.masks import apply_masks, clone_model
 
 DataLike = ScoringData | Iterable[Any] | None
 
@@ -137,7 +136,7 @@ def prune(
     )
     selection = select(scored.scores, scored.groups, config)
     masks = selection_to_masks(scored.groups, selection)
-    target = model if inplace else copy.deepcopy(model)
+    target = model if inplace else clone_model(model)
     apply_masks(target, masks)
     return PruneResult(
         target, scored.groups, scored.scores, selection, masks, config, scored.estimator, gran

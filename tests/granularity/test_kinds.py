@@ -73,3 +73,8 @@ def test_no_matching_layer_is_an_error() -> None:
         build_groups(nn.Sequential(nn.ReLU()), Element())
     with pytest.raises(UnsupportedLayerError, match="no prunable layer named 'fc9'"):
         build_groups(nn.Sequential(nn.Linear(2, 2)), Element(), include=["fc9"])
+
+
+def test_a_bare_layer_is_its_own_prunable_layer() -> None:
+    (g,) = build_groups(nn.Linear(8, 4), Channel())
+    assert g.name == "" and g.tensor_names() == ["weight", "bias"]

@@ -72,3 +72,16 @@ def test_bad_masks_are_refused_before_anything_changes(masks: dict, message: str
         apply_masks(m, masks)
     assert masks_of(m) == {}
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_clone_of_a_masked_model_can_be_baked_without_breaking_the_original() -> None:
+    from prunekit.masks import clone_model
+
+    m = model()
+    apply_masks(m, {"0.weight": MASK})
+    copy_ = clone_model(m)
+    bake_masks(copy_)
+    assert masks_of(copy_) == {} and set(masks_of(m)) == {"0.weight"}
+    assert torch.equal(m[0].weight.detach(), copy_[0].weight.detach())
+    remove_masks(m)
+    assert masks_of(m) == {}

@@ -16,8 +16,12 @@ from prunekit.ops.rules import LayerRule
 from prunekit.registry import Registry
 
 
+def _qualified(layer: str, attr: str) -> str:
+    return f"{layer}.{attr}" if layer else attr
+
+
 def _weight_name(layer: str, rule: LayerRule) -> str:
-    return f"{layer}.{rule.weight}" if layer else rule.weight
+    return _qualified(layer, rule.weight)
 
 
 def _weight_shape(module: nn.Module, rule: LayerRule) -> tuple[int, ...]:
@@ -112,7 +116,7 @@ class Channel(Granularity):
         for param in rule.out_params:
             value = getattr(module, param, None)
             if value is not None:
-                members.append(Member(f"{layer}.{param}", AxisView(tuple(value.shape), 0)))
+                members.append(Member(_qualified(layer, param), AxisView(tuple(value.shape), 0)))
         return Group(layer, layer, tuple(members), output=(layer, rule.output_dim))
 
 

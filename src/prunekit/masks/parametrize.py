@@ -12,6 +12,7 @@ leaves the model as it was.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import torch
@@ -31,6 +32,22 @@ class Mask(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.mask.to(x.dtype)
+
+
+def clone_model(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` that is safe to unmask independently of the original.
+
+    ``copy.deepcopy`` of a parametrised module gives the copy the *same* injected class
+    (``ParametrizedLinear``); removing a parametrization from the copy then deletes the property
+    from that shared class and breaks the original (torch 2.13). Each parametrised module of the
+    copy gets a class of its own, with the same base and contents.
+    """
+    replica = copy.deepcopy(model)
+    for module in replica.modules():
+        if parametrize.is_parametrized(module):
+            cls = type(module)
+            module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+    return replica
 
 
 def _split(name: str) -> tuple[str, str]:

@@ -106,7 +106,7 @@ def prunable_layers(
     for name, module in model.named_modules():
         if "parametrizations" in name.split("."):
             continue  # the internals of masks (torch.nn.utils.parametrize), not layers
-        if not name or not matches_any(name, include) or matches_any(name, exclude):
+        if not matches_any(name, include) or matches_any(name, exclude):
             continue
         rule = rule_for(module)
         if rule is None:

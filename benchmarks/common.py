@@ -1,0 +1,94 @@
+"""Shared pieces of the benchmarks: config loading, data, cached dense models, JSON/Markdown output.
+
+A benchmark is a YAML config run by a harness script; every harness writes ``results.json`` and
+``results.md`` into its output directory. Dense models are trained once and cached as prunekit saves
+(safetensors + JSON) under ``runs/bench/dense/``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+
+from prunekit.data import load_dataset, make_loader
+from prunekit.io import load, save
+from prunekit.models import build_model
+from prunekit.train import evaluate, seed_everything, train
+
+ROOT = Path(__file__).resolve().parent
+
+
+def read_config(path: str | Path, quick: bool) -> dict[str, Any]:
+    """Load a benchmark config; with ``quick`` its ``quick:`` section overrides the top level."""
+    config = yaml.safe_load(Path(path).read_text())
+    overrides = config.pop("quick", {}) or {}
+    if quick:
+        config.update(overrides)
+    return config
+
+
+def loaders(dataset: str, batch_size: int, train_limit: int | None, test_limit: int | None,
+            seed: int = 0) -> tuple[DataLoader[Any], DataLoader[Any]]:
+    train_set = load_dataset(dataset, "train")
+    test_set = load_dataset(dataset, "test")
+    return (
+        make_loader(train_set, batch_size, shuffle=True, seed=seed, limit=train_limit),
+        make_loader(test_set, 1000, limit=test_limit),
+    )
+
+
+def dense_model(config: Mapping[str, Any], train_loader: DataLoader[Any], cache: Path) -> nn.Module:
+    """Train the config's dense model once (cached by a key of its settings)."""
+    spec = config["model"]
+    key = f"{spec['name']}-{config['dataset']}-e{spec['epochs']}-n{config.get('train_limit')}-s{config.get('seed', 0)}"
+    path = cache / key
+    model = build_model(spec["name"], **spec.get("kwargs", {}))
+    if (path / "prunekit.json").exists():
+        return load(path, model)
+    seed_everything(config.get("seed", 0))
+    train(model, train_loader, epochs=spec["epochs"], lr=spec.get("lr", 1e-3), progress=False)
+    save(model, path, arch={"model": spec["name"], "kwargs": spec.get("kwargs", {})})
+    return model
+
+
+def accuracy(model: nn.Module, loader: DataLoader[Any]) -> float:
+    return 100.0 * evaluate(model, loader).accuracy
+
+
+def environment() -> dict[str, Any]:
+    import prunekit
+
+    return {
+        "prunekit": prunekit.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(out: Path, results: Mapping[str, Any], markdown: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(markdown + "\n")
+    print(markdown)
+    print(f"\nwrote {out / 'results.json'} and {out / 'results.md'}")

@@ -1,0 +1,131 @@
+"""Accuracy against sparsity for several pruning methods, one-shot and after a short fine-tune.
+
+Every method prunes the same trained dense model at the same sparsities with the same fine-tune;
+peers (``torch.nn.utils.prune``) run in the same process. Usage::
+
+    python benchmarks/sparsity_sweep.py benchmarks/configs/lenet300_sweep.yaml [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+from torch.utils.data import DataLoader
+
+import prunekit
+from common import (
+    ROOT,
+    accuracy,
+    dense_model,
+    environment,
+    loaders,
+    markdown_table,
+    read_config,
+    write_results,
+)
+from prunekit.report.plots import plot_metric_vs_sparsity
+from prunekit.train import seed_everything, train
+
+Pruner = Callable[[nn.Module, float, Mapping[str, Any], DataLoader[Any]], nn.Module]
+
+
+def prunekit_method(model: nn.Module, sparsity: float, spec: Mapping[str, Any],
+                    data: DataLoader[Any]) -> nn.Module:
+    """prunekit's global selection with the method's estimator and granularity."""
+    result = prunekit.prune(
+        model, sparsity=sparsity, granularity=spec.get("granularity", "element"),
+        estimator=spec["estimator"], estimator_options=spec.get("options", {}),
+        data=data, n_batches=spec.get("batches", 8), min_keep=0,
+    )
+    return result.model
+
+
+def torch_method(model: nn.Module, sparsity: float, spec: Mapping[str, Any],
+                 data: DataLoader[Any]) -> nn.Module:
+    """The peer: ``torch.nn.utils.prune.global_unstructured`` with L1Unstructured."""
+    pruned = copy.deepcopy(model)
+    layers = [(m, "weight") for m in pruned.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    torch_prune.global_unstructured(layers, torch_prune.L1Unstructured, amount=sparsity)
+    return pruned
+
+
+KINDS: dict[str, Pruner] = {"prunekit": prunekit_method, "torch": torch_method}
+
+
+def weight_sparsity(model: nn.Module) -> float:
+    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    total = sum(w.numel() for w in weights)
+    return 1.0 - sum(int((w != 0).sum()) for w in weights) / total
+
+
+def run(config: Mapping[str, Any], out: Path) -> dict[str, Any]:
+    torch.set_num_threads(config.get("threads", torch.get_num_threads()))
+    train_loader, test_loader = loaders(config["dataset"], config.get("batch_size", 128),
+                                        config.get("train_limit"), config.get("test_limit"))
+    dense = dense_model(config, train_loader, ROOT.parent / "runs" / "bench" / "dense")
+    dense_acc = accuracy(dense, test_loader)
+    print(f"dense test accuracy: {dense_acc:.2f}%")
+    ft = config["finetune"]
+    rows = []
+    for method in config["methods"]:
+        for sparsity in config["sparsities"]:
+            seed_everything(config.get("seed", 0))
+            start = time.perf_counter()
+            pruned = KINDS[method["kind"]](dense, sparsity, method, train_loader)
+            prune_s = time.perf_counter() - start
+            one_shot = accuracy(pruned, test_loader)
+            train(pruned, train_loader, epochs=ft["epochs"], lr=ft["lr"], progress=False)
+            tuned = accuracy(pruned, test_loader)
+            row = {"method": method["name"], "sparsity": sparsity,
+                   "achieved": weight_sparsity(pruned), "one_shot": one_shot,
+                   "finetuned": tuned, "prune_seconds": prune_s}
+            print(row)
+            rows.append(row)
+    results = {"config": dict(config), "dense_accuracy": dense_acc, "rows": rows,
+               "environment": environment()}
+    _plots(results, out)
+    return results
+
+
+def _plots(results: Mapping[str, Any], out: Path) -> None:
+    for key, label in (("one_shot", "one-shot"), ("finetuned", "after fine-tuning")):
+        curves: dict[str, list[tuple[float, float]]] = {}
+        for row in results["rows"]:
+            curves.setdefault(row["method"], [(0.0, results["dense_accuracy"])]).append(
+                (row["sparsity"], row[key]))
+        plot_metric_vs_sparsity(curves, out / f"accuracy_{key}.png",
+                                metric_name="test accuracy (%)", title=f"{label}")
+
+
+def markdown(results: Mapping[str, Any]) -> str:
+    dense = results["dense_accuracy"]
+    header = ["method", "sparsity", "achieved", "one-shot acc", "fine-tuned acc",
+              "error vs dense (pp)", "prune s"]
+    rows = [[r["method"], f"{r['sparsity']:.2f}", f"{r['achieved']:.4f}", r["one_shot"],
+             r["finetuned"], f"{dense - r['finetuned']:+.2f}", f"{r['prune_seconds']:.2f}"]
+            for r in results["rows"]]
+    return f"Dense test accuracy: {dense:.2f}%\n\n" + markdown_table(header, rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--quick", action="store_true", help="small CI-sized run")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    config = read_config(args.config, args.quick)
+    out = args.out or ROOT.parent / "runs" / "bench" / (args.config.stem + ("-quick" if args.quick else ""))
+    results = run(config, out)
+    write_results(out, results, markdown(results))
+
+
+if __name__ == "__main__":
+    main()

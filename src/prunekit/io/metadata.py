@@ -1,0 +1,312 @@
+"""The ``prunekit.json`` file: what a save directory holds and how to rebuild its model.
+
+The JSON is parsed with pydantic models (strict shapes, no unknown fields) and handed out as the
+frozen :class:`SaveMetadata`. Nothing here touches tensors; :mod:`prunekit.io.loading` checks the
+weights file against the metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+
+from prunekit.errors import ConfigError, SaveFileError
+
+FORMAT_NAME = "prunekit.saved-model"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "prunekit.json"
+MASK_PREFIX = "__mask__/"
+"""Key prefix of masks in the weights file; tensor names never contain ``/``."""
+ORIGINAL_PREFIX = "__original__/"
+"""Key prefix of the unmasked values of masked tensors, stored only when they are needed."""
+
+_DTYPES: Mapping[str, torch.dtype] = MappingProxyType(
+    {
+        str(dtype).removeprefix("torch."): dtype
+        for dtype in (
+            torch.float64,
+            torch.float32,
+            torch.float16,
+            torch.bfloat16,
+            torch.float8_e4m3fn,
+            torch.float8_e5m2,
+            torch.int64,
+            torch.int32,
+            torch.int16,
+            torch.int8,
+            torch.uint8,
+            torch.bool,
+        )
+    }
+)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The name under which ``dtype`` is written to ``prunekit.json`` (e.g. ``"float32"``)."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in _DTYPES:
+        raise ConfigError(f"dtype {name} cannot be saved; supported: {', '.join(_DTYPES)}")
+    return name
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Shape and dtype of one saved tensor, and the key that holds its values in the weights file.
+
+    Tensors that shared memory in the model are stored once; every name then points at one key.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    key: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "dtype": self.dtype, "key": self.key}
+
+
+@dataclass(frozen=True)
+class SaveMetadata:
+    """The parsed content of ``prunekit.json``.
+
+    Attributes:
+        format_version: version of the save format (see ``FORMAT_VERSION``).
+        prunekit_version: version of prunekit that wrote the files.
+        sha256: hex digest of ``model.safetensors``.
+        tensors: every tensor of the model's state by its plain name (``"fc1.weight"``), with the
+            effective (masked) value's shape and dtype.
+        masks: the masked tensors' masks, by tensor name.
+        originals: unmasked values of masked tensors, by tensor name, where they were kept.
+        arch: how to rebuild the architecture, e.g. ``{"model": "lenet-5", "kwargs": {}}``.
+        plan: the structural pruning plan that turns the architecture into the saved shapes.
+        extra: free user metadata.
+    """
+
+    format_version: int
+    prunekit_version: str
+    sha256: str
+    tensors: Mapping[str, TensorInfo]
+    masks: Mapping[str, TensorInfo]
+    originals: Mapping[str, TensorInfo]
+    arch: Mapping[str, Any] | None = None
+    plan: Mapping[str, Any] | None = None
+    extra: Mapping[str, Any] | None = None
+
+    @property
+    def masked(self) -> tuple[str, ...]:
+        """Names of the masked tensors."""
+        return tuple(self.masks)
+
+    def file_keys(self) -> set[str]:
+        """Every key the weights file must hold."""
+        infos = [*self.tensors.values(), *self.masks.values(), *self.originals.values()]
+        return {info.key for info in infos}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": self.format_version,
+            "prunekit_version": self.prunekit_version,
+            "weights": {"file": WEIGHTS_FILE, "sha256": self.sha256},
+            "masked": list(self.masks),
+            "tensors": {name: info.to_dict() for name, info in self.tensors.items()},
+            "masks": {name: info.to_dict() for name, info in self.masks.items()},
+            "originals": {name: info.to_dict() for name, info in self.originals.items()},
+            "arch": _plain(self.arch),
+            "plan": _plain(self.plan),
+            "extra": _plain(self.extra),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+
+
+def _plain(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else dict(value)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _TensorModel(_Strict):
+    shape: list[NonNegativeInt]
+    dtype: Literal[tuple(_DTYPES)]  # type: ignore[valid-type]
+    key: str = Field(min_length=1)
+
+
+class _WeightsModel(_Strict):
+    file: Literal["model.safetensors"]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ArchSpec(BaseModel):
+    """How to rebuild an architecture: a registered model name and its keyword arguments.
+
+    Unknown fields are kept, so later builders (torchvision, timm, ...) can add their own.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    model: str = Field(min_length=1)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class _FileModel(_Strict):
+    format: Literal["prunekit.saved-model"]
+    format_version: Literal[1]
+    prunekit_version: str
+    weights: _WeightsModel
+    masked: list[str]
+    tensors: dict[str, _TensorModel]
+    masks: dict[str, _TensorModel] = Field(default_factory=dict)
+    originals: dict[str, _TensorModel] = Field(default_factory=dict)
+    arch: ArchSpec | None = None
+    plan: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
+
+
+def _info(model: _TensorModel) -> TensorInfo:
+    return TensorInfo(tuple(model.shape), model.dtype, model.key)
+
+
+def _infos(models: Mapping[str, _TensorModel]) -> Mapping[str, TensorInfo]:
+    return MappingProxyType({name: _info(m) for name, m in models.items()})
+
+
+def _reject_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not valid JSON")
+
+
+def _load_json(file: Path) -> Any:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise SaveFileError(f"{file}: file not found (is this a prunekit save directory?)") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise SaveFileError(f"{file}: cannot be read: {err}") from err
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as err:
+        raise SaveFileError(f"{file}: not valid JSON: {err}") from err
+
+
+def _check_version(data: Any, file: Path) -> None:
+    if not isinstance(data, dict):
+        raise SaveFileError(f"{file}: expected a JSON object, got {type(data).__name__}")
+    if data.get("format") != FORMAT_NAME:
+        raise SaveFileError(
+            f"{file}: 'format' is {data.get('format')!r}, expected {FORMAT_NAME!r}; "
+            "this is not a file written by prunekit.io.save"
+        )
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        hint = (
+            "; it was written by a newer prunekit, upgrade to read it"
+            if isinstance(version, int) and version > FORMAT_VERSION
+            else ""
+        )
+        raise SaveFileError(
+            f"{file}: unsupported format_version {version!r} (this prunekit reads "
+            f"{FORMAT_VERSION}){hint}"
+        )
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for item in err.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "<root>"
+        parts.append(f"{where}: {item['msg']}")
+    more = err.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _check_consistent(meta: SaveMetadata, file: Path) -> None:
+    for name, info in meta.masks.items():
+        if name not in meta.tensors:
+            raise SaveFileError(f"{file}: mask for {name!r}, which is not a saved tensor")
+        if info.shape != meta.tensors[name].shape:
+            raise SaveFileError(
+                f"{file}: mask for {name!r} has shape {info.shape}, the tensor "
+                f"{meta.tensors[name].shape}"
+            )
+    for name, info in meta.originals.items():
+        if name not in meta.masks:
+            raise SaveFileError(f"{file}: original values for {name!r}, which is not masked")
+        tensor = meta.tensors[name]
+        if (info.shape, info.dtype) != (tensor.shape, tensor.dtype):
+            raise SaveFileError(f"{file}: original values for {name!r} differ in shape or dtype")
+
+
+def parse_metadata(data: Any, file: Path) -> SaveMetadata:
+    """Validate the decoded JSON of ``file`` and turn it into :class:`SaveMetadata`."""
+    _check_version(data, file)
+    try:
+        parsed = _FileModel.model_validate(data)
+    except ValidationError as err:
+        raise SaveFileError(f"{file}: invalid metadata: {_describe(err)}") from err
+    if parsed.masked != list(parsed.masks):
+        raise SaveFileError(f"{file}: 'masked' does not list the names in 'masks'")
+    meta = SaveMetadata(
+        format_version=parsed.format_version,
+        prunekit_version=parsed.prunekit_version,
+        sha256=parsed.weights.sha256,
+        tensors=_infos(parsed.tensors),
+        masks=_infos(parsed.masks),
+        originals=_infos(parsed.originals),
+        arch=None if parsed.arch is None else parsed.arch.model_dump(),
+        plan=parsed.plan,
+        extra=parsed.extra,
+    )
+    _check_consistent(meta, file)
+    return meta
+
+
+def save_directory(path: str | Path) -> Path:
+    """``path`` as an existing save directory, or a :class:`SaveFileError` saying what it is."""
+    directory = Path(path)
+    if not directory.exists():
+        raise SaveFileError(f"{directory}: no such directory")
+    if not directory.is_dir():
+        raise SaveFileError(
+            f"{directory}: is a file; pass the directory that prunekit.io.save wrote "
+            f"(it holds {METADATA_FILE} and {WEIGHTS_FILE})"
+        )
+    return directory
+
+
+def read_metadata(path: str | Path) -> SaveMetadata:
+    """Read and validate ``prunekit.json`` of the save directory ``path``; loads no tensors."""
+    file = save_directory(path) / METADATA_FILE
+    return parse_metadata(_load_json(file), file)
+
+
+def to_json_object(value: Mapping[str, Any] | None, what: str) -> dict[str, Any] | None:
+    """A JSON-safe deep copy of ``value`` (a mapping with string keys), or a ConfigError."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{what} must be a mapping, got {type(value).__name__}")
+    try:
+        copied = json.loads(json.dumps(dict(value), allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{what} must be JSON-serialisable: {err}") from err
+    assert isinstance(copied, dict)
+    return copied
+
+
+def check_arch(arch: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Validate an ``arch`` mapping (``{"model": name, "kwargs": {...}}``) before saving it."""
+    plain = to_json_object(arch, "arch")
+    if plain is None:
+        return None
+    try:
+        return ArchSpec.model_validate(plain).model_dump()
+    except ValidationError as err:
+        raise ConfigError(f"invalid arch: {_describe(err)}") from err

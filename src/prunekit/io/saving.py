@@ -1,0 +1,185 @@
+"""Write a (masked) model to a directory: ``model.safetensors`` + ``prunekit.json``, no pickle.
+
+The weights file holds each tensor's effective value under its plain name (``fc1.weight``, the
+value the forward pass sees), each mask under ``__mask__/<name>`` (as ``bool`` when it is 0/1) and,
+where the effective value is not enough to restore training state, the unmasked original under
+``__original__/<name>``: for soft masks (re-applying a soft mask to a masked value would apply it
+twice), for tensors tied to another name, and on request (``keep_originals=True``, e.g. to
+``remove_masks`` after loading or to rewind lottery tickets).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from prunekit import __version__
+from prunekit.errors import ConfigError, SaveFileError
+from prunekit.io.atomic import fsync_directory, fsync_file, sha256_of, staged
+from prunekit.io.metadata import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MASK_PREFIX,
+    METADATA_FILE,
+    ORIGINAL_PREFIX,
+    WEIGHTS_FILE,
+    SaveMetadata,
+    TensorInfo,
+    check_arch,
+    dtype_name,
+    to_json_object,
+)
+from prunekit.io.state import ModelState, is_binary, read_state
+
+_ViewKey = tuple[str, int, int, tuple[int, ...], tuple[int, ...], torch.dtype]
+
+
+def _view_key(tensor: Tensor) -> _ViewKey | None:
+    """Identifies tensors that are the very same view of the same memory (tied weights)."""
+    if tensor.device.type == "meta" or tensor.numel() == 0:
+        return None
+    return (
+        str(tensor.device),
+        tensor.untyped_storage().data_ptr(),
+        int(tensor.storage_offset()),
+        tuple(tensor.shape),
+        tuple(tensor.stride()),
+        tensor.dtype,
+    )
+
+
+def _pack(named: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Tensors to write (no two sharing memory, as safetensors requires) and each name's key.
+
+    Identical views are written once under the first name; partial overlaps are copied.
+    """
+    first: dict[_ViewKey, str] = {}
+    written: dict[str, Tensor] = {}
+    keys: dict[str, str] = {}
+    storages: set[int] = set()
+    for name, tensor in named.items():
+        if tensor.device.type == "meta":
+            raise ConfigError(f"tensor {name!r} is on the meta device and has no values to save")
+        view = _view_key(tensor)
+        if view is not None and view in first:
+            keys[name] = first[view]
+            continue
+        if view is not None:
+            first[view] = name
+        data = tensor.detach().to("cpu").contiguous()
+        if data.numel() > 0:
+            storage = data.untyped_storage().data_ptr()
+            if storage in storages:
+                data = data.clone()
+            storages.add(data.untyped_storage().data_ptr())
+        written[name] = data
+        keys[name] = name
+    return written, keys
+
+
+def _entries(
+    state: ModelState, keep_originals: bool
+) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+    """Effective values, masks and originals to save, by tensor name."""
+    tensors = {name: state.effective(name) for name in state.stored}
+    masks: dict[str, Tensor] = {}
+    originals: dict[str, Tensor] = {}
+    shared = state.shared()
+    for name, slot in state.masked.items():
+        mask = slot.mask()
+        binary = is_binary(mask)
+        masks[name] = mask.to(torch.bool) if binary else mask
+        if keep_originals or not binary or name in shared:
+            originals[name] = state.stored[name]
+    return tensors, masks, originals
+
+
+def _infos(
+    values: Mapping[str, Tensor], keys: Mapping[str, str], prefix: str
+) -> Mapping[str, TensorInfo]:
+    return MappingProxyType(
+        {
+            name: TensorInfo(tuple(t.shape), dtype_name(t.dtype), keys[prefix + name])
+            for name, t in values.items()
+        }
+    )
+
+
+def _target_directory(path: str | Path) -> Path:
+    directory = Path(path)
+    if directory.exists() and not directory.is_dir():
+        raise SaveFileError(f"{directory}: exists and is not a directory; save() writes one")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _write_json(text: str, file: Path) -> None:
+    file.write_text(text, encoding="utf-8")
+
+
+def save(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    arch: Mapping[str, Any] | None = None,
+    plan: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    keep_originals: bool = False,
+) -> Path:
+    """Save ``model`` (masks included) to the directory ``path`` and return that directory.
+
+    Args:
+        model: the model; its masks must be prunekit masks (no other parametrizations).
+        path: directory to write ``model.safetensors`` and ``prunekit.json`` into (created if
+            needed; files of an earlier save there are replaced atomically).
+        arch: how :func:`prunekit.io.load` rebuilds the architecture without a model:
+            ``{"model": <name in prunekit.models>, "kwargs": {...}}``.
+        plan: the structural pruning plan (JSON data) that gives the saved shapes.
+        extra: free JSON metadata, returned by :func:`prunekit.io.read_metadata`.
+        keep_originals: also keep the unmasked values of every masked tensor (by default only
+            where they are needed to reproduce the model; see the module docstring).
+
+    Mappings are stored as JSON, so tuples come back as lists and keys as strings.
+    """
+    arch_json = check_arch(arch)
+    plan_json = to_json_object(plan, "plan")
+    extra_json = to_json_object(extra, "extra")
+    state = read_state(model)
+    tensors, masks, originals = _entries(state, keep_originals)
+    named = {
+        **tensors,
+        **{MASK_PREFIX + n: m for n, m in masks.items()},
+        **{ORIGINAL_PREFIX + n: t for n, t in originals.items()},
+    }
+    for tensor in named.values():
+        dtype_name(tensor.dtype)  # refuse unsupported dtypes before writing anything
+    written, keys = _pack(named)
+    directory = _target_directory(path)
+    weights, metadata = directory / WEIGHTS_FILE, directory / METADATA_FILE
+    with staged(weights) as weights_temp, staged(metadata) as metadata_temp:
+        save_file(written, weights_temp, metadata={"format": "pt", "prunekit": FORMAT_NAME})
+        fsync_file(weights_temp)
+        meta = SaveMetadata(
+            format_version=FORMAT_VERSION,
+            prunekit_version=__version__,
+            sha256=sha256_of(weights_temp),
+            tensors=_infos(tensors, keys, ""),
+            masks=_infos(masks, keys, MASK_PREFIX),
+            originals=_infos(originals, keys, ORIGINAL_PREFIX),
+            arch=arch_json,
+            plan=plan_json,
+            extra=extra_json,
+        )
+        _write_json(meta.to_json(), metadata_temp)
+        fsync_file(metadata_temp)
+        os.replace(weights_temp, weights)
+        os.replace(metadata_temp, metadata)
+    fsync_directory(directory)
+    return directory

@@ -1,0 +1,127 @@
+"""Multiply-accumulates (MACs) of one forward pass, dense and effective.
+
+**Dense MACs** come from :class:`torch.utils.flop_counter.FlopCounterMode`, PyTorch's own counter.
+It counts matrix products (``mm``, ``addmm``, ``bmm``, ``baddbmm``), convolutions (including
+transposed and grouped) and scaled-dot-product attention, as 2 FLOPs per multiply-add, so
+MACs = FLOPs / 2 exactly. It counts nothing for element-wise work: bias additions, activations,
+BatchNorm/LayerNorm, pooling, softmax and residual additions are 0. A ``Linear(784, 300)`` on a
+batch of 1 is 784 * 300 = 235,200 MACs; a ``Conv2d`` is
+``batch * C_out * H_out * W_out * (C_in / groups) * kH * kW``.
+
+**Effective MACs** are what is left when multiplications by zero weights are skipped::
+
+    effective = total - sum over prunable layers L of  macs(L) * (1 - density(L))
+
+where ``density(L)`` is the fraction of nonzero entries of L's effective (masked) weight and
+``macs(L)`` counts only L's own work (a prunable layer nested inside another is taken out of its
+parent's share). Everything outside prunable layers (attention score products, unruled layers)
+is kept unchanged. For Linear and convolution layers this is exact, not an estimate: every weight
+entry takes part in the same number of multiply-adds (the counter includes padded positions), so
+zeroing a fraction of the weight removes exactly that fraction of the layer's MACs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from prunekit.measure.inputs import ExampleInputs, call_model, eval_mode
+from prunekit.measure.params import measured_layers
+
+
+@dataclass(frozen=True)
+class MacCount:
+    """Dense MACs of one forward pass.
+
+    Attributes:
+        total: MACs of the whole pass.
+        by_module: module name -> MACs run inside it, children included (``""`` is the model);
+            modules with no MACs are left out.
+        by_op: operator name (``"aten.addmm"``, ``"aten.convolution"``) -> MACs.
+    """
+
+    total: int
+    by_module: Mapping[str, int]
+    by_op: Mapping[str, int]
+
+
+def _module_name(key: str, root: str) -> str | None:
+    """The counter's ``"RootClass.a.b"`` as ``"a.b"``; ``None`` for modules outside the model."""
+    if key.startswith(root + "."):
+        return key[len(root) + 1 :]
+    return None
+
+
+def count_macs(model: nn.Module, example_inputs: ExampleInputs) -> MacCount:
+    """Count the dense MACs of ``model(example_inputs)`` in eval mode, per module and per op.
+
+    Runs under ``torch.no_grad`` rather than ``inference_mode``: the counter's module tracker
+    fails on parametrized (masked) weights under ``inference_mode`` in PyTorch 2.13.
+    """
+    counter = FlopCounterMode(display=False)
+    with eval_mode(model), torch.no_grad(), counter:
+        call_model(model, example_inputs, purpose="counting MACs")
+    counts = counter.get_flop_counts()
+    total = counter.get_total_flops() // 2
+    by_module = {"": total} if total else {}
+    for key, ops in counts.items():
+        name = _module_name(key, type(model).__name__)
+        macs = sum(ops.values()) // 2
+        if name is not None and macs:
+            by_module[name] = macs
+    by_op = {str(op): flops // 2 for op, flops in counts.get("Global", {}).items()}
+    return MacCount(total=total, by_module=by_module, by_op=by_op)
+
+
+def _aliases(model: nn.Module) -> dict[int, list[str]]:
+    """Module id -> every name the module is reachable by (a shared module has several)."""
+    names: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        names.setdefault(id(module), []).append(name)
+    return names
+
+
+def _own_macs(inclusive: Mapping[str, int]) -> dict[str, int]:
+    """Each layer's MACs minus those of the prunable layers nested directly inside it."""
+    own = dict(inclusive)
+    for inner in inclusive:
+        outers = [o for o in inclusive if inner.startswith(o + ".")]
+        if outers:
+            own[max(outers, key=len)] -= inclusive[inner]
+    return own
+
+
+def layer_macs(model: nn.Module, count: MacCount) -> dict[str, int]:
+    """Prunable layer name -> the dense MACs of its own work in the counted pass."""
+    aliases = _aliases(model)
+    inclusive = {
+        name: sum(count.by_module.get(a, 0) for a in aliases[id(module)])
+        for name, module, _ in measured_layers(model)
+    }
+    return _own_macs(inclusive)
+
+
+def effective_macs(model: nn.Module, count: MacCount) -> int:
+    """MACs left when zero weights are skipped, from a dense ``count`` of the same model.
+
+    The rule is in the module docstring: each prunable layer's MACs scale with the density of its
+    weight; the rest of the pass is unchanged.
+    """
+    own = layer_macs(model, count)
+    skipped = 0
+    with torch.no_grad():
+        for name, module, rule in measured_layers(model):
+            weight = getattr(module, rule.weight)
+            zeros = weight.numel() - int(torch.count_nonzero(weight).item())
+            if weight.numel():
+                skipped += (own[name] * zeros + weight.numel() // 2) // weight.numel()
+    return count.total - skipped
+
+
+def count_effective_macs(model: nn.Module, example_inputs: ExampleInputs) -> int:
+    """Effective MACs of ``model(example_inputs)`` (dense count, then the density rule)."""
+    return effective_macs(model, count_macs(model, example_inputs))
