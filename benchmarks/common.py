@@ -36,8 +36,9 @@ def read_config(path: str | Path, quick: bool) -> dict[str, Any]:
     return config
 
 
-def loaders(dataset: str, batch_size: int, train_limit: int | None, test_limit: int | None,
-            seed: int = 0) -> tuple[DataLoader[Any], DataLoader[Any]]:
+def loaders(
+    dataset: str, batch_size: int, train_limit: int | None, test_limit: int | None, seed: int = 0
+) -> tuple[DataLoader[Any], DataLoader[Any]]:
     train_set = load_dataset(dataset, "train")
     test_set = load_dataset(dataset, "test")
     return (
@@ -49,7 +50,15 @@ def loaders(dataset: str, batch_size: int, train_limit: int | None, test_limit: 
 def dense_model(config: Mapping[str, Any], train_loader: DataLoader[Any], cache: Path) -> nn.Module:
     """Train the config's dense model once (cached by a key of its settings)."""
     spec = config["model"]
-    key = f"{spec['name']}-{config['dataset']}-e{spec['epochs']}-n{config.get('train_limit')}-s{config.get('seed', 0)}"
+    key = "-".join(
+        [
+            spec["name"],
+            config["dataset"],
+            f"e{spec['epochs']}",
+            f"n{config.get('train_limit')}",
+            f"s{config.get('seed', 0)}",
+        ]
+    )
     path = cache / key
     model = build_model(spec["name"], **spec.get("kwargs", {}))
     if (path / "prunekit.json").exists():

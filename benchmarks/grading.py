@@ -15,31 +15,59 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from common import (
+    ROOT,
+    accuracy,
+    dense_model,
+    environment,
+    loaders,
+    markdown_table,
+    read_config,
+    write_results,
+)
 
-from common import ROOT, accuracy, dense_model, environment, loaders, markdown_table, read_config, write_results
 from prunekit.analysis.grading import grade_model
 from prunekit.report.plots import plot_correlations
 
 
 def run(config: Mapping[str, Any], out: Path) -> dict[str, Any]:
     torch.set_num_threads(config.get("threads", torch.get_num_threads()))
-    train_loader, test_loader = loaders(config["dataset"], config.get("batch_size", 128),
-                                        config.get("train_limit"), config.get("test_limit"))
+    train_loader, test_loader = loaders(
+        config["dataset"],
+        config.get("batch_size", 128),
+        config.get("train_limit"),
+        config.get("test_limit"),
+    )
     model = dense_model(config, train_loader, ROOT.parent / "runs" / "bench" / "dense")
     dense_acc = accuracy(model, test_loader)
     print(f"dense test accuracy: {dense_acc:.2f}%")
     runs = []
     for seed in config["seeds"]:
-        scoring, _ = loaders(config["dataset"], config.get("batch_size", 128),
-                             config.get("train_limit"), 1, seed=seed)
+        scoring, _ = loaders(
+            config["dataset"],
+            config.get("batch_size", 128),
+            config.get("train_limit"),
+            1,
+            seed=seed,
+        )
         result = grade_model(
-            model, data=scoring, granularity=config["granularity"], n_batches=config["batches"],
-            estimators=config.get("estimators"), exclude=config.get("exclude", []), progress=False,
+            model,
+            data=scoring,
+            granularity=config["granularity"],
+            n_batches=config["batches"],
+            estimators=config.get("estimators"),
+            exclude=config.get("exclude", []),
+            progress=False,
         )
         print(f"seed {seed}: oracle {result.oracle_seconds:.1f}s over {result.n_units} units")
         runs.append(result.to_dict())
-    return {"config": dict(config), "dense_accuracy": dense_acc, "runs": runs,
-            "summary": summarise(runs), "environment": environment()}
+    return {
+        "config": dict(config),
+        "dense_accuracy": dense_acc,
+        "runs": runs,
+        "summary": summarise(runs),
+        "environment": environment(),
+    }
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -64,21 +92,37 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def markdown(results: Mapping[str, Any]) -> str:
-    header = ["estimator", "Spearman (median)", "range", "Kendall (median)", "Spearman per layer",
-              "seconds"]
+    header = [
+        "estimator",
+        "Spearman (median)",
+        "range",
+        "Kendall (median)",
+        "Spearman per layer",
+        "seconds",
+    ]
     rows = []
     for name, s in results["summary"].items():
         if s["status"] != "ok":
             rows.append([name, "-", "-", "-", "-", f"{s['status']}: {s['reason']}"])
             continue
         lo, hi = s["spearman_range"]
-        rows.append([name, f"{s['spearman']:.3f}", f"{lo:.3f}..{hi:.3f}", f"{s['kendall']:.3f}",
-                     f"{s['group_spearman']:.3f}", f"{s['seconds']:.2f}"])
+        rows.append(
+            [
+                name,
+                f"{s['spearman']:.3f}",
+                f"{lo:.3f}..{hi:.3f}",
+                f"{s['kendall']:.3f}",
+                f"{s['group_spearman']:.3f}",
+                f"{s['seconds']:.2f}",
+            ]
+        )
     config = results["config"]
-    head = (f"{config['model']['name']} on {config['dataset']} (test accuracy "
-            f"{results['dense_accuracy']:.2f}%), {config['granularity']} granularity, "
-            f"{config['batches']} batches of {config.get('batch_size', 128)}, "
-            f"{len(config['seeds'])} seeds; oracle = loss change when the unit is zeroed.")
+    head = (
+        f"{config['model']['name']} on {config['dataset']} (test accuracy "
+        f"{results['dense_accuracy']:.2f}%), {config['granularity']} granularity, "
+        f"{config['batches']} batches of {config.get('batch_size', 128)}, "
+        f"{len(config['seeds'])} seeds; oracle = loss change when the unit is zeroed."
+    )
     return head + "\n\n" + markdown_table(header, rows)
 
 
@@ -89,11 +133,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     config = read_config(args.config, args.quick)
-    out = args.out or ROOT.parent / "runs" / "bench" / (args.config.stem + ("-quick" if args.quick else ""))
+    out = args.out or ROOT.parent / "runs" / "bench" / (
+        args.config.stem + ("-quick" if args.quick else "")
+    )
     results = run(config, out)
     write_results(out, results, markdown(results))
-    ok = {k: {"spearman": v["spearman"], "kendall": v["kendall"]}
-          for k, v in results["summary"].items() if v["status"] == "ok"}
+    ok = {
+        k: {"spearman": v["spearman"], "kendall": v["kendall"]}
+        for k, v in results["summary"].items()
+        if v["status"] == "ok"
+    }
     plot_correlations(ok, out / "grading.png")
 
 

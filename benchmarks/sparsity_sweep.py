@@ -16,11 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-from torch.nn.utils import prune as torch_prune
-from torch.utils.data import DataLoader
-
-import prunekit
 from common import (
     ROOT,
     accuracy,
@@ -31,25 +26,37 @@ from common import (
     read_config,
     write_results,
 )
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+from torch.utils.data import DataLoader
+
+import prunekit
 from prunekit.report.plots import plot_metric_vs_sparsity
 from prunekit.train import seed_everything, train
 
 Pruner = Callable[[nn.Module, float, Mapping[str, Any], DataLoader[Any]], nn.Module]
 
 
-def prunekit_method(model: nn.Module, sparsity: float, spec: Mapping[str, Any],
-                    data: DataLoader[Any]) -> nn.Module:
+def prunekit_method(
+    model: nn.Module, sparsity: float, spec: Mapping[str, Any], data: DataLoader[Any]
+) -> nn.Module:
     """prunekit's global selection with the method's estimator and granularity."""
     result = prunekit.prune(
-        model, sparsity=sparsity, granularity=spec.get("granularity", "element"),
-        estimator=spec["estimator"], estimator_options=spec.get("options", {}),
-        data=data, n_batches=spec.get("batches", 8), min_keep=0,
+        model,
+        sparsity=sparsity,
+        granularity=spec.get("granularity", "element"),
+        estimator=spec["estimator"],
+        estimator_options=spec.get("options", {}),
+        data=data,
+        n_batches=spec.get("batches", 8),
+        min_keep=0,
     )
     return result.model
 
 
-def torch_method(model: nn.Module, sparsity: float, spec: Mapping[str, Any],
-                 data: DataLoader[Any]) -> nn.Module:
+def torch_method(
+    model: nn.Module, sparsity: float, spec: Mapping[str, Any], data: DataLoader[Any]
+) -> nn.Module:
     """The peer: ``torch.nn.utils.prune.global_unstructured`` with L1Unstructured."""
     pruned = copy.deepcopy(model)
     layers = [(m, "weight") for m in pruned.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
@@ -68,8 +75,12 @@ def weight_sparsity(model: nn.Module) -> float:
 
 def run(config: Mapping[str, Any], out: Path) -> dict[str, Any]:
     torch.set_num_threads(config.get("threads", torch.get_num_threads()))
-    train_loader, test_loader = loaders(config["dataset"], config.get("batch_size", 128),
-                                        config.get("train_limit"), config.get("test_limit"))
+    train_loader, test_loader = loaders(
+        config["dataset"],
+        config.get("batch_size", 128),
+        config.get("train_limit"),
+        config.get("test_limit"),
+    )
     dense = dense_model(config, train_loader, ROOT.parent / "runs" / "bench" / "dense")
     dense_acc = accuracy(dense, test_loader)
     print(f"dense test accuracy: {dense_acc:.2f}%")
@@ -84,13 +95,22 @@ def run(config: Mapping[str, Any], out: Path) -> dict[str, Any]:
             one_shot = accuracy(pruned, test_loader)
             train(pruned, train_loader, epochs=ft["epochs"], lr=ft["lr"], progress=False)
             tuned = accuracy(pruned, test_loader)
-            row = {"method": method["name"], "sparsity": sparsity,
-                   "achieved": weight_sparsity(pruned), "one_shot": one_shot,
-                   "finetuned": tuned, "prune_seconds": prune_s}
+            row = {
+                "method": method["name"],
+                "sparsity": sparsity,
+                "achieved": weight_sparsity(pruned),
+                "one_shot": one_shot,
+                "finetuned": tuned,
+                "prune_seconds": prune_s,
+            }
             print(row)
             rows.append(row)
-    results = {"config": dict(config), "dense_accuracy": dense_acc, "rows": rows,
-               "environment": environment()}
+    results = {
+        "config": dict(config),
+        "dense_accuracy": dense_acc,
+        "rows": rows,
+        "environment": environment(),
+    }
     _plots(results, out)
     return results
 
@@ -100,18 +120,36 @@ def _plots(results: Mapping[str, Any], out: Path) -> None:
         curves: dict[str, list[tuple[float, float]]] = {}
         for row in results["rows"]:
             curves.setdefault(row["method"], [(0.0, results["dense_accuracy"])]).append(
-                (row["sparsity"], row[key]))
-        plot_metric_vs_sparsity(curves, out / f"accuracy_{key}.png",
-                                metric_name="test accuracy (%)", title=f"{label}")
+                (row["sparsity"], row[key])
+            )
+        plot_metric_vs_sparsity(
+            curves, out / f"accuracy_{key}.png", metric_name="test accuracy (%)", title=f"{label}"
+        )
 
 
 def markdown(results: Mapping[str, Any]) -> str:
     dense = results["dense_accuracy"]
-    header = ["method", "sparsity", "achieved", "one-shot acc", "fine-tuned acc",
-              "error vs dense (pp)", "prune s"]
-    rows = [[r["method"], f"{r['sparsity']:.2f}", f"{r['achieved']:.4f}", r["one_shot"],
-             r["finetuned"], f"{dense - r['finetuned']:+.2f}", f"{r['prune_seconds']:.2f}"]
-            for r in results["rows"]]
+    header = [
+        "method",
+        "sparsity",
+        "achieved",
+        "one-shot acc",
+        "fine-tuned acc",
+        "error vs dense (pp)",
+        "prune s",
+    ]
+    rows = [
+        [
+            r["method"],
+            f"{r['sparsity']:.2f}",
+            f"{r['achieved']:.4f}",
+            r["one_shot"],
+            r["finetuned"],
+            f"{dense - r['finetuned']:+.2f}",
+            f"{r['prune_seconds']:.2f}",
+        ]
+        for r in results["rows"]
+    ]
     return f"Dense test accuracy: {dense:.2f}%\n\n" + markdown_table(header, rows)
 
 
@@ -122,7 +160,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     config = read_config(args.config, args.quick)
-    out = args.out or ROOT.parent / "runs" / "bench" / (args.config.stem + ("-quick" if args.quick else ""))
+    out = args.out or ROOT.parent / "runs" / "bench" / (
+        args.config.stem + ("-quick" if args.quick else "")
+    )
     results = run(config, out)
     write_results(out, results, markdown(results))
 

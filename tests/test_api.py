@@ -15,9 +15,18 @@ from prunekit.estimators import Magnitude
 def lenet_like() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+        nn.Conv2d(1, 6, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 10),
     )
 
 
@@ -41,7 +50,9 @@ def test_prune_leaves_the_users_model_untouched_unless_inplace() -> None:
     result = prunekit.prune(model, sparsity=0.5)
     assert prunekit.masks_of(model) == {}
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert set(prunekit.masks_of(result.model)) == {f"{n}.weight" for n in ("0", "3", "7", "9", "11")}
+    assert set(prunekit.masks_of(result.model)) == {
+        f"{n}.weight" for n in ("0", "3", "7", "9", "11")
+    }
     inplace = prunekit.prune(model, sparsity=0.5, inplace=True)
     assert inplace.model is model and prunekit.masks_of(model)
 
@@ -67,7 +78,9 @@ class NaNEstimator(Magnitude):
         ({}, ConfigError, "needs sparsity"),
     ],
 )
-def test_bad_input_is_refused_and_the_model_is_untouched(kwargs: dict, error: type, message: str) -> None:
+def test_bad_input_is_refused_and_the_model_is_untouched(
+    kwargs: dict, error: type, message: str
+) -> None:
     model = lenet_like()
     before = copy.deepcopy(model.state_dict())
     with pytest.raises(error, match=message):
@@ -86,14 +99,21 @@ def test_n_m_prunes_exactly_n_of_every_m_along_inputs() -> None:
 def test_data_driven_prune_with_a_loader() -> None:
     model = lenet_like()
     gen = torch.Generator().manual_seed(0)
-    loader = [(torch.randn(8, 1, 28, 28, generator=gen), torch.randint(0, 10, (8,), generator=gen)) for _ in range(3)]
-    result = prunekit.prune(model, sparsity=0.5, granularity="channel", estimator="taylor", data=loader, exclude=["11"])
+    loader = [
+        (torch.randn(8, 1, 28, 28, generator=gen), torch.randint(0, 10, (8,), generator=gen))
+        for _ in range(3)
+    ]
+    result = prunekit.prune(
+        model, sparsity=0.5, granularity="channel", estimator="taylor", data=loader, exclude=["11"]
+    )
     assert result.removed_units == round(0.5 * (6 + 16 + 120 + 84))
 
 
 @settings(max_examples=15, deadline=None)
 @given(st.floats(0.0, 0.95), st.sampled_from(["element", "block:2x2", "channel"]))
-def test_achieved_sparsity_is_exact_and_masks_match_selection(sparsity: float, granularity: str) -> None:
+def test_achieved_sparsity_is_exact_and_masks_match_selection(
+    sparsity: float, granularity: str
+) -> None:
     model = lenet_like()
     result = prunekit.prune(model, sparsity=sparsity, granularity=granularity, min_keep=0)
     assert result.removed_units == round(sparsity * result.total_units)

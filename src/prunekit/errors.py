@@ -51,7 +51,7 @@ def closest(name: str, choices: Iterable[str]) -> str:
 
 
 def check_sparsity(value: float, where: str = "sparsity") -> float:
-    """Return ``value`` as a float if it is a sparsity in [0, 1), else raise :class:`ConfigError`."""
+    """Return ``value`` as a float if it is a sparsity in [0, 1), else raise ConfigError."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{where} must be a number in [0, 1), got {value!r}")
     value = float(value)

@@ -62,13 +62,20 @@ def _fit(model: nn.Module, loader: DataLoader[Any], spec: TrainSpec, progress: b
     if spec.epochs == 0 and spec.max_steps is None:
         return
     train(
-        model, loader, epochs=max(spec.epochs, 1), max_steps=spec.max_steps, lr=spec.lr,
-        optimizer=spec.optimizer, weight_decay=spec.weight_decay, progress=progress,
+        model,
+        loader,
+        epochs=max(spec.epochs, 1),
+        max_steps=spec.max_steps,
+        lr=spec.lr,
+        optimizer=spec.optimizer,
+        weight_decay=spec.weight_decay,
+        progress=progress,
     )
 
 
-def dense_model(recipe: Recipe, loader: DataLoader[Any], example: torch.Tensor, progress: bool,
-                log: Log) -> nn.Module:
+def dense_model(
+    recipe: Recipe, loader: DataLoader[Any], example: torch.Tensor, progress: bool, log: Log
+) -> nn.Module:
     """The model to prune: loaded from ``model.checkpoint`` or trained as the recipe says."""
     spec = recipe.model
     kwargs = dict(spec.kwargs)
@@ -93,23 +100,34 @@ def accuracy_eval(loader: DataLoader[Any]) -> Callable[[nn.Module], Mapping[str,
     return eval_fn
 
 
-def prune_with(recipe: Recipe, model: nn.Module, calibration: DataLoader[Any],
-               **changes: Any) -> PruneResult:
+def prune_with(
+    recipe: Recipe, model: nn.Module, calibration: DataLoader[Any], **changes: Any
+) -> PruneResult:
     """Run ``prunekit.prune`` on a copy of ``model`` with the recipe's pruning settings."""
     spec = recipe.prune
     kwargs: dict[str, Any] = {
-        "sparsity": spec.sparsity, "threshold": spec.threshold, "granularity": spec.granularity,
-        "estimator": spec.estimator.name, "estimator_options": spec.estimator.options,
-        "data": calibration, "n_batches": spec.calibration_batches, "scope": spec.scope,
-        "include": spec.include, "exclude": spec.exclude, "overrides": spec.overrides,
-        "min_keep": spec.min_keep, "normalize": spec.normalize,
+        "sparsity": spec.sparsity,
+        "threshold": spec.threshold,
+        "granularity": spec.granularity,
+        "estimator": spec.estimator.name,
+        "estimator_options": spec.estimator.options,
+        "data": calibration,
+        "n_batches": spec.calibration_batches,
+        "scope": spec.scope,
+        "include": spec.include,
+        "exclude": spec.exclude,
+        "overrides": spec.overrides,
+        "min_keep": spec.min_keep,
+        "normalize": spec.normalize,
     }
     kwargs.update(changes)
     return prune(model, **kwargs)
 
 
-def sparsity_curves(recipe: Recipe, model: nn.Module, data: _Data, log: Log) -> dict[str, list[tuple[float, float]]]:
-    """One-shot accuracy (no fine-tuning) against sparsity for each estimator of ``output.curve``."""
+def sparsity_curves(
+    recipe: Recipe, model: nn.Module, data: _Data, log: Log
+) -> dict[str, list[tuple[float, float]]]:
+    """One-shot accuracy (no fine-tuning) against sparsity for each ``output.curve`` estimator."""
     eval_fn = accuracy_eval(data.test)
     curves: dict[str, list[tuple[float, float]]] = {}
     dense = eval_fn(model)["accuracy"]
@@ -117,8 +135,15 @@ def sparsity_curves(recipe: Recipe, model: nn.Module, data: _Data, log: Log) -> 
         log(f"one-shot curve: {name}")
         points = [(0.0, dense)]
         for s in recipe.output.curve_sparsities:
-            pruned = prune_with(recipe, model, data.train, sparsity=s, threshold=None,
-                                estimator=name, estimator_options={})
+            pruned = prune_with(
+                recipe,
+                model,
+                data.train,
+                sparsity=s,
+                threshold=None,
+                estimator=name,
+                estimator_options={},
+            )
             points.append((s, eval_fn(pruned.model)["accuracy"]))
         curves[name] = points
     return curves
@@ -145,21 +170,27 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> Jo
     return JobReport(before, pruned, after, result, files, curves)
 
 
-def _write(recipe: Recipe, result: PruneResult,
-           curves: Mapping[str, list[tuple[float, float]]]) -> dict[str, Path]:
+def _write(
+    recipe: Recipe, result: PruneResult, curves: Mapping[str, list[tuple[float, float]]]
+) -> dict[str, Path]:
     out = Path(recipe.output.dir)
     files: dict[str, Path] = {}
     if recipe.output.save:
         arch = {"model": recipe.model.name, "kwargs": _arch_kwargs(result.model, recipe)}
-        files["model"] = save(result.model, out / "model", arch=arch,
-                              extra={"recipe": recipe.model_dump(mode="json")})
+        files["model"] = save(
+            result.model, out / "model", arch=arch, extra={"recipe": recipe.model_dump(mode="json")}
+        )
     if recipe.output.plots:
         files["layer_sparsity"] = plot_layer_sparsity(
-            layer_sparsity(result.model), out / "layer_sparsity.png")
+            layer_sparsity(result.model), out / "layer_sparsity.png"
+        )
         if curves:
             files["curve"] = plot_metric_vs_sparsity(
-                curves, out / "accuracy_vs_sparsity.png", metric_name="test accuracy (%)",
-                title=f"{recipe.model.name} on {recipe.data.dataset}: one-shot pruning")
+                curves,
+                out / "accuracy_vs_sparsity.png",
+                metric_name="test accuracy (%)",
+                title=f"{recipe.model.name} on {recipe.data.dataset}: one-shot pruning",
+            )
     return files
 
 
@@ -170,4 +201,3 @@ def _arch_kwargs(model: nn.Module, recipe: Recipe) -> dict[str, Any]:
         if isinstance(value, int):
             kwargs.setdefault(key, value)
     return kwargs
-

@@ -119,8 +119,10 @@ class PruneSpec(_Strict):
             raise ValueError(str(err)) from err
         from prunekit.granularity import get_granularity
 
-        if get_granularity(self.granularity).pattern is None and self.sparsity is None and (
-            self.threshold is None
+        if (
+            get_granularity(self.granularity).pattern is None
+            and self.sparsity is None
+            and (self.threshold is None)
         ):
             raise ValueError("give sparsity or threshold (or an N:M granularity such as '2:4')")
         return self
@@ -144,9 +146,7 @@ class OutputSpec(_Strict):
     save: bool = True
     plots: bool = True
     curve: list[str] = Field(default_factory=list)
-    curve_sparsities: list[float] = Field(
-        default_factory=lambda: [0.5, 0.7, 0.8, 0.9, 0.95, 0.98]
-    )
+    curve_sparsities: list[float] = Field(default_factory=lambda: [0.5, 0.7, 0.8, 0.9, 0.95, 0.98])
 
     @field_validator("curve")
     @classmethod

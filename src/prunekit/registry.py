@@ -43,7 +43,8 @@ class Registry(Generic[T]):
             return self._aliases[key]
         known = sorted([*self._entries, *self._aliases])
         raise UnknownNameError(
-            f"unknown {self.kind} {name!r}{closest(key, known)}; known: {', '.join(sorted(self._entries))}"
+            f"unknown {self.kind} {name!r}{closest(key, known)}; "
+            f"known: {', '.join(sorted(self._entries))}"
         )
 
     def get(self, name: str) -> T:

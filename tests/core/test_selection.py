@@ -49,7 +49,16 @@ def test_layer_scope_overrides_threshold_and_round_to() -> None:
 
 def test_n_m_pattern_keeps_n_of_every_m() -> None:
     scores = torch.tensor([1.0, 4.0, 3.0, 2.0, 8.0, 7.0, 6.0, 5.0])
-    assert keep_pattern(scores, 2, 4).tolist() == [False, True, True, False, True, True, False, False]
+    assert keep_pattern(scores, 2, 4).tolist() == [
+        False,
+        True,
+        True,
+        False,
+        True,
+        True,
+        False,
+        False,
+    ]
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

@@ -47,7 +47,11 @@ def test_block_view_handles_ragged_edges() -> None:
 
 
 def test_views_round_trip_through_dicts() -> None:
-    for view in (AxisView((3, 4), 1, repeat=2), ElementView((2, 3, 3, 3)), BlockView((8, 8), (4, 4))):
+    for view in (
+        AxisView((3, 4), 1, repeat=2),
+        ElementView((2, 3, 3, 3)),
+        BlockView((8, 8), (4, 4)),
+    ):
         assert view_from_dict(view.to_dict()) == view
 
 

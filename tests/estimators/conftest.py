@@ -26,4 +26,6 @@ def two_layer() -> nn.Sequential:
 
 @pytest.fixture
 def two_layer_data() -> ScoringData:
-    return ScoringData([(torch.tensor([[1.0, 1.0]]), torch.tensor([[0.0]]))], loss_fn=mse, progress=False)
+    return ScoringData(
+        [(torch.tensor([[1.0, 1.0]]), torch.tensor([[0.0]]))], loss_fn=mse, progress=False
+    )

@@ -3,22 +3,22 @@
 
 import math
 
-import torch.nn.functional as F
-
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from prunekit.estimators import ScoringData, get_estimator
 from prunekit.granularity import Channel, Element, build_groups
 
 
-
 def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(out, target)
 
 
-def scores(name: str, model: nn.Module, granularity: object, data: ScoringData | None, **opts: object) -> dict[str, list[float]]:
+def scores(
+    name: str, model: nn.Module, granularity: object, data: ScoringData | None, **opts: object
+) -> dict[str, list[float]]:
     groups = build_groups(model, granularity)  # type: ignore[arg-type]
     result = get_estimator(name, **opts).score(model, groups, data)
     return {k: [round(v, 4) for v in s.tolist()] for k, s in result.items()}
@@ -37,7 +37,9 @@ def test_gradient(two_layer: nn.Module, two_layer_data: ScoringData) -> None:
     }
 
 
-def test_taylor_squares_the_unit_sum_of_g_times_w(two_layer: nn.Module, two_layer_data: ScoringData) -> None:
+def test_taylor_squares_the_unit_sum_of_g_times_w(
+    two_layer: nn.Module, two_layer_data: ScoringData
+) -> None:
     # g*w for W1 = [[-8, -16], [24, 32]], for W2 = [-24, 56]
     assert scores("taylor", two_layer, Element(), two_layer_data) == {
         "0": [64.0, 256.0, 576.0, 1024.0],
@@ -52,7 +54,9 @@ def test_taylor_squares_the_unit_sum_of_g_times_w(two_layer: nn.Module, two_laye
 
 def test_taylor_averages_squares_over_batches_not_squares_of_means(two_layer: nn.Module) -> None:
     x = torch.tensor([[1.0, 1.0]])
-    data = ScoringData([(x, torch.tensor([[0.0]])), (x, torch.tensor([[-4.0]]))], loss_fn=mse, progress=False)
+    data = ScoringData(
+        [(x, torch.tensor([[0.0]])), (x, torch.tensor([[-4.0]]))], loss_fn=mse, progress=False
+    )
     # second batch has zero loss and zero gradient: mean of (32^2, 0) = 512
     assert scores("taylor", two_layer, Channel(), data)["1"] == [512.0]
 
@@ -74,7 +78,9 @@ def test_hessian_is_exact_when_the_hessian_is_diagonal() -> None:
     assert scores("hessian", model, Element(), data) == {"0": [4.5, 50.0]}
 
 
-def test_hessian_estimate_converges_to_the_exact_diagonal(two_layer: nn.Module, two_layer_data: ScoringData) -> None:
+def test_hessian_estimate_converges_to_the_exact_diagonal(
+    two_layer: nn.Module, two_layer_data: ScoringData
+) -> None:
     # exact diag: d2L/dW2_j^2 = 2 h_j^2 = [18, 98]; d2L/dW1_jk^2 = 2 (W2_j x_k)^2 = 2
     result = scores("hessian", two_layer, Element(), two_layer_data, samples=3000)
     expected_w2 = [0.5 * 18 * 1, 0.5 * 98 * 1]
@@ -91,13 +97,18 @@ def test_oracle_is_the_true_loss_change(two_layer: nn.Module, two_layer_data: Sc
     }
 
 
-def test_sampled_oracle_leaves_other_units_nan(two_layer: nn.Module, two_layer_data: ScoringData) -> None:
+def test_sampled_oracle_leaves_other_units_nan(
+    two_layer: nn.Module, two_layer_data: ScoringData
+) -> None:
     result = scores("oracle", two_layer, Element(), two_layer_data, sample=1)
     assert sum(not math.isnan(v) for v in result["0"]) == 1
 
 
 def test_activation_and_apoz(two_layer: nn.Module, two_layer_data: ScoringData) -> None:
-    assert scores("activation", two_layer, Channel(), two_layer_data) == {"0": [3.0, 7.0], "1": [4.0]}
+    assert scores("activation", two_layer, Channel(), two_layer_data) == {
+        "0": [3.0, 7.0],
+        "1": [4.0],
+    }
     # h = [3, 7] both positive (no zeros after ReLU); out = -4 would be zeroed by a ReLU
     assert scores("apoz", two_layer, Channel(), two_layer_data) == {"0": [1.0, 1.0], "1": [0.0]}
 

@@ -12,8 +12,13 @@ from prunekit.granularity import build_groups, get_granularity
 def small_cnn() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-        nn.Linear(4 * 6 * 6, 8), nn.ReLU(), nn.Linear(8, 3),
+        nn.Conv2d(1, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 6 * 6, 8),
+        nn.ReLU(),
+        nn.Linear(8, 3),
     )
 
 
@@ -30,11 +35,15 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("granularity", ["element", "4:8", "block:2x4", "channel"])
 @pytest.mark.parametrize("name", ESTIMATORS.names())
-def test_estimator_scores_every_unit_without_touching_the_model(name: str, granularity: str) -> None:
+def test_estimator_scores_every_unit_without_touching_the_model(
+    name: str, granularity: str
+) -> None:
     model = small_cnn()
     model.train()
     before = snapshot(model)
-    groups = build_groups(model, get_granularity(granularity), exclude=["0"] if ":" in granularity[:2] else [])
+    groups = build_groups(
+        model, get_granularity(granularity), exclude=["0"] if ":" in granularity[:2] else []
+    )
     opts = {"sample": 5} if name == "oracle" and granularity != "channel" else {}
     estimator = get_estimator(name, **opts)
     if estimator.output_units_only and granularity != "channel":

@@ -109,8 +109,7 @@ def test_bad_settings_are_refused(kwargs: dict, error: type, message: str) -> No
 
 
 def test_lenet_300_100_learns_512_mnist_samples(mnist_train_set: TensorDataset) -> None:
-    torch.set_num_threads(2)
-    seed_everything(0)
+    seed_everything(0)  # tests/conftest.py runs torch on one thread
     loader = make_loader(mnist_train_set, batch_size=64, shuffle=True, seed=0, limit=512)
     model = LeNet300100()
     stats = train(model, loader, epochs=100, max_steps=150, lr=1e-3, progress=False)

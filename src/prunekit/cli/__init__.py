@@ -1,1 +1,1 @@
-"""The ``prunekit`` command line: a thin layer over the public API (see :mod:`prunekit.cli.main`)."""
+"""The ``prunekit`` command line, a thin layer over the public API (:mod:`prunekit.cli.main`)."""

@@ -78,15 +78,27 @@ def demo(
 
 @app.command("prune")
 def prune_command(
-    recipe_file: Annotated[Path | None, typer.Argument(help="YAML recipe (see docs/recipes.md).")] = None,
-    model: Annotated[str, typer.Option(help="Reference model name (prunekit list).")] = "lenet-300-100",
-    checkpoint: Annotated[Path | None, typer.Option(help="prunekit save directory to load.")] = None,
+    recipe_file: Annotated[
+        Path | None, typer.Argument(help="YAML recipe (see docs/recipes.md).")
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="Reference model name (prunekit list).")
+    ] = "lenet-300-100",
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="prunekit save directory to load.")
+    ] = None,
     dataset: Annotated[str, typer.Option(help="Data set name.")] = "mnist",
     estimator: Annotated[str, typer.Option(help="Importance estimator.")] = "magnitude",
-    granularity: Annotated[str, typer.Option(help="element, 2:4, block:4x4, channel ...")] = "element",
-    sparsity: Annotated[float | None, typer.Option(help="Fraction of units removed, in [0, 1).")] = None,
+    granularity: Annotated[
+        str, typer.Option(help="element, 2:4, block:4x4, channel ...")
+    ] = "element",
+    sparsity: Annotated[
+        float | None, typer.Option(help="Fraction of units removed, in [0, 1).")
+    ] = None,
     scope: Annotated[str, typer.Option(help="global or layer.")] = "global",
-    exclude: Annotated[list[str] | None, typer.Option(help="Layer name patterns to leave alone.")] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Layer name patterns to leave alone.")
+    ] = None,
     train_epochs: Annotated[int, typer.Option(help="Dense training epochs (no checkpoint).")] = 1,
     finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs after pruning.")] = 0,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/prune"),
@@ -99,8 +111,13 @@ def prune_command(
             "model": {"name": model, "checkpoint": str(checkpoint) if checkpoint else None},
             "data": {"dataset": dataset},
             "train": {"epochs": train_epochs},
-            "prune": {"estimator": {"name": estimator}, "granularity": granularity,
-                      "sparsity": sparsity, "scope": scope, "exclude": exclude or []},
+            "prune": {
+                "estimator": {"name": estimator},
+                "granularity": granularity,
+                "sparsity": sparsity,
+                "scope": scope,
+                "exclude": exclude or [],
+            },
             "finetune": {"epochs": finetune_epochs},
             "output": {"dir": str(out)},
         }
@@ -118,14 +135,18 @@ def _run(recipe: Recipe) -> None:
         console.print(f"wrote {name}: {path}", highlight=False)
 
 
-def _dense(model: str, checkpoint: Path | None, dataset: str, train_epochs: int,
-           limit: int | None) -> tuple[Any, Any]:
+def _dense(
+    model: str, checkpoint: Path | None, dataset: str, train_epochs: int, limit: int | None
+) -> tuple[Any, Any]:
     from prunekit.pipeline import _data, dense_model
 
     recipe = parse_recipe(
-        {"model": {"name": model, "checkpoint": str(checkpoint) if checkpoint else None},
-         "data": {"dataset": dataset, "train_limit": limit},
-         "train": {"epochs": train_epochs}, "prune": {"sparsity": 0.5}},
+        {
+            "model": {"name": model, "checkpoint": str(checkpoint) if checkpoint else None},
+            "data": {"dataset": dataset, "train_limit": limit},
+            "train": {"epochs": train_epochs},
+            "prune": {"sparsity": 0.5},
+        },
         "command line",
     )
     data = _data(recipe)
@@ -148,8 +169,9 @@ def score(
 
     def run() -> prunekit.ScoreResult:
         dense, data = _dense(model, checkpoint, dataset, train_epochs, None)
-        return prunekit.score(dense, granularity=granularity, estimator=estimator,
-                              data=data.train, n_batches=batches)
+        return prunekit.score(
+            dense, granularity=granularity, estimator=estimator, data=data.train, n_batches=batches
+        )
 
     result = _guarded(run)
     console.print(views.scores_table(result))
@@ -165,7 +187,9 @@ def grade(
     checkpoint: Annotated[Path | None, typer.Option(help="prunekit save directory.")] = None,
     dataset: Annotated[str, typer.Option(help="Data set name.")] = "mnist",
     granularity: Annotated[str, typer.Option(help="Granularity.")] = "channel",
-    estimators: Annotated[str | None, typer.Option(help="Comma-separated names (default all).")] = None,
+    estimators: Annotated[
+        str | None, typer.Option(help="Comma-separated names (default all).")
+    ] = None,
     batches: Annotated[int, typer.Option(help="Batches of scoring data (oracle included).")] = 4,
     train_epochs: Annotated[int, typer.Option(help="Dense training epochs (no checkpoint).")] = 1,
     out: Annotated[Path | None, typer.Option(help="Write the grading as JSON here.")] = None,
@@ -178,8 +202,9 @@ def grade(
         dense, data = _dense(model, checkpoint, dataset, train_epochs, None)
         names = [n.strip() for n in estimators.split(",")] if estimators else None
         kwargs: dict[str, Any] = {"estimators": names} if names else {}
-        return grade_model(dense, granularity=granularity, data=data.train, n_batches=batches,
-                           **kwargs)
+        return grade_model(
+            dense, granularity=granularity, data=data.train, n_batches=batches, **kwargs
+        )
 
     result = _guarded(run)
     console.print(result.table())
@@ -190,8 +215,11 @@ def grade(
     if plot is not None:
         from prunekit.report.plots import plot_correlations
 
-        rows = {r["estimator"]: {"spearman": r["spearman"], "kendall": r["kendall"]}
-                for r in result.to_dict()["rows"] if r.get("status", "ok") == "ok"}
+        rows = {
+            r["estimator"]: {"spearman": r["spearman"], "kendall": r["kendall"]}
+            for r in result.to_dict()["rows"]
+            if r.get("status", "ok") == "ok"
+        }
         console.print(f"wrote plot: {plot_correlations(rows, plot)}", highlight=False)
 
 

@@ -30,7 +30,9 @@ def registry_tables() -> list[Table]:
     granularities = Table("name", "aliases", "spec examples", title="granularities")
     examples = {"nm": "2:4, 4:8, nm:1:4", "block": "block:1x4, block:4x4"}
     for name in GRANULARITIES.names():
-        granularities.add_row(name, ", ".join(GRANULARITIES.aliases_of(name)), examples.get(name, name))
+        granularities.add_row(
+            name, ", ".join(GRANULARITIES.aliases_of(name)), examples.get(name, name)
+        )
     rules = Table("name", "layer types", title="layer rules")
     for name in LAYER_RULES.names():
         rules.add_row(name, ", ".join(t.__name__ for t in LAYER_RULES.get(name).types))
@@ -46,14 +48,23 @@ def registry_tables() -> list[Table]:
 def job_tables(report: JobReport) -> list[Table]:
     tables = [before_after_table(report.before, report.pruned, title="dense vs one-shot pruned")]
     if report.after is not None:
-        tables.append(before_after_table(report.before, report.after, title="dense vs pruned + fine-tuned"))
+        tables.append(
+            before_after_table(report.before, report.after, title="dense vs pruned + fine-tuned")
+        )
     tables.append(layer_table(report.result.model, title="sparsity per layer"))
     return tables
 
 
 def scores_table(result: ScoreResult) -> Table:
-    table = Table("group", "units", "min", "median", "max", "mean",
-                  title=f"{result.estimator.name} scores at {result.granularity.spec()} granularity")
+    table = Table(
+        "group",
+        "units",
+        "min",
+        "median",
+        "max",
+        "mean",
+        title=f"{result.estimator.name} scores at {result.granularity.spec()} granularity",
+    )
     for group in result.groups:
         s = result.scores[group.name]
         finite = s[torch.isfinite(s)]

@@ -73,7 +73,9 @@ class Group:
             raise ValueError(f"group {self.name!r} has no members")
         sizes = {m.tensor: m.view.n_units for m in self.members}
         if len(set(sizes.values())) != 1:
-            raise ValueError(f"group {self.name!r}: members disagree on the number of units {sizes}")
+            raise ValueError(
+                f"group {self.name!r}: members disagree on the number of units {sizes}"
+            )
 
     @property
     def n_units(self) -> int:
@@ -131,9 +133,15 @@ class Group:
             Member(m["tensor"], view_from_dict(m["view"]), m.get("scored", True))
             for m in data["members"]
         )
-        pattern = tuple(data["pattern"]) if data.get("pattern") else None
-        output = tuple(data["output"]) if data.get("output") else None
-        return cls(data["name"], data["layer"], members, pattern, output)  # type: ignore[arg-type]
+        pattern = data.get("pattern")
+        output = data.get("output")
+        return cls(
+            data["name"],
+            data["layer"],
+            members,
+            (int(pattern[0]), int(pattern[1])) if pattern else None,
+            (str(output[0]), int(output[1])) if output else None,
+        )
 
 
 def get_tensor(model: nn.Module, name: str) -> Tensor:

@@ -29,12 +29,12 @@ class SelectionConfig:
     """How to choose the units to remove.
 
     Attributes:
-        sparsity: fraction of units removed, in [0, 1). Ignored by N:M groups (their pattern fixes it).
+        sparsity: fraction of units removed, in [0, 1). N:M groups ignore it (the pattern fixes it).
         threshold: instead of a sparsity, remove every unit whose (normalised) score is below this.
         scope: ``"global"`` ranks all groups together; ``"layer"`` applies the sparsity per group.
         overrides: layer-name glob pattern -> sparsity for matching groups (first match wins).
         min_keep: every group keeps at least this many units.
-        round_to: kept units per group are rounded up to a multiple of this (hardware-friendly widths).
+        round_to: kept units per group are rounded up to a multiple of this (hardware widths).
         normalize: per-group score normalisation before a global ranking.
     """
 

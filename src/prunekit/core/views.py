@@ -213,8 +213,9 @@ class BlockView(UnitView):
         """``[n_units, bh * bw]`` tiles, padded with ``pad`` at ragged edges."""
         m = self.layout.to_matrix(t)
         (gr, gc), (bh, bw) = self.grid, self.block
-        padded = torch.nn.functional.pad(m, (0, gc * bw - m.shape[1], 0, gr * bh - m.shape[0]),
-                                         value=pad)
+        padded = torch.nn.functional.pad(
+            m, (0, gc * bw - m.shape[1], 0, gr * bh - m.shape[0]), value=pad
+        )
         return padded.reshape(gr, bh, gc, bw).permute(0, 2, 1, 3).reshape(gr * gc, bh * bw)
 
     def counts(self) -> Tensor:
@@ -234,8 +235,74 @@ class BlockView(UnitView):
         return layout.from_matrix(full[: layout.rows, : layout.cols].contiguous())
 
 
+@dataclass(frozen=True)
+class IndexView(UnitView):
+    """Units are arbitrary sets of positions along ``dim``: unit ``i`` covers ``index[i]``.
+
+    Structural groups need it where a unit's positions are not one contiguous run: a channel
+    shuffle permutes channels, a grouped convolution's unit covers one channel per group, a unit
+    may be absent from a tensor (empty tuple). Positions no unit covers are left untouched by
+    :meth:`expand` (their value is ``fill``).
+    """
+
+    shape: tuple[int, ...]
+    dim: int
+    index: tuple[tuple[int, ...], ...]
+    fill: float = 1.0
+
+    def __post_init__(self) -> None:
+        dim = self.dim % len(self.shape)
+        object.__setattr__(self, "dim", dim)
+        index = tuple(tuple(int(p) for p in unit) for unit in self.index)
+        object.__setattr__(self, "index", index)
+        flat = [p for unit in index for p in unit]
+        if len(set(flat)) != len(flat) or any(not 0 <= p < self.shape[dim] for p in flat):
+            raise ValueError(
+                f"IndexView positions must be distinct and within dim {dim} of shape {self.shape}"
+            )
+
+    @property
+    def n_units(self) -> int:
+        return len(self.index)
+
+    def _flat(self) -> tuple[Tensor, Tensor]:
+        positions = torch.tensor([p for unit in self.index for p in unit], dtype=torch.long)
+        owners = torch.tensor(
+            [i for i, unit in enumerate(self.index) for _ in unit], dtype=torch.long
+        )
+        return positions, owners
+
+    def counts(self) -> Tensor:
+        per_position = math.prod(self.shape) // self.shape[self.dim]
+        return torch.tensor([float(len(u) * per_position) for u in self.index])
+
+    def reduce(self, t: Tensor, how: Reduction = "sum") -> Tensor:
+        positions, owners = self._flat()
+        rows = t.movedim(self.dim, 0)[positions].reshape(len(positions), -1)
+        if how == "max":
+            out = torch.full((self.n_units,), float("-inf"), dtype=t.dtype, device=t.device)
+            return out.scatter_reduce(0, owners.to(t.device), rows.amax(dim=-1), "amax")
+        sums = torch.zeros(self.n_units, dtype=t.dtype, device=t.device)
+        sums = sums.index_add(0, owners.to(t.device), rows.sum(dim=-1))
+        if how == "mean":
+            return sums / self.counts().to(sums).clamp_min(1.0)
+        if how != "sum":
+            raise ValueError(f"unknown reduction {how!r}; choose from {REDUCTIONS}")
+        return sums
+
+    def expand(self, values: Tensor) -> Tensor:
+        positions, owners = self._flat()
+        along = torch.full(
+            (self.shape[self.dim],), self.fill, dtype=values.dtype, device=values.device
+        )
+        along[positions.to(values.device)] = values[owners.to(values.device)]
+        view_shape = [1] * len(self.shape)
+        view_shape[self.dim] = self.shape[self.dim]
+        return along.reshape(view_shape).expand(self.shape).clone()
+
+
 VIEW_KINDS: dict[str, type[UnitView]] = {
-    cls.__name__: cls for cls in (AxisView, ElementView, BlockView)
+    cls.__name__: cls for cls in (AxisView, ElementView, BlockView, IndexView)
 }
 
 

@@ -7,7 +7,7 @@ from dataclasses import fields
 from typing import Any
 
 from prunekit.errors import ConfigError
-from prunekit.estimators.activations import APoZ, Activation, MutualInfo
+from prunekit.estimators.activations import Activation, APoZ, MutualInfo
 from prunekit.estimators.base import Estimator
 from prunekit.estimators.data import ScoringData, as_scoring_data, default_forward
 from prunekit.estimators.gradients import Fisher, Gradient, Hessian, Taylor
@@ -20,7 +20,15 @@ ESTIMATORS: Registry[type[Estimator]] = Registry(
     {
         cls.name: cls
         for cls in (
-            Magnitude, Gradient, Taylor, Fisher, Hessian, Activation, APoZ, MutualInfo, Random,
+            Magnitude,
+            Gradient,
+            Taylor,
+            Fisher,
+            Hessian,
+            Activation,
+            APoZ,
+            MutualInfo,
+            Random,
             Oracle,
         )
     },

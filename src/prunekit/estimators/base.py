@@ -63,8 +63,9 @@ class Estimator(ABC):
                     f"estimator {self.name!r} scores output units (neurons, channels) from "
                     f"activations; group {no_output[0]!r} has none: use granularity 'channel'"
                 )
-        scores = {name: s.detach().float().cpu() for name, s in
-                  self.compute(model, groups, data).items()}
+        scores = {
+            name: s.detach().float().cpu() for name, s in self.compute(model, groups, data).items()
+        }
         check_scores(scores, groups, allow_nan=self.partial)
         return scores
 

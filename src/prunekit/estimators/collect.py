@@ -118,7 +118,10 @@ def hessian_diagonal(
                     for v in values.values()
                 ]
                 hvps = torch.autograd.grad(
-                    grads, list(values.values()), grad_outputs=probes, retain_graph=True,
+                    grads,
+                    list(values.values()),
+                    grad_outputs=probes,
+                    retain_graph=True,
                     allow_unused=True,
                 )
                 for n, z, hz in zip(values, probes, hvps, strict=True):
@@ -185,9 +188,7 @@ def channel_statistics(
     return stats, torch.cat(predictions), torch.cat(targets)
 
 
-def mean_loss(
-    model: nn.Module, data: ScoringData, tensors: Mapping[str, Tensor]
-) -> float:
+def mean_loss(model: nn.Module, data: ScoringData, tensors: Mapping[str, Tensor]) -> float:
     """Mean loss over all batches with ``tensors`` substituted (no gradients, eval mode)."""
     total = 0.0
     with eval_mode(model), torch.no_grad():

@@ -78,6 +78,4 @@ def as_scoring_data(
     """Accept a ready :class:`ScoringData`, a loader (or list of batches), or ``None``."""
     if data is None or isinstance(data, ScoringData):
         return data
-    return ScoringData.from_loader(
-        data, n_batches=n_batches, loss_fn=loss_fn or F.cross_entropy
-    )
+    return ScoringData.from_loader(data, n_batches=n_batches, loss_fn=loss_fn or F.cross_entropy)

@@ -53,7 +53,9 @@ class Oracle(Estimator):
         tensors = group_tensors(model, groups)
         base = mean_loss(model, data, {})
         scores: Scores = {}
-        bar = tqdm(total=total, desc=self.name, leave=False, disable=None if data.progress else True)
+        bar = tqdm(
+            total=total, desc=self.name, leave=False, disable=None if data.progress else True
+        )
         for group in groups:
             s = torch.full((group.n_units,), float("nan"))
             for unit in chosen[group.name].tolist():

@@ -52,6 +52,8 @@ class Random(Estimator):
     ) -> Scores:
         scores: Scores = {}
         for group in groups:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(group.name.encode()))
+            gen = torch.Generator().manual_seed(
+                self.seed * 1_000_003 + zlib.crc32(group.name.encode())
+            )
             scores[group.name] = torch.rand(group.n_units, generator=gen)
         return scores

@@ -100,7 +100,8 @@ class Block(Granularity):
 @dataclass(frozen=True)
 class Channel(Granularity):
     """Output units of a layer: neurons of a Linear (weight rows), filters of a convolution.
-    A unit covers its weight slice and its bias entry; its activation is the layer's output channel."""
+    A unit covers its weight slice and its bias entry; its activation is the layer's output
+    channel."""
 
     name: ClassVar[str] = "channel"
     structural: ClassVar[bool] = True

@@ -147,7 +147,7 @@ class _WeightsModel(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-class ArchSpec(BaseModel):
+class ArchSpec(BaseModel):  # type: ignore[no-redef]  # pydantic plugin vs a field named kwargs
     """How to rebuild an architecture: a registered model name and its keyword arguments.
 
     Unknown fields are kept, so later builders (torchvision, timm, ...) can add their own.

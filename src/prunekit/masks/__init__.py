@@ -10,4 +10,12 @@ from prunekit.masks.parametrize import (
     remove_masks,
 )
 
-__all__ = ["Mask", "apply_masks", "bake_masks", "clone_model", "is_masked", "masks_of", "remove_masks"]
+__all__ = [
+    "Mask",
+    "apply_masks",
+    "bake_masks",
+    "clone_model",
+    "is_masked",
+    "masks_of",
+    "remove_masks",
+]

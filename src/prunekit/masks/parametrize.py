@@ -26,6 +26,8 @@ from prunekit.errors import ConfigError
 class Mask(nn.Module):
     """Multiplies a tensor by a fixed 0/1 (or soft) mask held as a buffer."""
 
+    mask: Tensor
+
     def __init__(self, mask: Tensor) -> None:
         super().__init__()
         self.register_buffer("mask", mask)
@@ -55,10 +57,19 @@ def _split(name: str) -> tuple[str, str]:
     return module, attr
 
 
+def _parametrizations(module: nn.Module) -> nn.ModuleDict:
+    """The ``parametrizations`` container torch adds to a parametrised module."""
+    container = getattr(module, "parametrizations")  # noqa: B009 (added at run time by torch)
+    assert isinstance(container, nn.ModuleDict)
+    return container
+
+
 def _mask_module(module: nn.Module, attr: str) -> Mask | None:
     if not parametrize.is_parametrized(module, attr):
         return None
-    for p in module.parametrizations[attr]:  # type: ignore[union-attr,index]
+    chain = _parametrizations(module)[attr]
+    assert isinstance(chain, nn.ModuleList)
+    for p in chain:
         if isinstance(p, Mask):
             return p
     return None
@@ -108,7 +119,7 @@ def masks_of(model: nn.Module) -> Masks:
     for module_name, module in model.named_modules():
         if not parametrize.is_parametrized(module):
             continue
-        for attr in module.parametrizations:  # type: ignore[union-attr]
+        for attr in _parametrizations(module):
             mask = _mask_module(module, attr)
             if mask is not None:
                 found[f"{module_name}.{attr}" if module_name else attr] = mask.mask.detach().clone()
@@ -116,16 +127,10 @@ def masks_of(model: nn.Module) -> Masks:
 
 
 def _unmask(model: nn.Module, bake: bool) -> None:
+    """Remove every mask; ``bake`` keeps the masked values, otherwise the originals come back."""
     for name in masks_of(model):
         module, attr, _ = _resolve(model, name)
-        if bake:
-            parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
-        else:
-            with torch.no_grad():
-                original = module.parametrizations[attr].original.detach().clone()  # type: ignore[union-attr,index]
-            parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
-            with torch.no_grad():
-                getattr(module, attr).copy_(original)
+        parametrize.remove_parametrizations(module, attr, leave_parametrized=bake)
 
 
 def bake_masks(model: nn.Module) -> None:

@@ -1,0 +1,137 @@
+"""The CLI end to end on real data (scikit-learn digits, so it runs in seconds)."""
+
+import json
+from pathlib import Path
+
+import yaml
+from torch import nn
+from typer.testing import CliRunner
+
+from prunekit.cli.main import app, demo_recipe
+from prunekit.io import load, read_metadata
+
+runner = CliRunner()
+
+
+def test_list_shows_every_registry() -> None:
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for name in (
+        "taylor",
+        "oracle",
+        "mutual_info",
+        "channel",
+        "nm",
+        "conv_transpose",
+        "lenet-5",
+        "digits",
+    ):
+        assert name in result.output
+
+
+def digits_recipe(tmp_path: Path, **prune: object) -> Path:
+    recipe = {
+        "model": {"name": "lenet-300-100"},
+        "data": {"dataset": "digits", "batch_size": 64},
+        "train": {"epochs": 3, "lr": 0.003},
+        "prune": {"estimator": {"name": "magnitude"}, "sparsity": 0.8, **prune},
+        "finetune": {"epochs": 1},
+        "output": {
+            "dir": str(tmp_path / "out"),
+            "curve": ["magnitude", "random"],
+            "curve_sparsities": [0.5, 0.9],
+        },
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_prune_from_a_recipe_writes_a_loadable_model_table_and_plots(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["prune", str(digits_recipe(tmp_path))])
+    assert result.exit_code == 0, result.output
+    assert "dense vs one-shot pruned" in result.output and "accuracy" in result.output
+    out = tmp_path / "out"
+    assert (out / "layer_sparsity.png").stat().st_size > 1000
+    assert (out / "accuracy_vs_sparsity.png").stat().st_size > 1000
+    meta = read_metadata(out / "model")
+    assert meta.arch is not None and meta.arch["model"] == "lenet-300-100"
+    model = load(out / "model")
+    weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert abs(zeros - 0.8) < 0.01
+
+
+def test_bad_recipe_exits_with_a_one_line_error(tmp_path: Path) -> None:
+    path = digits_recipe(tmp_path, sparsity=1.5)
+    result = runner.invoke(app, ["prune", str(path)])
+    assert result.exit_code == 2
+    assert "sparsity must be in [0, 1)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_prune_options_validate_like_a_recipe(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["prune", "--estimator", "magnitud", "--sparsity", "0.5", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "did you mean 'magnitude'" in result.output
+
+
+def test_score_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "scores.json"
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            "--model",
+            "lenet-5",
+            "--dataset",
+            "digits",
+            "--estimator",
+            "taylor",
+            "--batches",
+            "2",
+            "--train-epochs",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    scores = json.loads(out.read_text())
+    assert set(scores) == {"conv1", "conv2", "fc1", "fc2", "fc3"}
+    assert len(scores["conv1"]) == 6
+
+
+def test_grade_prints_and_writes_the_correlation_table(tmp_path: Path) -> None:
+    out = tmp_path / "grade.json"
+    result = runner.invoke(
+        app,
+        [
+            "grade",
+            "--model",
+            "lenet-5",
+            "--dataset",
+            "digits",
+            "--estimators",
+            "magnitude,taylor,random",
+            "--batches",
+            "2",
+            "--train-epochs",
+            "1",
+            "--out",
+            str(out),
+            "--plot",
+            str(tmp_path / "grade.png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["estimator"] for r in rows} == {"magnitude", "taylor", "random"}
+    assert all(-1 <= r["spearman"] <= 1 for r in rows)
+    assert (tmp_path / "grade.png").stat().st_size > 1000
+
+
+def test_quick_demo_recipe_is_a_smaller_job(tmp_path: Path) -> None:
+    recipe = demo_recipe(quick=True, out=tmp_path)
+    assert recipe.data.train_limit == 10_000 and recipe.output.dir == tmp_path
