@@ -152,7 +152,8 @@ def sparsity_curves(
 def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> JobReport:
     """Run the whole job of ``recipe`` and write its outputs under ``recipe.output.dir``."""
     seed_everything(recipe.seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if recipe.threads is not None:
+        torch.set_num_threads(recipe.threads)
     data = _data(recipe)
     model = dense_model(recipe, data.train, data.example, progress, log)
     eval_fn = accuracy_eval(data.test)

@@ -176,6 +176,9 @@ class Recipe(_Strict):
     finetune: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=0))
     output: OutputSpec = Field(default_factory=OutputSpec)
     seed: int = 0
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads for the job; None keeps torch's default"
+    )
 
 
 def parse_recipe(data: Any, source: str = "<recipe>") -> Recipe:

@@ -15,6 +15,7 @@ from typing import Literal
 from torch import nn
 
 from prunekit.errors import ConfigError, DataError
+from prunekit.masks import bake_masks, clone_model, masks_of
 from prunekit.measure.inputs import ExampleInputs, eval_mode
 from prunekit.measure.latency import measure_latency
 from prunekit.measure.macs import count_macs, effective_macs
@@ -88,6 +89,13 @@ def _metrics(model: nn.Module, eval_fn: EvalFn) -> dict[str, float]:
         raise ConfigError(f"eval_fn {name!r} returned a non-numeric metric: {err}") from err
 
 
+def _deployed_latency(model: nn.Module, example_inputs: ExampleInputs) -> float:
+    if masks_of(model):
+        model = clone_model(model)
+        bake_masks(model)
+    return measure_latency(model, example_inputs).median_ms
+
+
 def measure(
     model: nn.Module,
     example_inputs: ExampleInputs,
@@ -98,7 +106,9 @@ def measure(
     """Measure ``model`` on ``example_inputs`` without changing it.
 
     ``eval_fn(model)`` is called (in eval mode, flags restored after) to add task metrics;
-    ``latency=False`` skips the timing, which is the slow and noisy part.
+    ``latency=False`` skips the timing, which is the slow and noisy part. A masked model is timed
+    as it would be deployed: on a copy with its masks baked in (zeros in dense weights), so the
+    mask multiplications of training are not counted.
     """
     params, nonzeros = count_params(model), count_nonzeros(model)
     macs = count_macs(model, example_inputs)
@@ -110,7 +120,7 @@ def measure(
         effective_macs=effective_macs(model, macs),
         dense_bytes=dense_size_bytes(model),
         sparse_bytes=sparse_size_bytes(model),
-        latency_ms=measure_latency(model, example_inputs).median_ms if latency else None,
+        latency_ms=_deployed_latency(model, example_inputs) if latency else None,
         metric=_metrics(model, eval_fn) if eval_fn is not None else {},
     )
 

@@ -1,0 +1,261 @@
+"""Trace a model into the coupling graph of its units.
+
+The model runs once, eagerly, on the example inputs under a :class:`TorchDispatchMode`. Every ATen
+operation that touches a labelled tensor is handed to its structural rule
+(:mod:`prunekit.ops.structural`), which couples atoms and labels the outputs. Global module hooks
+keep the module path of every op (for error messages and ``ignore``). Nothing of the model is
+changed: it runs in eval mode under ``no_grad`` and its train/eval flags are restored.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils.weak import WeakIdKeyDictionary
+
+from prunekit.errors import ConfigError, UnsupportedLayerError, closest
+from prunekit.graph.atoms import AtomGraph, Slots
+
+
+@dataclass(frozen=True)
+class Family:
+    """The atoms of one dimension of one tensor (parameter or buffer)."""
+
+    tensor: str
+    dim: int
+    start: int
+    shape: tuple[int, ...]
+    is_param: bool
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return self.shape[self.dim]
+
+
+@dataclass
+class StructureTrace:
+    """The result of a trace: atoms, couplings and the tensors they belong to."""
+
+    graph: AtomGraph
+    families: list[Family]
+    first_use: dict[str, int]
+    n_ops: int = 0
+    op_names: set[str] = field(default_factory=set)
+
+
+class _Tracer(TorchDispatchMode):
+    """Runs structural rules on every ATen op (implements :class:`RuleContext`)."""
+
+    def __init__(self, model: nn.Module, ignore: Sequence[str]) -> None:
+        super().__init__()
+        self.graph = AtomGraph()
+        self.labels: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.names: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.families: list[Family] = []
+        self.first_use: dict[str, int] = {}
+        self.module_names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
+        self.ignore = tuple(ignore)
+        self.stack: list[str] = []
+        self.n_ops = 0
+        self.op_names: set[str] = set()
+        self._func: Any = None
+        self._label_tensors(model)
+
+    # RuleContext -------------------------------------------------------------------------------
+    @property
+    def func(self) -> Any:
+        return self._func
+
+    def slots(self, t: Any) -> Slots:
+        if not isinstance(t, Tensor):
+            return ()
+        found = self.labels.get(t)
+        return found if found is not None else ()
+
+    def set_slots(self, t: Any, slots: Slots) -> None:
+        if isinstance(t, Tensor):
+            self.labels[t] = tuple(slots)
+
+    def where(self) -> str:
+        return self.stack[-1] if self.stack else "<top level>"
+
+    # tracing -----------------------------------------------------------------------------------
+    def _label_tensors(self, model: nn.Module) -> None:
+        seen: dict[int, list[str]] = {}
+        tensors: dict[int, tuple[Tensor, bool]] = {}
+        named = [
+            *((n, t, True) for n, t in model.named_parameters(remove_duplicate=False)),
+            *((n, t, False) for n, t in model.named_buffers(remove_duplicate=False)),
+        ]
+        for name, t, is_param in named:
+            if t is None or not t.is_floating_point():
+                continue
+            seen.setdefault(id(t), []).append(name)
+            tensors[id(t)] = (t, is_param)
+        for key, names in seen.items():
+            t, is_param = tensors[key]
+            slots = []
+            for d, n in enumerate(t.shape):
+                if n <= 1:
+                    continue
+                atoms = self.graph.allocate(n)
+                self.families.append(
+                    Family(names[0], d, atoms.start, tuple(t.shape), is_param, tuple(names[1:]))
+                )
+                view = [1] * t.dim()
+                view[d] = n
+                slots.append(torch.arange(atoms.start, atoms.stop).reshape(view))
+            self.names[t] = names[0]
+            self.labels[t] = tuple(slots)
+
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.n_ops += 1
+        labelled = False
+        for t in pytree.tree_leaves((args, kwargs)):
+            if not isinstance(t, Tensor):
+                continue
+            name = self.names.get(t)
+            if name is not None and name not in self.first_use:
+                self.first_use[name] = len(self.first_use)
+            labelled = labelled or bool(self.labels.get(t))
+        if labelled:
+            self._apply(func, args, kwargs, out)
+        return out
+
+    def _apply(self, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
+        from prunekit.ops import structural_layers  # noqa: F401  (registers the layer rules)
+        from prunekit.ops.structural import rule_for_op
+
+        rule = rule_for_op(func)
+        self.op_names.add(str(func))
+        if rule is None:
+            if any(_matches(n, self.ignore) for n in self.stack):
+                self._opaque(args, kwargs)
+                return
+            raise UnsupportedLayerError(_unsupported_message(func, self.where(), self.stack))
+        self._func = func
+        rule(self, args, kwargs, out)
+
+    def _opaque(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """An op without a rule inside an ignored module: its inputs keep their width."""
+        self.fix_all((args, kwargs))
+
+    def fix_all(self, tree: Any) -> None:
+        for t in pytree.tree_leaves(tree):
+            for s in self.slots(t):
+                self.graph.fix(s)
+
+    @contextmanager
+    def module_scope(self) -> Iterator[None]:
+        def pre(module: nn.Module, inputs: Any) -> None:
+            name = self.module_names.get(id(module))
+            if name is not None:
+                self.stack.append(name)
+
+        def post(module: nn.Module, inputs: Any, output: Any) -> None:
+            name = self.module_names.get(id(module))
+            if name is None:
+                return
+            if self.stack and self.stack[-1] == name:
+                self.stack.pop()
+            if name and _matches(name, self.ignore):
+                with _disable_current_modes():
+                    self.fix_all(output)
+
+        from torch.nn.modules.module import (
+            register_module_forward_hook,
+            register_module_forward_pre_hook,
+        )
+
+        handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _unsupported_message(func: Any, where: str, stack: Sequence[str]) -> str:
+    name = str(func)
+    packet = name.rsplit(".", 1)[0] if name.count(".") >= 2 else name
+    return (
+        f"structural tracing cannot map units through the operation {name!r} called in module "
+        f"{where!r} (module path: {' > '.join(stack) or '<top level>'}). Declare how it maps "
+        f"units: prunekit.ops.structural.OP_RULES.register({packet!r}, rule) (for an elementwise "
+        f"op, rule=prunekit.ops.structural.pointwise), or pass ignore=[{where!r}] to keep the "
+        "widths of everything that module touches"
+    )
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+def _as_args(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if isinstance(example_inputs, Mapping):
+        return (), dict(example_inputs)
+    if isinstance(example_inputs, tuple):
+        return example_inputs, {}
+    return (example_inputs,), {}
+
+
+def run_model(model: nn.Module, example_inputs: Any) -> Any:
+    """Call ``model`` on ``example_inputs``: a tensor, a tuple of positional arguments, or a
+    mapping of keyword arguments."""
+    args, kwargs = _as_args(example_inputs)
+    return model(*args, **kwargs)
+
+
+def check_ignore(model: nn.Module, ignore: Sequence[str]) -> None:
+    names = [n for n, _ in model.named_modules() if n]
+    for pattern in ignore:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            hint = closest(pattern, names)
+            raise ConfigError(f"ignore pattern {pattern!r} matches no module of the model{hint}")
+
+
+def trace(model: nn.Module, example_inputs: Any, *, ignore: Sequence[str] = ()) -> StructureTrace:
+    """Run ``model`` once and record how its units are coupled.
+
+    The model's outputs keep their shape (so the final classifier's output units are never
+    pruned); modules matching an ``ignore`` glob pattern keep the width of their outputs.
+    """
+    if isinstance(ignore, str):
+        ignore = (ignore,)
+    check_ignore(model, ignore)
+    tracer = _Tracer(model, ignore)
+    with _eval_mode(model), torch.no_grad():
+        with tracer.module_scope(), tracer:
+            output = run_model(model, example_inputs)
+        tracer.fix_all(output)
+    return StructureTrace(
+        tracer.graph, tracer.families, tracer.first_use, tracer.n_ops, tracer.op_names
+    )

@@ -1,0 +1,171 @@
+"""Structural rules of the ATen ops that hold layer weights: convolution, normalisations,
+embedding, PReLU. Registered into :data:`prunekit.ops.structural.OP_RULES`.
+
+Each rule couples the channel atoms of its input with the weight dimension that reads them and
+gives the output the atoms of the weight dimension that writes it, so a Conv -> BN -> ReLU -> Conv
+chain becomes one unit per channel spanning the first conv's rows, its bias, the BN entries and
+the second conv's columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import Tensor
+
+from prunekit.graph.atoms import vary
+from prunekit.graph.couple import couple, place, vector
+from prunekit.ops.structural import OP_RULES, RuleContext, arg, first_tensor, item
+
+
+def channel_vector(ctx: RuleContext, t: Tensor, dim: int) -> Tensor | None:
+    """The channel atoms of an activation along ``dim``; units along any other dimension
+    (spatial positions, tokens) are fixed, since these layers mix them."""
+    dim = dim % t.dim()
+    for s in ctx.slots(t):
+        if vary(s) - {dim}:
+            ctx.graph.fix(s)
+    return vector(ctx.graph, tuple(t.shape), ctx.slots(t), dim)
+
+
+def param_vector(ctx: RuleContext, t: Tensor | None, dim: int) -> Tensor | None:
+    if t is None:
+        return None
+    return vector(ctx.graph, tuple(t.shape), ctx.slots(t), dim)
+
+
+def link(ctx: RuleContext, a: Tensor | None, a_size: int, b: Tensor | None, b_size: int) -> None:
+    """Couple two atom vectors of one dimension; if one side has no units (an unlabelled
+    dimension of size > 1), the other side's units are fixed."""
+    if a is not None and b is not None:
+        ctx.graph.union(a, b)
+    elif a is not None and b_size > 1:
+        ctx.graph.fix(a)
+    elif b is not None and a_size > 1:
+        ctx.graph.fix(b)
+
+
+def _fix_dims(ctx: RuleContext, t: Tensor, dims: set[int]) -> None:
+    for s in ctx.slots(t):
+        if vary(s) & dims:
+            ctx.graph.fix(s)
+
+
+def convolution(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
+    """``aten.convolution``: input channels <-> weight dim 1 (dim 0 if transposed), output
+    channels <-> weight dim 0 (dim 1 if transposed) and bias. A grouped convolution keeps its
+    groups equal, so a unit is a whole group: its input channels and its output channels
+    (for a depthwise conv, channel ``c`` in and channel ``c`` out)."""
+    x, w, bias = args[0], args[1], args[2]
+    transposed = bool(arg(args, kwargs, 6, "transposed", False))
+    groups = int(arg(args, kwargs, 8, "groups", 1))
+    cdim = 0 if x.dim() == w.dim() - 1 else 1
+    _fix_dims(ctx, w, set(range(2, w.dim())))
+    xin = channel_vector(ctx, x, cdim)
+    in_dim, out_dim = (0, 1) if transposed else (1, 0)
+    w_in, w_out = param_vector(ctx, w, in_dim), param_vector(ctx, w, out_dim)
+    if groups == 1:
+        link(ctx, xin, x.shape[cdim], w_in, w.shape[in_dim])
+    elif transposed:
+        for v in (xin, w_in, w_out):
+            if v is not None:
+                ctx.graph.fix(v)
+        w_out = None
+    else:
+        if w_in is not None:
+            ctx.graph.fix(w_in)
+        if xin is None or w_out is None:
+            for v in (xin, w_out):
+                if v is not None:
+                    ctx.graph.fix(v)
+        else:
+            per_in = xin.view(groups, -1)
+            ctx.graph.union(per_in[:, :1], per_in)
+            ctx.graph.union(per_in[:, :1], w_out.view(groups, -1))
+    b_out = param_vector(ctx, bias, 0)
+    link(ctx, w_out, w.shape[out_dim], b_out, 0 if bias is None else bias.shape[0])
+    if w_out is not None:
+        ctx.set_slots(out, (place(w_out, out.dim(), cdim),))
+
+
+def batch_norm(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
+    """BatchNorm (and InstanceNorm, which runs as a batch norm): per-channel, so exact."""
+    x = args[0]
+    cdim = 1 if x.dim() > 1 else 0
+    xin = channel_vector(ctx, x, cdim)
+    for p in args[1:5]:
+        if isinstance(p, Tensor):
+            link(ctx, xin, x.shape[cdim], param_vector(ctx, p, 0), p.shape[0])
+    if xin is not None:
+        ctx.set_slots(first_tensor(out), (place(xin, x.dim(), cdim),))
+
+
+def layer_norm(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
+    """LayerNorm normalises over its trailing dims: weights are coupled elementwise, and units
+    along those dims are *inexact* (removing them changes the statistics). Without affine
+    weights the normalised shape is a fixed number in the module, so those units are fixed."""
+    x, shape = args[0], list(args[1])
+    w, b = arg(args, kwargs, 2, "weight", None), arg(args, kwargs, 3, "bias", None)
+    dims = set(range(x.dim() - len(shape), x.dim()))
+    if w is None:
+        _fix_dims(ctx, x, dims)
+    for s in ctx.slots(x):
+        if vary(s) & dims:
+            ctx.graph.mark_inexact(s)
+    items = [item(ctx, x)] + [item(ctx, p) for p in (w, b) if isinstance(p, Tensor)]
+    ctx.set_slots(first_tensor(out), couple(ctx.graph, items, tuple(x.shape)))
+
+
+def group_norm(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
+    """GroupNorm: a unit is a whole normalisation group (exact: the other groups' statistics do
+    not change). With one group it normalises over all channels, like LayerNorm: inexact."""
+    x, w, b, groups = args[0], args[1], args[2], int(args[6])
+    xin = channel_vector(ctx, x, 1)
+    for p in (w, b):
+        if isinstance(p, Tensor):
+            link(ctx, xin, x.shape[1], param_vector(ctx, p, 0), p.shape[0])
+    if xin is None:
+        return
+    if groups == 1:
+        ctx.graph.mark_inexact(xin)
+    elif groups < xin.numel():
+        per = xin.view(groups, -1)
+        ctx.graph.union(per[:, :1], per)
+    ctx.set_slots(first_tensor(out), (place(xin, x.dim(), 1),))
+
+
+def embedding(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
+    """Embedding lookup: the vocabulary is fixed; the output's last dim has the weight's
+    columns (so a tied LM head shares them)."""
+    w = args[0]
+    rows = param_vector(ctx, w, 0)
+    if rows is not None:
+        ctx.graph.fix(rows)
+    cols = param_vector(ctx, w, 1)
+    if cols is not None:
+        ctx.set_slots(out, (place(cols, out.dim(), -1),))
+
+
+def prelu(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
+    """PReLU: one slope per channel (dim 1; a 1-d weight is aligned with it) or one shared."""
+    x, w = args[0], args[1]
+    w_shape, w_slots = tuple(w.shape), ctx.slots(w)
+    if w.dim() == 1 and x.dim() > 1:
+        view = (1, w.numel()) + (1,) * (x.dim() - 2)
+        w_shape, w_slots = view, tuple(s.reshape(view) for s in w_slots)
+    ctx.set_slots(out, couple(ctx.graph, [item(ctx, x), (w_shape, w_slots)], tuple(x.shape)))
+
+
+_LAYER_RULES = {
+    "aten.convolution": convolution,
+    "aten.native_batch_norm": batch_norm,
+    "aten._native_batch_norm_legit": batch_norm,
+    "aten._native_batch_norm_legit_no_training": batch_norm,
+    "aten.native_layer_norm": layer_norm,
+    "aten.native_group_norm": group_norm,
+    "aten.embedding": embedding,
+    "aten._prelu_kernel": prelu,
+}
+for _name, _rule in _LAYER_RULES.items():
+    OP_RULES.register(_name, _rule)

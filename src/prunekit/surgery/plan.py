@@ -1,0 +1,157 @@
+"""The plan: a JSON-serialisable record of what surgery removed.
+
+For every parameter and buffer it touched, the plan names the dimensions and the removed indices
+(and the shapes before and after); for every module, the width attributes it changed; for every
+group, the removed units. ``rebuild(original, plan)`` re-applies it to a fresh copy of the
+original architecture, which is how a pruned model is loaded without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from prunekit.core.groups import Group, Selection
+from prunekit.core.views import AxisView, IndexView, UnitView
+from prunekit.errors import ConfigError, SaveFileError, SelectionError
+
+PLAN_FORMAT = "prunekit.plan"
+PLAN_VERSION = 1
+
+
+@dataclass
+class TensorCut:
+    """The indices removed from one tensor, per dimension."""
+
+    tensor: str
+    shape_before: tuple[int, ...]
+    removed: dict[int, list[int]]
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def shape_after(self) -> tuple[int, ...]:
+        return tuple(n - len(self.removed.get(d, ())) for d, n in enumerate(self.shape_before))
+
+    def kept(self, dim: int) -> list[int]:
+        gone = set(self.removed.get(dim, ()))
+        return [i for i in range(self.shape_before[dim]) if i not in gone]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shape_before": list(self.shape_before),
+            "shape_after": list(self.shape_after),
+            "dims": [{"dim": d, "removed": idx} for d, idx in sorted(self.removed.items())],
+            "aliases": list(self.aliases),
+        }
+
+
+@dataclass
+class Plan:
+    """What surgery removed; see the module docstring."""
+
+    tensors: dict[str, TensorCut]
+    groups: dict[str, list[int]] = field(default_factory=dict)
+    modules: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": PLAN_FORMAT,
+            "version": PLAN_VERSION,
+            "tensors": {name: cut.to_dict() for name, cut in self.tensors.items()},
+            "modules": self.modules,
+            "groups": {name: {"removed": idx} for name, idx in self.groups.items()},
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        if data.get("format") != PLAN_FORMAT:
+            raise SaveFileError(f"not a prunekit plan (format {data.get('format')!r})")
+        if data.get("version") != PLAN_VERSION:
+            raise SaveFileError(
+                f"plan version {data.get('version')!r} is not supported (expected {PLAN_VERSION})"
+            )
+        tensors = {
+            name: TensorCut(
+                name,
+                tuple(t["shape_before"]),
+                {int(e["dim"]): [int(i) for i in e["removed"]] for e in t["dims"]},
+                tuple(t.get("aliases", ())),
+            )
+            for name, t in data["tensors"].items()
+        }
+        groups = {name: list(g["removed"]) for name, g in data.get("groups", {}).items()}
+        return cls(tensors, groups, {k: dict(v) for k, v in data.get("modules", {}).items()})
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        return cls.from_dict(json.loads(text))
+
+
+def check_selection(groups: Sequence[Group], selection: Selection) -> None:
+    """Every group has a keep vector of the right length that keeps at least one unit."""
+    for group in groups:
+        if group.name not in selection:
+            raise ConfigError(f"the selection has no entry for group {group.name!r}")
+        keep = selection[group.name]
+        if tuple(keep.shape) != (group.n_units,):
+            raise ConfigError(
+                f"selection of group {group.name!r} has shape {tuple(keep.shape)}, expected "
+                f"({group.n_units},)"
+            )
+        if not bool(keep.any()):
+            raise SelectionError(
+                f"the selection removes every unit of group {group.name!r}; a layer cannot "
+                "shrink to width 0 (use min_keep >= 1)"
+            )
+
+
+def removed_positions(view: UnitView, keep: Tensor) -> list[int]:
+    """Positions along the view's dimension that belong to a removed unit."""
+    if isinstance(view, AxisView):
+        gone = (~keep).nonzero().flatten().tolist()
+        return [view.offset + u * view.repeat + r for u in gone for r in range(view.repeat)]
+    if isinstance(view, IndexView):
+        return sorted(p for u in (~keep).nonzero().flatten().tolist() for p in view.index[u])
+    raise ConfigError(
+        f"surgery removes whole slices; a {type(view).__name__} is not structural (use "
+        "masks for element, N:M and block granularities)"
+    )
+
+
+def make_plan(
+    groups: Sequence[Group],
+    selection: Selection,
+    shapes: Mapping[str, tuple[int, ...]],
+    aliases: Mapping[str, tuple[str, ...]] | None = None,
+) -> Plan:
+    """The plan of removing every unit that ``selection`` does not keep."""
+    check_selection(groups, selection)
+    removed: dict[str, dict[int, set[int]]] = {}
+    group_cuts: dict[str, list[int]] = {}
+    for group in groups:
+        keep = selection[group.name].to(torch.bool).cpu()
+        if bool(keep.all()):
+            continue
+        group_cuts[group.name] = (~keep).nonzero().flatten().tolist()
+        for member in group.members:
+            dims = removed.setdefault(member.tensor, {})
+            dim = getattr(member.view, "dim", 0)
+            dims.setdefault(dim, set()).update(removed_positions(member.view, keep))
+    tensors = {
+        name: TensorCut(
+            name,
+            tuple(shapes[name]),
+            {d: sorted(p) for d, p in dims.items() if p},
+            tuple((aliases or {}).get(name, ())),
+        )
+        for name, dims in removed.items()
+    }
+    return Plan({n: c for n, c in tensors.items() if c.removed}, group_cuts)
