@@ -7,6 +7,7 @@ A benchmark is a YAML config run by a harness script; every harness writes ``res
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import time
@@ -93,6 +94,18 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def parse_args(description: str | None) -> tuple[dict[str, Any], Path]:
+    """The harness command line: ``CONFIG [--quick] [--out DIR]`` -> (config, output directory)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--quick", action="store_true", help="small CI-sized run")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    suffix = "-quick" if args.quick else ""
+    out = args.out or ROOT.parent / "runs" / "bench" / (args.config.stem + suffix)
+    return read_config(args.config, args.quick), out
 
 
 def write_results(out: Path, results: Mapping[str, Any], markdown: str) -> None:

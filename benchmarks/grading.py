@@ -8,7 +8,6 @@ the median (and range) over seeds. Usage::
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +21,7 @@ from common import (
     environment,
     loaders,
     markdown_table,
-    read_config,
+    parse_args,
     write_results,
 )
 
@@ -38,7 +37,11 @@ def run(config: Mapping[str, Any], out: Path) -> dict[str, Any]:
         config.get("train_limit"),
         config.get("test_limit"),
     )
-    model = dense_model(config, train_loader, ROOT.parent / "runs" / "bench" / "dense")
+    model = dense_model(
+        config,
+        train_loader,
+        Path(config.get("cache_dir", ROOT.parent / "runs" / "bench" / "dense")),
+    )
     dense_acc = accuracy(model, test_loader)
     print(f"dense test accuracy: {dense_acc:.2f}%")
     runs = []
@@ -127,15 +130,7 @@ def markdown(results: Mapping[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("config", type=Path)
-    parser.add_argument("--quick", action="store_true", help="small CI-sized run")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    config = read_config(args.config, args.quick)
-    out = args.out or ROOT.parent / "runs" / "bench" / (
-        args.config.stem + ("-quick" if args.quick else "")
-    )
+    config, out = parse_args(__doc__)
     results = run(config, out)
     write_results(out, results, markdown(results))
     ok = {

@@ -8,7 +8,6 @@ peers (``torch.nn.utils.prune``) run in the same process. Usage::
 
 from __future__ import annotations
 
-import argparse
 import copy
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +22,7 @@ from common import (
     environment,
     loaders,
     markdown_table,
-    read_config,
+    parse_args,
     write_results,
 )
 from torch import nn
@@ -81,7 +80,11 @@ def run(config: Mapping[str, Any], out: Path) -> dict[str, Any]:
         config.get("train_limit"),
         config.get("test_limit"),
     )
-    dense = dense_model(config, train_loader, ROOT.parent / "runs" / "bench" / "dense")
+    dense = dense_model(
+        config,
+        train_loader,
+        Path(config.get("cache_dir", ROOT.parent / "runs" / "bench" / "dense")),
+    )
     dense_acc = accuracy(dense, test_loader)
     print(f"dense test accuracy: {dense_acc:.2f}%")
     ft = config["finetune"]
@@ -154,15 +157,7 @@ def markdown(results: Mapping[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("config", type=Path)
-    parser.add_argument("--quick", action="store_true", help="small CI-sized run")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    config = read_config(args.config, args.quick)
-    out = args.out or ROOT.parent / "runs" / "bench" / (
-        args.config.stem + ("-quick" if args.quick else "")
-    )
+    config, out = parse_args(__doc__)
     results = run(config, out)
     write_results(out, results, markdown(results))
 

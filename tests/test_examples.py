@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
         ("grade_estimators.py", ["taylor", "random", "spearman"]),
     ],
 )
-def test_example_runs(script: str, expected: list[str]) -> None:
+def test_example_runs(script: str, expected: list[str], tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / script)],
         capture_output=True,

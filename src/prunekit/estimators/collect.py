@@ -10,7 +10,6 @@ parameter the gradient is taken with respect to the effective (masked) tensor.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,19 +19,8 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from prunekit.core.groups import get_tensor
+from prunekit.core.modes import eval_mode
 from prunekit.estimators.data import Batch, ScoringData
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run every module in eval mode; restore each module's own flag on exit."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, flag in flags:
-            module.training = flag
 
 
 def progress(data: ScoringData, desc: str) -> Iterator[Batch]:

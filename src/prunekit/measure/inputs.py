@@ -16,22 +16,11 @@ from typing import Any
 from torch import Tensor, nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
+from prunekit.core.modes import eval_mode as eval_mode  # re-exported for callers of measure.inputs
 from prunekit.errors import DataError
 
 ExampleInputs = Tensor | tuple[Any, ...] | list[Any] | Mapping[str, Any]
 """A tensor (one argument), a tuple (positional arguments) or a mapping (keyword arguments)."""
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block, then restore each submodule's own flag."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 def describe_inputs(inputs: object) -> str:

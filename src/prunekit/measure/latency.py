@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunekit.core.modes import eval_mode
 from prunekit.errors import ConfigError
-from prunekit.measure.inputs import ExampleInputs, call_model, eval_mode, forward
+from prunekit.measure.inputs import ExampleInputs, call_model, forward
 
 
 @dataclass(frozen=True)

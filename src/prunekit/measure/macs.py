@@ -29,7 +29,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from prunekit.measure.inputs import ExampleInputs, call_model, eval_mode
+from prunekit.core.modes import eval_mode
+from prunekit.measure.inputs import ExampleInputs, call_model
 from prunekit.measure.params import measured_layers
 
 

@@ -14,9 +14,10 @@ from typing import Literal
 
 from torch import nn
 
+from prunekit.core.modes import eval_mode
 from prunekit.errors import ConfigError, DataError
 from prunekit.masks import bake_masks, clone_model, masks_of
-from prunekit.measure.inputs import ExampleInputs, eval_mode
+from prunekit.measure.inputs import ExampleInputs
 from prunekit.measure.latency import measure_latency
 from prunekit.measure.macs import count_macs, effective_macs
 from prunekit.measure.params import count_nonzeros, count_params, sparsity_of

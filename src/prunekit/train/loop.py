@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from prunekit.core.modes import module_mode
 from prunekit.errors import ConfigError, DataError
 from prunekit.train.optimizers import make_optimizer
 
@@ -124,7 +125,7 @@ def train(
     samples, epoch = 0, 0
     meter = _Meter()
     start = time.perf_counter()
-    with _mode(model, training=True), _bar(total, "train", progress) as bar:
+    with module_mode(model, training=True), _bar(total, "train", progress) as bar:
         while epoch < epochs and (max_steps is None or len(losses) < max_steps):
             epoch, meter = epoch + 1, _Meter()
             for inputs, targets in _batches(loader, device):
@@ -182,7 +183,7 @@ def evaluate(
     device = _device_of(model)
     total = _total_steps(loader, 1, max_batches)
     meter = _Meter()
-    with _mode(model, training=False), torch.no_grad(), _bar(total, "eval", progress) as bar:
+    with module_mode(model, training=False), torch.no_grad(), _bar(total, "eval", progress) as bar:
         for inputs, targets in islice(_batches(loader, device), max_batches):
             outputs = model(inputs)
             meter.add(loss_fn(outputs, targets).item(), outputs, targets)
@@ -190,18 +191,6 @@ def evaluate(
     if meter.n == 0:
         raise DataError(_empty_message(loader, "evaluate"))
     return EvalResult(meter.loss, meter.accuracy, meter.n)
-
-
-@contextmanager
-def _mode(model: nn.Module, *, training: bool) -> Iterator[None]:
-    """Put ``model`` in train or eval mode, then give every submodule back its own mode."""
-    saved = [(module, module.training) for module in model.modules()]
-    model.train(training)
-    try:
-        yield
-    finally:
-        for module, was_training in saved:
-            module.training = was_training
 
 
 @contextmanager
