@@ -94,3 +94,22 @@ def test_scores_of_a_masked_model_see_the_masked_weights() -> None:
     apply_masks(model, {"0.weight": torch.tensor([[1.0, 0.0], [1.0, 1.0]])})
     groups = build_groups(model, get_granularity("element"))
     assert get_estimator("magnitude").score(model, groups)["0"].tolist() == [1.0, 0.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize("name", ["gradient", "taylor", "fisher", "hessian", "oracle"])
+def test_data_driven_estimators_score_an_already_masked_model(name: str) -> None:
+    from prunekit.masks import apply_masks, masks_of
+
+    model = small_cnn()
+    mask = torch.ones(8, 4 * 6 * 6)
+    mask[:, ::2] = 0
+    apply_masks(model, {"4.weight": mask})
+    before = masks_of(model)["4.weight"].clone()
+    groups = build_groups(model, get_granularity("element"), include=["4"])
+    opts = {"sample": 8} if name == "oracle" else {}
+    scores = get_estimator(name, **opts).score(model, groups, data())["4"].reshape(8, -1)
+    assert torch.equal(masks_of(model)["4.weight"], before)
+    if name != "oracle":
+        # a removed weight has no gradient through its mask: every masked position scores 0
+        assert torch.all(scores[:, ::2] == 0)
+        assert scores[:, 1::2].abs().sum() > 0

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from prunekit.core.groups import get_tensor
@@ -28,15 +29,29 @@ def progress(data: ScoringData, desc: str) -> Iterator[Batch]:
     yield from tqdm(data.batches, desc=desc, leave=False, disable=None if data.progress else True)
 
 
+def substitution_name(model: nn.Module, name: str) -> str:
+    """The name under which ``functional_call`` substitutes tensor ``name``.
+
+    For a masked (parametrised) tensor that is its original, ``x.parametrizations.weight.original``:
+    the mask then still applies to the substitute, and gradients flow through it (a removed weight
+    gets zero gradient). Plain tensors are substituted under their own name.
+    """
+    module_name, _, attr = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    if parametrize.is_parametrized(module, attr):
+        return f"{module_name}.parametrizations.{attr}.original".lstrip(".")
+    return name
+
+
 class _Bound:
     """Calls ``model`` with some tensors replaced, through ``functional_call``."""
 
     def __init__(self, model: nn.Module, tensors: Mapping[str, Tensor]) -> None:
         self.model = model
-        self.tensors = tensors
+        self.tensors = {substitution_name(model, n): t for n, t in tensors.items()}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return functional_call(self.model, dict(self.tensors), args, kwargs)
+        return functional_call(self.model, self.tensors, args, kwargs)
 
 
 def batch_loss(

@@ -1,0 +1,147 @@
+"""Apply a schedule during training: prune further whenever the schedule's target rises.
+
+:func:`prune_further` is ``prunekit.prune(..., inplace=True)`` for a model that may already be
+masked: units removed earlier are ranked below every other unit, so they stay removed and the
+model ends with exactly ``round(sparsity * units)`` units removed (per layer or globally), not
+the union of two unrelated selections. :class:`Stepper` calls it at the right steps and is a
+plain ``(step, model)`` callable, the ``on_step`` hook of :func:`prunekit.train.train`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunekit.api import PruneResult
+from prunekit.core.groups import Group, Scores, selection_to_masks
+from prunekit.core.scores import Normalization, normalize_scores
+from prunekit.core.selection import Scope, SelectionConfig, select
+from prunekit.errors import check_sparsity
+from prunekit.estimators import as_scoring_data, get_estimator
+from prunekit.estimators.data import LossFn
+from prunekit.granularity import build_groups, get_granularity
+from prunekit.masks import apply_masks, masks_of
+from prunekit.schedules.formulas import Schedule
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    """How units are grouped, scored and selected at each pruning step (see :func:`prune`)."""
+
+    granularity: str = "element"
+    estimator: str = "magnitude"
+    estimator_options: Mapping[str, Any] = field(default_factory=dict)
+    scope: Scope = "global"
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    normalize: Normalization = "none"
+    min_keep: int = 1
+    n_batches: int | None = 8
+
+
+def removed_units(model: nn.Module, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
+    """Per group, which units the model's current masks remove (all of the root slice is 0)."""
+    masks = masks_of(model)
+    removed = {}
+    for group in groups:
+        root = group.root
+        mask = masks.get(root.tensor)
+        if mask is None:
+            removed[group.name] = torch.zeros(group.n_units, dtype=torch.bool)
+        else:
+            removed[group.name] = root.view.reduce(mask.float(), "max").cpu() == 0
+    return removed
+
+
+def _rank_removed_last(scores: Scores, removed: Mapping[str, torch.Tensor]) -> Scores:
+    """Scores in which every removed unit ranks below every other unit of every group."""
+    values = torch.cat([s.float().flatten().cpu() for s in scores.values()])
+    floor = float(values.min()) - float(values.max() - values.min()) - 1.0
+    return {
+        name: torch.where(removed[name].to(s.device), torch.full_like(s, floor), s)
+        for name, s in scores.items()
+    }
+
+
+def prune_further(
+    model: nn.Module,
+    sparsity: float,
+    spec: PruneSpec | None = None,
+    *,
+    data: Iterable[Any] | None = None,
+    loss_fn: LossFn | None = None,
+    groups: Sequence[Group] | None = None,
+) -> PruneResult:
+    """Mask ``model`` in place so that exactly ``round(sparsity * units)`` units are removed,
+    keeping every unit already removed removed. ``groups`` (e.g. structural groups from
+    :func:`prunekit.graph.build_structural_groups`) replace the granularity's own groups."""
+    spec = spec or PruneSpec()
+    sparsity = check_sparsity(sparsity)
+    gran = get_granularity(spec.granularity)
+    est = get_estimator(spec.estimator, **dict(spec.estimator_options))
+    if groups is None:
+        groups = build_groups(model, gran, spec.include, spec.exclude)
+    groups = list(groups)
+    scoring_data = as_scoring_data(data, loss_fn, spec.n_batches)
+    raw = est.score(model, groups, scoring_data)
+    scores = _rank_removed_last(
+        normalize_scores({g.name: raw[g.name] for g in groups}, spec.normalize),
+        removed_units(model, groups),
+    )
+    config = SelectionConfig(sparsity=sparsity, scope=spec.scope, min_keep=spec.min_keep)
+    selection = select(scores, groups, config)
+    masks = selection_to_masks(groups, selection)
+    apply_masks(model, masks)
+    return PruneResult(model, groups, raw, selection, masks, config, est, gran)
+
+
+class Stepper:
+    """Prunes a model on a schedule: call it after every optimizer step with ``(step, model)``.
+
+    When ``schedule(step)`` exceeds the sparsity last applied, the model is pruned further (in
+    place, through masks) to the new target; otherwise nothing happens. Its only state is the
+    sparsity applied so far (:meth:`state_dict`), so a resumed job continues where it stopped.
+    """
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        spec: PruneSpec | None = None,
+        *,
+        data: Iterable[Any] | None = None,
+        loss_fn: LossFn | None = None,
+        groups: Sequence[Group] | None = None,
+    ) -> None:
+        self.schedule = schedule
+        self.spec = spec or PruneSpec()
+        self.data = data
+        self.loss_fn = loss_fn
+        self.groups = None if groups is None else list(groups)
+        self.applied = 0.0
+        self.history: list[tuple[int, float]] = []
+
+    def __call__(self, step: int, model: nn.Module) -> PruneResult | None:
+        target = self.schedule(step)
+        if target <= self.applied:
+            return None
+        result = prune_further(
+            model, target, self.spec, data=self.data, loss_fn=self.loss_fn, groups=self.groups
+        )
+        self.applied = target
+        self.history.append((step, target))
+        return result
+
+    @property
+    def done(self) -> bool:
+        return self.applied >= self.schedule.final_sparsity
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"applied": self.applied, "history": [list(h) for h in self.history]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.applied = float(state["applied"])
+        self.history = [(int(s), float(v)) for s, v in state.get("history", [])]

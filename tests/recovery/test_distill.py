@@ -1,0 +1,68 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from prunekit.errors import ConfigError
+from prunekit.recovery import DistillConfig, distillation_loss, feature_loss, soft_kl
+
+
+def test_soft_kl_hand_worked() -> None:
+    # T = 1: teacher p = softmax([0, ln 3]) = [1/4, 3/4]; student q = [1/2, 1/2]
+    # KL(p || q) = 1/4 ln(1/2) + 3/4 ln(3/2)
+    student = torch.tensor([[0.0, 0.0]])
+    teacher = torch.tensor([[0.0, math.log(3.0)]])
+    expected = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
+    assert float(soft_kl(student, teacher, 1.0)) == pytest.approx(expected)
+    # T = 2 halves the logits: p = softmax([0, ln 3 / 2]) = [1/(1+√3), √3/(1+√3)], times T^2 = 4
+    a = 1 / (1 + math.sqrt(3))
+    expected_t2 = 4 * (a * math.log(a / 0.5) + (1 - a) * math.log((1 - a) / 0.5))
+    assert float(soft_kl(student, teacher, 2.0)) == pytest.approx(expected_t2)
+
+
+def test_distillation_mixes_soft_and_hard_terms() -> None:
+    student = torch.tensor([[0.0, 0.0]])
+    teacher = torch.tensor([[0.0, math.log(3.0)]])
+    targets = torch.tensor([1])
+    soft = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
+    hard = math.log(2.0)  # cross-entropy of [1/2, 1/2] on class 1
+    loss = distillation_loss(student, teacher, targets, DistillConfig(alpha=0.25, temperature=1))
+    assert float(loss) == pytest.approx(0.25 * soft + 0.75 * hard)
+    assert float(soft_kl(teacher, teacher, 3.0)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_feature_loss_and_validation() -> None:
+    assert float(feature_loss(torch.ones(2, 3), torch.zeros(2, 3))) == 1.0
+    with pytest.raises(ConfigError):
+        feature_loss(torch.ones(2, 3), torch.zeros(2, 4))
+    with pytest.raises(ConfigError):
+        DistillConfig(alpha=1.5)
+
+
+def test_finetune_with_distillation_and_feature_adapter() -> None:
+    from prunekit import prune
+    from prunekit.recovery import FinetuneConfig, finetune
+
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3))
+    student = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3))
+    data = [
+        (torch.randn(16, 10, generator=torch.Generator().manual_seed(i)), torch.arange(16) % 3)
+        for i in range(4)
+    ]
+    result = finetune(
+        student,
+        data,
+        data,
+        FinetuneConfig(epochs=3, lr=1e-2, progress=False),
+        teacher=teacher,
+        distill=DistillConfig(feature_weight=1.0),
+        features={"1": "1"},
+    )
+    assert len(result.history) == 3 and 1 <= result.best_epoch <= 3
+    assert result.best_accuracy == max(r.eval_accuracy for r in result.history)
+    assert all(p.requires_grad for p in teacher.parameters())  # the user's teacher is untouched
+    masked = prune(teacher, sparsity=0.5).model
+    result = finetune(masked, data, data, FinetuneConfig(epochs=2, progress=False))
+    assert float((masked[0].weight == 0).float().mean()) >= 0.4
