@@ -113,3 +113,24 @@ def test_data_driven_estimators_score_an_already_masked_model(name: str) -> None
         # a removed weight has no gradient through its mask: every masked position scores 0
         assert torch.all(scores[:, ::2] == 0)
         assert scores[:, 1::2].abs().sum() > 0
+
+
+def test_vectorised_oracle_equals_unit_by_unit_and_falls_back_with_a_warning() -> None:
+    model = small_cnn()
+    groups = build_groups(model, get_granularity("channel"))
+    one_by_one = get_estimator("oracle", batch_units=1).score(model, groups, data())
+    batched = get_estimator("oracle", batch_units=5).score(model, groups, data())
+    for name, s in one_by_one.items():
+        torch.testing.assert_close(batched[name], s, atol=1e-5, rtol=1e-4)
+
+    class DataDependent(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2 if x.sum().item() > -1e9 else x
+
+    wrapped = nn.Sequential(*model, DataDependent())
+    groups = build_groups(wrapped, get_granularity("channel"))
+    with pytest.warns(UserWarning, match="cannot be vectorised"):
+        fallback = get_estimator("oracle", batch_units=4).score(wrapped, groups, data())
+    reference = get_estimator("oracle", batch_units=1).score(wrapped, groups, data())
+    for name, s in reference.items():
+        torch.testing.assert_close(fallback[name], s)

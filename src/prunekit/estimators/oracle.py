@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -13,7 +14,7 @@ from tqdm.auto import tqdm
 from prunekit.core.groups import Group, Scores, group_tensors
 from prunekit.errors import ConfigError
 from prunekit.estimators.base import Estimator
-from prunekit.estimators.collect import mean_loss
+from prunekit.estimators.collect import mean_loss, mean_losses
 from prunekit.estimators.data import ScoringData
 
 
@@ -23,7 +24,11 @@ class Oracle(Estimator):
     tensor slice of the unit is zeroed (as a mask would) and the loss re-measured (the
     "oracle" ranking of Molchanov et al. 2017/2019). Exact and expensive: one pass over the data
     per unit. With ``sample=k`` only ``k`` random units per group are measured and the others are
-    NaN (for grading other estimators; such scores cannot drive a selection)."""
+    NaN (for grading other estimators; such scores cannot drive a selection).
+
+    ``batch_units`` units are measured in one vectorised pass (``torch.func.vmap``); a model that
+    cannot be vectorised is measured one unit at a time instead, with a warning, and the same
+    result."""
 
     name: ClassVar[str] = "oracle"
     summary: ClassVar[str] = "true loss change when the unit is removed (brute force)"
@@ -32,6 +37,14 @@ class Oracle(Estimator):
     sample: int | None = None
     max_units: int = 20_000
     seed: int = 0
+    batch_units: int = 16
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch_units < 1:
+            raise ConfigError(
+                f"estimator 'oracle': batch_units must be >= 1, got {self.batch_units}"
+            )
 
     def _units(self, group: Group, generator: torch.Generator) -> Tensor:
         if self.sample is None or self.sample >= group.n_units:
@@ -51,19 +64,64 @@ class Oracle(Estimator):
                 f"pass sample=<units per group> or raise max_units"
             )
         tensors = group_tensors(model, groups)
-        base = mean_loss(model, data, {})
-        scores: Scores = {}
+        base: float | None = None  # the unchanged loss, for unit-by-unit measurement
         bar = tqdm(
             total=total, desc=self.name, leave=False, disable=None if data.progress else True
         )
+        scores: Scores = {}
+        vectorise = self.batch_units > 1
         for group in groups:
             s = torch.full((group.n_units,), float("nan"))
-            for unit in chosen[group.name].tolist():
-                keep = torch.ones(group.n_units)
-                keep[unit] = 0.0
-                removed = {n: tensors[n] * m.to(tensors[n]) for n, m in group.expand(keep).items()}
-                s[unit] = mean_loss(model, data, removed) - base
-                bar.update(1)
+            for chunk in torch.split(chosen[group.name], self.batch_units):
+                stacked = _removal_stacks(group, tensors, chunk)
+                losses = None
+                if vectorise:
+                    try:
+                        losses = _vectorised_changes(model, data, stacked, tensors)
+                    except Exception as err:  # any vmap failure: measure unit by unit
+                        warnings.warn(
+                            f"oracle: the model cannot be vectorised ({type(err).__name__}: "
+                            f"{err}); measuring one unit at a time",
+                            stacklevel=2,
+                        )
+                        vectorise = False
+                if losses is None:
+                    base = mean_loss(model, data, {}) if base is None else base
+                    losses = torch.tensor(
+                        [
+                            mean_loss(model, data, {n: t[i] for n, t in stacked.items()}) - base
+                            for i in range(len(chunk))
+                        ]
+                    )
+                s[chunk] = losses.float()
+                bar.update(len(chunk))
             scores[group.name] = s
         bar.close()
         return scores
+
+
+def _vectorised_changes(
+    model: nn.Module,
+    data: ScoringData,
+    stacked: Mapping[str, Tensor],
+    tensors: Mapping[str, Tensor],
+) -> Tensor:
+    """Loss changes of the stacked variants, against an unchanged variant computed in the same
+    vectorised pass (so a unit whose removal changes nothing scores exactly 0)."""
+    with_base = {n: torch.cat([tensors[n].unsqueeze(0), t]) for n, t in stacked.items()}
+    losses = mean_losses(model, data, with_base)
+    return losses[1:] - losses[0]
+
+
+def _removal_stacks(
+    group: Group, tensors: Mapping[str, Tensor], units: Tensor
+) -> dict[str, Tensor]:
+    """For each member tensor, a ``[len(units), *shape]`` stack: copy ``i`` has unit
+    ``units[i]`` zeroed, exactly as a mask would zero it."""
+    keep = torch.ones(len(units), group.n_units)
+    keep[torch.arange(len(units)), units] = 0.0
+    per_unit = [group.expand(k) for k in keep]
+    return {
+        n: tensors[n].unsqueeze(0) * torch.stack([m[n] for m in per_unit]).to(tensors[n])
+        for n in group.tensor_names()
+    }
