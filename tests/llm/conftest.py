@@ -1,0 +1,50 @@
+"""Tiny random-initialised transformers of the real architectures (no downloads)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from prunekit.compat.torchvision_shim import ensure_torchvision_ops
+
+ensure_torchvision_ops()
+transformers = pytest.importorskip("transformers")
+
+VOCAB = 96
+
+
+@pytest.fixture
+def tiny_llama() -> nn.Module:
+    """A LLaMA decoder with grouped-query attention (4 query heads, 2 key/value heads)."""
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture
+def tiny_bert() -> nn.Module:
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    return transformers.BertModel(config).eval()
+
+
+@pytest.fixture
+def windows() -> torch.Tensor:
+    return torch.randint(0, VOCAB, (4, 16), generator=torch.Generator().manual_seed(1))
