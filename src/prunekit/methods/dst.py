@@ -25,7 +25,7 @@ from prunekit.errors import ConfigError, check_sparsity
 from prunekit.granularity import build_groups, get_granularity
 from prunekit.masks import apply_masks, masks_of
 from prunekit.methods.state import mask_buffer, original_tensor
-from prunekit.train.loop import LossFn
+from prunekit.train import LossFn
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from torch import nn
 
 from prunekit.core.modes import module_mode
 from prunekit.errors import DataError
-from prunekit.train.loop import _batches, _device_of
+from prunekit.train import batches_on, device_of
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -49,7 +49,7 @@ def recalibrate_batchnorm(
     if not layers:
         return 0
     momenta = [m.momentum for m in layers]
-    device = _device_of(model)
+    device = device_of(model)
     seen = 0
     with module_mode(model, training=False):
         for m in layers:
@@ -57,7 +57,7 @@ def recalibrate_batchnorm(
             m.momentum = None
             m.train()
         try:
-            for inputs, targets in islice(_batches(loader, device), max_batches):
+            for inputs, targets in islice(batches_on(loader, device), max_batches):
                 model(inputs)
                 seen += len(targets)
         finally:

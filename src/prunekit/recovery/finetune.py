@@ -20,8 +20,7 @@ from tqdm.auto import tqdm
 
 from prunekit.masks import clone_model, masks_of
 from prunekit.recovery.distill import DistillConfig, distillation_loss, feature_loss
-from prunekit.train import StepCallback, evaluate, make_optimizer, train
-from prunekit.train.loop import LossFn
+from prunekit.train import LossFn, StepCallback, evaluate, make_optimizer, train
 
 
 @dataclass(frozen=True)

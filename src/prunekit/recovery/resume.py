@@ -25,7 +25,7 @@ from prunekit.errors import ConfigError
 from prunekit.masks import apply_masks, masks_of, remove_masks
 from prunekit.methods.state import load_originals, original_state, original_tensor
 from prunekit.recovery.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
-from prunekit.train.loop import LossFn, _batches, _device_of, _step
+from prunekit.train import LossFn, batches_on, device_of, train_step
 
 CHECKPOINT_NAME = "train_state.pt"
 
@@ -76,17 +76,17 @@ def train_resumable(
         start_masked = sorted(masks_of(model))
         optimizer = make_optimizer(model)
     started = step
-    device = _device_of(model)
+    device = device_of(model)
     with module_mode(model, training=True):
         while step < steps:
             if generator is not None:
                 if epoch_start_state is not None:
                     generator.set_state(epoch_start_state)
                 epoch_start_state = generator.get_state()
-            batches = islice(_batches(loader, device), skip, None)
+            batches = islice(batches_on(loader, device), skip, None)
             position = skip
             for inputs, targets in batches:
-                _step(model, optimizer, loss_fn, inputs, targets)
+                train_step(model, optimizer, loss_fn, inputs, targets)
                 step, position = step + 1, position + 1
                 if on_step is not None:
                     on_step(step, model)

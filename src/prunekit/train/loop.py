@@ -119,7 +119,7 @@ def train(
         optimizer = make_optimizer(
             optimizer, model, lr=lr, weight_decay=weight_decay, momentum=momentum
         )
-    device = _device_of(model)
+    device = device_of(model)
     total = _total_steps(loader, epochs, max_steps)
     losses: list[float] = []
     samples, epoch = 0, 0
@@ -128,8 +128,8 @@ def train(
     with module_mode(model, training=True), _bar(total, "train", progress) as bar:
         while epoch < epochs and (max_steps is None or len(losses) < max_steps):
             epoch, meter = epoch + 1, _Meter()
-            for inputs, targets in _batches(loader, device):
-                outputs, loss = _step(model, optimizer, loss_fn, inputs, targets)
+            for inputs, targets in batches_on(loader, device):
+                outputs, loss = train_step(model, optimizer, loss_fn, inputs, targets)
                 losses.append(loss)
                 meter.add(loss, outputs, targets)
                 if on_step is not None:
@@ -148,14 +148,19 @@ def train(
     )
 
 
-def _step(
+def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     loss_fn: LossFn,
     inputs: Any,
     targets: torch.Tensor,
 ) -> tuple[torch.Tensor, float]:
-    """One optimizer step; returns the detached outputs and the loss."""
+    """One optimizer step on one batch: zero the gradients, forward, ``loss_fn``, backward, step.
+
+    Returns the detached outputs and the loss as a float. This is the step :func:`train` takes;
+    loops of their own (resumable training, dynamic sparse training) call it so every loop in
+    prunekit computes the same update.
+    """
     optimizer.zero_grad(set_to_none=True)
     outputs = model(inputs)
     loss = loss_fn(outputs, targets)
@@ -180,11 +185,11 @@ def evaluate(
     """
     if max_batches is not None:
         _check_count("max_batches", max_batches)
-    device = _device_of(model)
+    device = device_of(model)
     total = _total_steps(loader, 1, max_batches)
     meter = _Meter()
     with module_mode(model, training=False), torch.no_grad(), _bar(total, "eval", progress) as bar:
-        for inputs, targets in islice(_batches(loader, device), max_batches):
+        for inputs, targets in islice(batches_on(loader, device), max_batches):
             outputs = model(inputs)
             meter.add(loss_fn(outputs, targets).item(), outputs, targets)
             bar.update(1)
@@ -203,10 +208,15 @@ def _bar(total: int | None, desc: str, progress: bool) -> Iterator[Any]:
         bar.close()
 
 
-def _batches(
+def batches_on(
     loader: Iterable[Any], device: torch.device | None
 ) -> Iterator[tuple[Any, torch.Tensor]]:
-    """``(inputs, targets)`` of each batch, moved to ``device`` (left in place if ``None``)."""
+    """``(inputs, targets)`` of each batch of ``loader``, moved to ``device`` (left where they
+    are if ``None``).
+
+    Every batch must be an ``(inputs, targets)`` pair; anything else raises :class:`DataError`
+    naming what was found, so a loader of dicts fails at its first batch with a clear message.
+    """
     for batch in loader:
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             raise DataError(
@@ -229,8 +239,11 @@ def _is_classification(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
     )
 
 
-def _device_of(model: nn.Module) -> torch.device | None:
-    """The device of the model's first parameter, or ``None`` for a model without any."""
+def device_of(model: nn.Module) -> torch.device | None:
+    """The device of the model's first parameter, or ``None`` for a model without any.
+
+    Batches are moved there (:func:`batches_on`), so the same call trains on CPU or GPU.
+    """
     return next((p.device for p in model.parameters()), None)
 
 

@@ -1,0 +1,76 @@
+"""The channel-pruning harness runs end to end on a tiny real config (digits, small VGG at 8x8):
+one prunekit arm and one Torch-Pruning arm reach both MAC targets in one run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "training_channels.py"
+
+CONFIG = {
+    "dataset": "digits",
+    "batch_size": 64,
+    "threads": 1,
+    "seeds": [0],
+    "models": [{"name": "small-vgg", "kwargs": {"in_size": 8, "width": 8}, "epochs": 2}],
+    "mac_targets": [2, 4],
+    "tolerance_pp": {2: 0.5, 4: 1.5},
+    "round_to": 1,
+    "normalize": "mean",
+    "score_batches": 1,
+    "bn_batches": 2,
+    "budget_steps": 4,
+    "finetune": {"lr": 0.001},
+    "distill": {"alpha": 0.7, "temperature": 4.0},
+    "iterative_rounds": 2,
+    "gradual": {"end_fraction": 0.5, "updates": 2},
+    "tp_bisection_steps": 8,
+    "arms": {
+        "prunekit": {
+            "estimators": ["taylor"],
+            "schedules": ["one-shot"],
+            "recovery": ["distill"],
+        },
+        "torch-pruning": {"estimators": ["magnitude"], "recovery": ["finetune"]},
+    },
+}
+
+
+def test_prunekit_and_torch_pruning_reach_the_mac_targets(tmp_path: Path) -> None:
+    config = {**CONFIG, "cache_dir": str(tmp_path / "dense")}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    runs = results["models"]["small-vgg"]["runs"]
+    arms = {(r["library"], r["estimator"], r["schedule"], r["recovery"], r["target"]) for r in runs}
+    assert arms == {
+        (lib, est, "one-shot", rec, target)
+        for lib, est, rec in (
+            ("prunekit", "taylor", "distill"),
+            ("torch-pruning", "magnitude", "finetune"),
+        )
+        for target in (2, 4)
+    }
+    for run in runs:
+        # at most the target MACs, and within 10% of it (channels are discrete)
+        assert run["target"] <= run["macs_ratio"] <= 1.1 * run["target"], run
+        assert run["params_ratio"] > 1.0
+        assert 0.0 <= run["accuracy"] <= 100.0
+    assert len(results["summary"]) == 4
+    assert {(v["model"], v["target"]) for v in results["verdicts"]} == {
+        ("small-vgg", 2),
+        ("small-vgg", 4),
+    }
+    assert "torch-pruning" in (out / "results.md").read_text()
