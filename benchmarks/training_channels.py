@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -25,7 +24,8 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 import torch_pruning as tp
-from common import ROOT, environment, markdown_table, parse_args, write_results
+from channels_report import markdown, summarise, verdicts
+from common import ROOT, environment, parse_args, write_results
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -397,141 +397,6 @@ def run_model(config: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, A
         "dense_params": n_params(dense),
         "runs": runs,
     }
-
-
-def summarise(model: str, result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Median and min-max over seeds of every (target, arm)."""
-    rows = []
-    key = lambda r: (r["target"], r["library"], r["estimator"], r["schedule"], r["recovery"])  # noqa: E731
-    for (target, lib, est, sched, rec), grouped in itertools.groupby(
-        sorted(result["runs"], key=key), key
-    ):
-        runs = list(grouped)
-        acc = [r["accuracy"] for r in runs]
-        rows.append(
-            {
-                "model": model,
-                "target": target,
-                "library": lib,
-                "estimator": est,
-                "schedule": sched,
-                "recovery": rec,
-                "seeds": len(runs),
-                "median": statistics.median(acc),
-                "min": min(acc),
-                "max": max(acc),
-                "drop": result["dense_accuracy"] - statistics.median(acc),
-                "macs_ratio": statistics.median(r["macs_ratio"] for r in runs),
-                "params_ratio": statistics.median(r["params_ratio"] for r in runs),
-            }
-        )
-    return rows
-
-
-def verdicts(
-    config: Mapping[str, Any], summary: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    """The issue's targets per (model, MAC target): prunekit's best median within ``tolerance``
-    pp of dense, and at least Torch-Pruning's best median."""
-    out = []
-    for (model, target), grouped in itertools.groupby(summary, lambda r: (r["model"], r["target"])):
-        rows = list(grouped)
-        best = {
-            lib: max(
-                (r for r in rows if r["library"] == lib), key=lambda r: r["median"], default=None
-            )
-            for lib in RUNNERS
-        }
-        pk, tpb = best["prunekit"], best["torch-pruning"]
-        tol = config["tolerance_pp"].get(target, config["tolerance_pp"].get(str(target)))
-        out.append(
-            {
-                "model": model,
-                "target": target,
-                "tolerance_pp": tol,
-                "prunekit_best": pk and _label(pk),
-                "prunekit_drop": pk and pk["drop"],
-                "torch_pruning_best": tpb and _label(tpb),
-                "torch_pruning_drop": tpb and tpb["drop"],
-                "within_tolerance": bool(pk and tol is not None and pk["drop"] <= tol),
-                "prunekit_at_least_tp": bool(pk and tpb and pk["median"] >= tpb["median"]),
-            }
-        )
-    return out
-
-
-def _label(row: Mapping[str, Any]) -> str:
-    return f"{row['library']} {row['estimator']} {row['schedule']} {row['recovery']}"
-
-
-def markdown(results: Mapping[str, Any]) -> str:
-    parts = []
-    for model, result in results["models"].items():
-        parts.append(
-            f"**{model}**: dense {result['dense_accuracy']:.2f}%, "
-            f"{result['dense_macs'] / 1e6:.2f} M MACs, {result['dense_params']:,} params"
-        )
-    header = [
-        "model",
-        "MACs target",
-        "library",
-        "estimator",
-        "schedule",
-        "recovery",
-        "median acc %",
-        "[min-max]",
-        "drop pp",
-        "MACs ratio",
-        "params ratio",
-    ]
-    rows = [
-        [
-            r["model"],
-            f"{r['target']}x",
-            r["library"],
-            r["estimator"],
-            r["schedule"],
-            r["recovery"],
-            r["median"],
-            f"{r['min']:.2f}-{r['max']:.2f}",
-            f"{r['drop']:+.2f}",
-            f"{r['macs_ratio']:.2f}x",
-            f"{r['params_ratio']:.2f}x",
-        ]
-        for r in results["summary"]
-    ]
-    checks = [
-        [
-            v["model"],
-            f"{v['target']}x",
-            v["prunekit_best"],
-            _pp(v["prunekit_drop"]),
-            v["torch_pruning_best"],
-            _pp(v["torch_pruning_drop"]),
-            f"<= {v['tolerance_pp']}",
-            "yes" if v["within_tolerance"] else "no",
-            "yes" if v["prunekit_at_least_tp"] else "no",
-        ]
-        for v in results["verdicts"]
-    ]
-    check_header = [
-        "model",
-        "target",
-        "prunekit best",
-        "drop pp",
-        "Torch-Pruning best",
-        "drop pp",
-        "tolerance",
-        "within",
-        "prunekit >= TP",
-    ]
-    return "\n\n".join(
-        ["\n".join(parts), markdown_table(header, rows), markdown_table(check_header, checks)]
-    )
-
-
-def _pp(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.2f}"
 
 
 def main() -> None:
