@@ -1,19 +1,18 @@
 """Lottery tickets on MNIST: IMP with rewinding vs one-shot magnitude vs random re-init.
 
-    python benchmarks/training_lottery.py [--quick] [--out runs/bench/training_lottery]
+    python benchmarks/training_lottery.py benchmarks/configs/training_lottery.yaml [--quick]
 
 Writes ``results.json``, ``results.md`` and ``curve.png`` (median over seeds, min-max band).
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 from typing import Any
 
 import torch
-from common import accuracy, environment, loaders, markdown_table, read_config, write_results
+from common import accuracy, environment, loaders, markdown_table, parse_args, write_results
 from torch import nn
 
 from prunekit.masks import clone_model
@@ -64,13 +63,8 @@ def run_seed(config: dict[str, Any], method: str, seed: int) -> list[tuple[float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default=ROOT / "configs" / "training_lottery.yaml")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="runs/bench/training_lottery")
-    args = parser.parse_args()
+    config, out = parse_args(__doc__)
     torch.set_num_threads(1)
-    config = read_config(args.config, args.quick)
     raw: dict[str, list[list[tuple[float, float]]]] = {}
     for method in config["methods"]:
         raw[method] = [run_seed(config, method, seed) for seed in config["seeds"]]
@@ -88,7 +82,6 @@ def main() -> None:
             )
             rows.append([method, f"{100 * left:.1f}%", med, f"{min(accs):.2f}-{max(accs):.2f}"])
     table = markdown_table(["method", "weights left", "median acc %", "range"], rows)
-    out = Path(args.out)
     write_results(
         out, {"config": config, "env": environment(), "summary": summary, "raw": raw}, table
     )
