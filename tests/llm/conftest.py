@@ -48,3 +48,16 @@ def tiny_bert() -> nn.Module:
 @pytest.fixture
 def windows() -> torch.Tensor:
     return torch.randint(0, VOCAB, (4, 16), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture
+def char_tokenizer() -> object:
+    """A character-level fast tokenizer over printable ASCII (ids < VOCAB), with padding."""
+    tokenizers = pytest.importorskip("tokenizers")
+    vocab = {chr(c): c - 31 for c in range(32, 126)}  # ' ' .. '}' -> 1 .. 94
+    vocab.update({"[PAD]": 0, "[UNK]": 95})
+    backend = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = tokenizers.pre_tokenizers.Split("", "isolated")
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]"
+    )

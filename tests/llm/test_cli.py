@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,18 +17,10 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def saved_llama(tiny_llama: nn.Module, tmp_path: Path) -> Path:
-    tokenizers = pytest.importorskip("tokenizers")
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {chr(c): c - 32 for c in range(32, 127)}
-    vocab["[UNK]"] = 95
-    backend = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = tokenizers.pre_tokenizers.Split("", "isolated")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+def saved_llama(tiny_llama: nn.Module, char_tokenizer: Any, tmp_path: Path) -> Path:
     directory = tmp_path / "tiny"
     tiny_llama.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    char_tokenizer.save_pretrained(directory)
     return directory
 
 
@@ -61,3 +54,29 @@ def test_bad_options_exit_with_one_line(saved_llama: Path, tmp_path: Path) -> No
     done = runner.invoke(llm_app, [*args, "--method", "wanda"])
     assert done.exit_code == 2
     assert "does not exist" in done.output
+
+
+def test_depth_then_owl_prune(saved_llama: Path, tmp_path: Path) -> None:
+    text = tmp_path / "text.txt"
+    text.write_text("To be, or not to be, that is the question. " * 20)
+    out = tmp_path / "short"
+    args = ["depth", "--model", str(saved_llama), "--calib", str(text), "--out", str(out)]
+    args += ["--samples", "4", "--seq-len", "16"]
+    done = runner.invoke(llm_app, [*args, "--remove", "1"])
+    assert done.exit_code == 0, done.output
+    record = json.loads((out / "prunekit_llm.json").read_text())
+    assert len(record["depth"]["scores"]) == 2 and len(record["depth"]["removed"]) == 1
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 1
+    done = runner.invoke(llm_app, [*args, "--remove", "2"])
+    assert done.exit_code == 2
+    assert "k (the number of blocks to remove)" in done.output
+    owl = tmp_path / "owl"
+    args = ["prune", "--model", str(saved_llama), "--calib", str(text), "--out", str(owl)]
+    args += ["--samples", "4", "--seq-len", "16", "--allocation", "owl", "--owl-lambda", "0.1"]
+    done = runner.invoke(llm_app, args)
+    assert done.exit_code == 0, done.output
+    values = json.loads((owl / "prunekit_llm.json").read_text())["layer_sparsity"].values()
+    assert sum(values) / len(values) == pytest.approx(0.5, abs=0.02)
+    assert len({round(v, 2) for v in values}) == 2  # one sparsity per block, blocks differ

@@ -42,3 +42,26 @@ def test_wanda_half_sparse_smollm2_stays_close_to_dense() -> None:
     assert result.sparsity == pytest.approx(0.5, abs=1e-3)
     pruned = perplexity(model, ids, seq_len=256, max_windows=4).perplexity
     assert dense < pruned < 3 * dense
+
+
+def test_depth_pruned_smollm2_generates_with_a_cache_and_round_trips(tmp_path: Path) -> None:
+    from prunekit.llm import find_blocks, prune_depth
+
+    model, tokenizer = load_model("smollm2")
+    windows = calibration_windows(
+        tokenizer, DATA / "tinyshakespeare/input.txt", n_samples=4, seq_len=128
+    )
+    result = prune_depth(model, windows, 4, inplace=True)
+    assert len(find_blocks(model)) == model.config.num_hidden_layers == 26
+    assert all(0.0 <= s <= 2.0 for s in result.scores)
+    ids = tokenizer("The capital of France is", return_tensors="pt")
+    with torch.no_grad():
+        cached = model.generate(**ids, max_new_tokens=8, do_sample=False, use_cache=True)
+        uncached = model.generate(**ids, max_new_tokens=8, do_sample=False, use_cache=False)
+    assert torch.equal(cached, uncached)
+    model.save_pretrained(tmp_path)
+    from transformers import AutoModelForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(**ids).logits, model(**ids).logits)

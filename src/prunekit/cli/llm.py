@@ -19,7 +19,8 @@ from rich.table import Table
 from prunekit.errors import PrunekitError
 
 llm_app = typer.Typer(
-    help="Prune and evaluate transformer language models (Wanda, SparseGPT, magnitude).",
+    help="Prune and evaluate transformer language models and encoders (Wanda, SparseGPT, "
+    "magnitude, OWL, depth pruning).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -55,6 +56,11 @@ def prune_command(
     exclude: Annotated[
         list[str] | None, typer.Option(help="Linear name patterns to leave dense.")
     ] = None,
+    allocation: Annotated[
+        str, typer.Option(help="uniform, or owl (outlier-weighted per-block sparsity).")
+    ] = "uniform",
+    owl_lambda: Annotated[float, typer.Option(help="OWL: layers stay in sparsity +- this.")] = 0.08,
+    owl_threshold: Annotated[float, typer.Option(help="OWL: outlier = score > M x mean.")] = 5.0,
 ) -> None:
     """Prune every Linear of every transformer block, layer by layer, and save the result."""
     from prunekit.llm import LLMPruneConfig, calibration_windows, load_model, prune_llm
@@ -66,11 +72,14 @@ def prune_command(
             pattern=pattern,
             exclude=tuple(exclude or ()),
             bake=True,
+            allocation=allocation,  # type: ignore[arg-type]
+            owl_lambda=owl_lambda,
+            owl_threshold=owl_threshold,
         )
     )
     net, tokenizer = _guarded(lambda: load_model(model))
     windows = None
-    if config.build_method().needs_data:
+    if config.build_method().needs_data or config.allocation == "owl":
         windows = _guarded(
             lambda: calibration_windows(
                 tokenizer, calib, n_samples=samples, seq_len=seq_len, seed=seed
@@ -79,19 +88,17 @@ def prune_command(
     result = _guarded(
         lambda: prune_llm(net, windows, config, inplace=True, progress=sys.stderr.isatty())
     )
-    out.mkdir(parents=True, exist_ok=True)
-    net.save_pretrained(out)  # type: ignore[operator]
-    tokenizer.save_pretrained(out)
     record = {
         "model": model,
         "method": method,
         "sparsity": sparsity,
         "pattern": pattern,
+        "allocation": allocation,
         "calibration": {"text": str(calib), "samples": samples, "seq_len": seq_len, "seed": seed},
         "seconds": round(result.seconds, 2),
         "layer_sparsity": result.layer_sparsity,
     }
-    (out / "prunekit_llm.json").write_text(json.dumps(record, indent=2))
+    _save(net, tokenizer, out, record)
     console.print(
         f"pruned {len(result.layer_sparsity)} layers with {method} "
         f"(mean sparsity {result.sparsity:.3f}) in {result.seconds:.1f} s -> {out}",
@@ -99,10 +106,67 @@ def prune_command(
     )
 
 
+@llm_app.command("depth")
+def depth_command(
+    model: ModelOption,
+    calib: Annotated[Path, typer.Option(help="Calibration text file.")],
+    out: Annotated[Path, typer.Option(help="Directory for the shorter model (save_pretrained).")],
+    remove: Annotated[int, typer.Option(help="Number of blocks to remove (k).")],
+    metric: Annotated[
+        str, typer.Option(help="Block score: angular (1 - cos in/out) or perplexity.")
+    ] = "angular",
+    samples: Annotated[int, typer.Option(help="Calibration windows.")] = 32,
+    seq_len: Annotated[int, typer.Option(help="Tokens per calibration window.")] = 512,
+    seed: Annotated[int, typer.Option(help="Seed of the window offsets.")] = 0,
+) -> None:
+    """Score every transformer block and remove the k least important ones (depth pruning)."""
+    from prunekit.llm import calibration_windows, load_model, prune_depth
+
+    net, tokenizer = _guarded(lambda: load_model(model))
+    windows = _guarded(
+        lambda: calibration_windows(tokenizer, calib, n_samples=samples, seq_len=seq_len, seed=seed)
+    )
+    result = _guarded(
+        lambda: prune_depth(
+            net, windows, remove, metric=metric, inplace=True, progress=sys.stderr.isatty()
+        )
+    )
+    record = {
+        "model": model,
+        "depth": {"metric": metric, "removed": result.removed, "scores": result.scores},
+        "calibration": {"text": str(calib), "samples": samples, "seq_len": seq_len, "seed": seed},
+        "seconds": round(result.seconds, 2),
+    }
+    _save(result.model, tokenizer, out, record)
+    console.print(
+        f"removed blocks {result.removed} of {len(result.scores)} ({metric} scores) in "
+        f"{result.seconds:.1f} s -> {out}",
+        highlight=False,
+    )
+
+
+def _save(net: object, tokenizer: object, out: Path, record: dict[str, object]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    net.save_pretrained(out)  # type: ignore[attr-defined]
+    tokenizer.save_pretrained(out)  # type: ignore[attr-defined]
+    (out / "prunekit_llm.json").write_text(json.dumps(record, indent=2))
+
+
+def _source_model(model: str) -> str | None:
+    """The model a pruned directory was made from (its ``prunekit_llm.json``), if recorded."""
+    record = Path(model) / "prunekit_llm.json"
+    if record.is_file():
+        source = json.loads(record.read_text()).get("model")
+        return str(source) if source else None
+    return None
+
+
 @llm_app.command("eval")
 def eval_command(
     model: ModelOption,
-    text: Annotated[Path, typer.Option(help="Text file for perplexity (e.g. WikiText-2).")],
+    text: Annotated[
+        Path, typer.Option(help="Text file: perplexity (decoders) or sentences (encoders).")
+    ],
     seq_len: Annotated[int, typer.Option(help="Tokens per window.")] = 512,
     stride: Annotated[int | None, typer.Option(help="Window step (default seq-len).")] = None,
     max_windows: Annotated[int | None, typer.Option(help="Stop after this many windows.")] = None,
@@ -110,11 +174,43 @@ def eval_command(
         "The capital of France is"
     ),
     tokens: Annotated[int, typer.Option(help="Tokens to generate greedily.")] = 8,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            help="Encoders: dense model to compare embeddings with (default: the model the "
+            "directory was pruned from, per its prunekit_llm.json, else the model itself)."
+        ),
+    ] = None,
+    sentences: Annotated[int, typer.Option(help="Encoders: sentences to embed.")] = 256,
 ) -> None:
-    """Perplexity over a text file (sliding window) and a greedy continuation of a prompt."""
-    from prunekit.llm import greedy_generate, load_model, perplexity, read_text, tokenize
+    """Decoders: perplexity over a text file (sliding window) and a greedy continuation.
+    Encoders: sentence-embedding retention against a dense reference model."""
+    from prunekit.llm import load_model
 
-    net, tokenizer = _guarded(lambda: load_model(model, causal=True))
+    net, tokenizer = _guarded(lambda: load_model(model))
+    if type(net).__name__.endswith("ForCausalLM"):
+        _eval_decoder(net, tokenizer, model, text, seq_len, stride, max_windows, prompt, tokens)
+    else:
+        ref = reference or _source_model(model) or model
+        _eval_encoder(net, tokenizer, model, ref, text, sentences)
+
+
+def _eval_decoder(
+    net: object,
+    tokenizer: object,
+    model: str,
+    text: Path,
+    seq_len: int,
+    stride: int | None,
+    max_windows: int | None,
+    prompt: str,
+    tokens: int,
+) -> None:
+    from torch import nn
+
+    from prunekit.llm import greedy_generate, perplexity, read_text, tokenize
+
+    assert isinstance(net, nn.Module)
     ids = _guarded(lambda: tokenize(tokenizer, read_text(text)))
     result = _guarded(
         lambda: perplexity(net, ids, seq_len=seq_len, stride=stride, max_windows=max_windows)
@@ -129,5 +225,30 @@ def eval_command(
         str(result.tokens),
         str(result.windows),
         repr(prompt + continuation),
+    )
+    console.print(table)
+
+
+def _eval_encoder(
+    net: object, tokenizer: object, model: str, reference: str, text: Path, n: int
+) -> None:
+    from torch import nn
+
+    from prunekit.llm import embedding_retention, load_model, read_sentences, sentence_embeddings
+
+    assert isinstance(net, nn.Module)
+    found = _guarded(lambda: read_sentences(text, n=n))
+    pruned = sentence_embeddings(net, tokenizer, found)
+    dense_net, dense_tokenizer = _guarded(lambda: load_model(reference, causal=False))
+    dense = sentence_embeddings(dense_net, dense_tokenizer, found)
+    result = _guarded(lambda: embedding_retention(dense, pruned))
+    table = Table(title=f"{model} vs {reference}: embeddings of {text.name}")
+    for column in ("mean cosine", "min cosine", "spearman (pairwise sims)", "sentences"):
+        table.add_column(column)
+    table.add_row(
+        f"{result.mean_cosine:.4f}",
+        f"{result.min_cosine:.4f}",
+        f"{result.spearman:.4f}",
+        str(result.sentences),
     )
     console.print(table)

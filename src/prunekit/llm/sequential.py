@@ -10,10 +10,11 @@ model; ``bake=True`` makes each block's zeros permanent as soon as it is done (n
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -25,9 +26,13 @@ from prunekit.granularity import NM, Granularity, get_granularity
 from prunekit.llm.blocks import BlockInputs, BlockStack, advance, capture_block_inputs, find_blocks
 from prunekit.llm.blocks import run_block as run_block_outputs
 from prunekit.llm.methods import Compare, LLMMethod, SparsityTarget, get_llm_method
+from prunekit.llm.owl import check_owl, owl_layer_sparsity
 from prunekit.llm.stats import InputStats, record_inputs
 from prunekit.masks import apply_masks, bake_masks, clone_model
 from prunekit.measure.inputs import eval_mode
+
+Allocation = Literal["uniform", "owl"]
+"""How the target sparsity is spread over layers."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,11 @@ class LLMPruneConfig:
         blocks: module path of the block list, if not a known architecture.
         bake: make each block's masks permanent right after it is pruned.
         layer_sparsity: per-layer sparsity overrides (fully qualified name -> sparsity), e.g.
-            from a sensitivity analysis (OWL-style allocation is not implemented yet).
+            from a sensitivity analysis; they win over ``allocation``.
+        allocation: ``"uniform"`` (every layer at ``sparsity``) or ``"owl"``: outlier-weighted
+            per-block sparsity with mean ``sparsity`` (:mod:`prunekit.llm.owl`; unstructured only).
+        owl_lambda / owl_threshold: OWL's ``lambda`` (layers stay within ``sparsity +- lambda``)
+            and ``M`` (a Wanda score above ``M`` x the block's mean is an outlier).
         method_options: options of the method (``{"damp": 0.01}`` for SparseGPT).
     """
 
@@ -56,10 +65,22 @@ class LLMPruneConfig:
     blocks: str | None = None
     bake: bool = False
     layer_sparsity: Mapping[str, float] = field(default_factory=dict)
+    allocation: Allocation = "uniform"
+    owl_lambda: float = 0.08
+    owl_threshold: float = 5.0
     method_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_sparsity(self.sparsity)
+        if self.allocation not in ("uniform", "owl"):
+            raise ConfigError(f"allocation must be 'uniform' or 'owl', got {self.allocation!r}")
+        if self.allocation == "owl":
+            if self.pattern is not None:
+                raise ConfigError(
+                    f"allocation='owl' sets a sparsity per layer and cannot be combined with "
+                    f"the fixed N:M pattern {self.pattern!r}"
+                )
+            check_owl(self.sparsity, self.owl_lambda, self.owl_threshold)
         for name, value in self.layer_sparsity.items():
             check_sparsity(value, f"sparsity of layer {name!r}")
         self.build_method()
@@ -182,6 +203,8 @@ def prune_llm(
     target = model if inplace else clone_model(model)
     stack = find_blocks(target, config.blocks)
     start = time.perf_counter()
+    if config.allocation == "owl":
+        config = _with_owl(target, calibration, config, progress)
     achieved: dict[str, float] = {}
     with eval_mode(target), torch.no_grad():
         inputs = None
@@ -199,6 +222,29 @@ def prune_llm(
             f"include={list(config.include)} exclude={list(config.exclude)}"
         )
     return LLMPruneResult(target, config, achieved, time.perf_counter() - start)
+
+
+def _with_owl(
+    model: nn.Module, calibration: Tensor | None, config: LLMPruneConfig, progress: bool
+) -> LLMPruneConfig:
+    """``config`` with OWL's per-layer sparsities (explicit ``layer_sparsity`` entries win)."""
+    if calibration is None:
+        raise DataError(
+            "allocation='owl' scores outliers with Wanda and needs calibration data, "
+            "also for the magnitude method"
+        )
+    owl = owl_layer_sparsity(
+        model,
+        calibration,
+        sparsity=config.sparsity,
+        lam=config.owl_lambda,
+        threshold=config.owl_threshold,
+        blocks=config.blocks,
+        include=config.include,
+        exclude=config.exclude,
+        progress=progress,
+    )
+    return dataclasses.replace(config, layer_sparsity={**owl, **config.layer_sparsity})
 
 
 def layer_names(model: nn.Module, blocks: str | None = None) -> list[str]:
