@@ -1,15 +1,19 @@
-"""The one-call API: score -> select -> mask, composed from the stages.
+"""The one-call API: score -> select -> mask or surgery, composed from the stages.
 
 ``prunekit.prune(model, sparsity=0.9)`` is a thin layer over :func:`build_groups`,
 an :class:`~prunekit.estimators.Estimator`, :func:`~prunekit.core.select` and
 :func:`~prunekit.masks.apply_masks`; each stage can be used alone.
+
+``prunekit.prune(model, example_inputs, sparsity=0.5, granularity="channel")`` prunes
+*structurally*: it traces the model's dependency graph, removes the selected units physically and
+verifies the result (:func:`prunekit.surgery.structured.prune_structured`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from torch import nn
 
@@ -21,6 +25,9 @@ from prunekit.estimators import Estimator, ScoringData, as_scoring_data, get_est
 from prunekit.estimators.data import LossFn
 from prunekit.granularity import Granularity, build_groups, get_granularity
 from prunekit.masks import apply_masks, clone_model
+from prunekit.measure import ExampleInputs
+from prunekit.surgery.structured import StructuralResult, prune_structured
+from prunekit.surgery.verify import DEFAULT_ATOL
 
 DataLike = ScoringData | Iterable[Any] | None
 
@@ -86,8 +93,67 @@ def score(
     return ScoreResult(groups, est.score(model, groups, scoring_data), est, gran)
 
 
+@overload
 def prune(
     model: nn.Module,
+    example_inputs: None = None,
+    *,
+    sparsity: float | None = ...,
+    threshold: float | None = ...,
+    granularity: str | Granularity = ...,
+    estimator: str | Estimator = ...,
+    estimator_options: Mapping[str, Any] | None = ...,
+    data: DataLike = ...,
+    loss_fn: LossFn | None = ...,
+    n_batches: int | None = ...,
+    scope: Scope = ...,
+    include: Sequence[str] = ...,
+    exclude: Sequence[str] = ...,
+    overrides: Mapping[str, float] | None = ...,
+    min_keep: int = ...,
+    round_to: int = ...,
+    normalize: Normalization = ...,
+    surgery: Literal[False] | None = ...,
+    verify: bool = ...,
+    atol: float = ...,
+    metrics: bool = ...,
+    latency: bool = ...,
+    inplace: bool = ...,
+) -> PruneResult: ...
+
+
+@overload
+def prune(
+    model: nn.Module,
+    example_inputs: ExampleInputs | None = None,
+    *,
+    sparsity: float | None = ...,
+    threshold: float | None = ...,
+    granularity: str | Granularity = ...,
+    estimator: str | Estimator = ...,
+    estimator_options: Mapping[str, Any] | None = ...,
+    data: DataLike = ...,
+    loss_fn: LossFn | None = ...,
+    n_batches: int | None = ...,
+    scope: Scope = ...,
+    include: Sequence[str] = ...,
+    exclude: Sequence[str] = ...,
+    overrides: Mapping[str, float] | None = ...,
+    min_keep: int = ...,
+    round_to: int = ...,
+    normalize: Normalization = ...,
+    surgery: bool | None = ...,
+    verify: bool = ...,
+    atol: float = ...,
+    metrics: bool = ...,
+    latency: bool = ...,
+    inplace: bool = ...,
+) -> PruneResult | StructuralResult: ...
+
+
+def prune(
+    model: nn.Module,
+    example_inputs: ExampleInputs | None = None,
     *,
     sparsity: float | None = None,
     threshold: float | None = None,
@@ -102,15 +168,39 @@ def prune(
     exclude: Sequence[str] = (),
     overrides: Mapping[str, float] | None = None,
     min_keep: int = 1,
+    round_to: int = 1,
     normalize: Normalization = "none",
+    surgery: bool | None = None,
+    verify: bool = True,
+    atol: float = DEFAULT_ATOL,
+    metrics: bool = True,
+    latency: bool = False,
     inplace: bool = False,
-) -> PruneResult:
-    """Score, select and mask in one call.
+) -> PruneResult | StructuralResult:
+    """Score, select and mask (or remove) in one call.
 
     The user's model is not modified unless ``inplace=True``; every check (names, sparsity,
-    data, finite scores, feasible selection) runs before any mask is applied, so a failure
-    leaves the model as it was. N:M granularities fix the sparsity at ``1 - N/M`` and need no
-    ``sparsity``. Returns a :class:`PruneResult` whose ``model`` is the masked model.
+    data, finite scores, feasible selection, verification) runs before the model is touched, so
+    a failure leaves it as it was. N:M granularities fix the sparsity at ``1 - N/M`` and need no
+    ``sparsity``.
+
+    **Masks** (the default, and whenever ``example_inputs`` is not given): returns a
+    :class:`PruneResult` whose ``model`` is the masked model.
+
+    **Surgery** (``example_inputs`` given with a structural granularity such as ``"channel"``,
+    or ``surgery=True``): the model is traced on ``example_inputs`` (a tensor, a tuple of
+    positional arguments or a dict of keyword arguments) into coupled groups (a conv's filters
+    with their BatchNorm entries, the next layer's inputs and every residual partner), the
+    groups are scored with ``estimator``, the selected units are removed physically, and,
+    with ``verify=True``, the pruned model is checked against the original with the removed
+    units zeroed (float64, relative tolerance ``atol``; a mismatch raises
+    :class:`~prunekit.surgery.VerificationError` naming the group). Returns a
+    :class:`~prunekit.surgery.structured.StructuralResult` with ``.model``, ``.plan``
+    (``.plan.to_json()`` for :func:`prunekit.io.save`), ``.verification`` and before / after
+    measurements (``.params_ratio``, ``.macs_ratio``, ``.metrics``; ``latency=True`` also times
+    both). ``exclude`` (the issue's ``ignore``) names modules whose outputs keep their width; the
+    model's outputs always keep theirs, so the final classifier never shrinks. ``round_to``
+    rounds kept widths up to a multiple, ``min_keep`` is the narrowest a group may become.
     """
     gran = get_granularity(granularity)
     config = SelectionConfig(
@@ -119,10 +209,35 @@ def prune(
         scope=scope,
         overrides=dict(overrides or {}),
         min_keep=min_keep,
+        round_to=round_to,
         normalize=normalize,
     )
     if gran.pattern is None and sparsity is None and threshold is None and not config.overrides:
         raise ConfigError("prune() needs sparsity= or threshold= (or an N:M granularity)")
+    if surgery is None:
+        surgery = example_inputs is not None and gran.structural
+    if surgery:
+        if example_inputs is None:
+            raise ConfigError("surgery needs example_inputs to trace the model's dependencies")
+        if not gran.structural:
+            raise ConfigError(
+                f"surgery removes whole units; granularity {gran.spec!r} is not structural "
+                "(use 'channel', or masks for element, N:M and block)"
+            )
+        return prune_structured(
+            model,
+            example_inputs,
+            config=config,
+            estimator=get_estimator(estimator, **dict(estimator_options or {})),
+            data=as_scoring_data(data, loss_fn, n_batches),
+            include=include,
+            exclude=exclude,
+            verify_result=verify,
+            atol=atol,
+            metrics=metrics,
+            latency=latency,
+            inplace=inplace,
+        )
     scored = score(
         model,
         granularity=gran,

@@ -22,6 +22,8 @@ from prunekit.measure import ModelStats, layer_sparsity, measure
 from prunekit.models import build_model
 from prunekit.recipe import Recipe, TrainSpec
 from prunekit.report.plots import plot_layer_sparsity, plot_metric_vs_sparsity
+from prunekit.surgery import rebuild_hook
+from prunekit.surgery.structured import StructuralResult
 from prunekit.train import evaluate, seed_everything, train
 
 Log = Callable[[str], None]
@@ -34,7 +36,7 @@ class JobReport:
     before: ModelStats
     pruned: ModelStats
     after: ModelStats | None
-    result: PruneResult
+    result: PruneResult | StructuralResult
     files: dict[str, Path] = field(default_factory=dict)
     curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
@@ -84,7 +86,7 @@ def dense_model(
     model = build_model(spec.name, **kwargs)
     if spec.checkpoint is not None:
         log(f"loading {spec.name} from {spec.checkpoint}")
-        return load(spec.checkpoint, model)
+        return load(spec.checkpoint, model, rebuild_hook=rebuild_hook)
     log(f"training {spec.name} on {recipe.data.dataset} for {recipe.train.epochs} epoch(s)")
     _fit(model, loader, recipe.train, progress)
     return model
@@ -100,11 +102,25 @@ def accuracy_eval(loader: DataLoader[Any]) -> Callable[[nn.Module], Mapping[str,
     return eval_fn
 
 
+def example_inputs(model: nn.Module, fallback: torch.Tensor) -> torch.Tensor:
+    """The inputs structural tracing runs on: the model's own ``example_input()`` if it has one
+    (every reference model does), else one sample of the data."""
+    make = getattr(model, "example_input", None)
+    return make() if callable(make) else fallback
+
+
 def prune_with(
-    recipe: Recipe, model: nn.Module, calibration: DataLoader[Any], **changes: Any
-) -> PruneResult:
-    """Run ``prunekit.prune`` on a copy of ``model`` with the recipe's pruning settings."""
+    recipe: Recipe,
+    model: nn.Module,
+    calibration: DataLoader[Any],
+    example: torch.Tensor,
+    **changes: Any,
+) -> PruneResult | StructuralResult:
+    """Run ``prunekit.prune`` on a copy of ``model`` with the recipe's pruning settings: masks,
+    or verified surgery when the recipe's ``prune.surgery`` says so (the default for channel
+    granularity)."""
     spec = recipe.prune
+    surgery = spec.uses_surgery
     kwargs: dict[str, Any] = {
         "sparsity": spec.sparsity,
         "threshold": spec.threshold,
@@ -118,10 +134,14 @@ def prune_with(
         "exclude": spec.exclude,
         "overrides": spec.overrides,
         "min_keep": spec.min_keep,
+        "round_to": spec.round_to,
         "normalize": spec.normalize,
+        "surgery": surgery,
     }
+    if surgery:
+        kwargs.update(verify=spec.verify, metrics=False)
     kwargs.update(changes)
-    return prune(model, **kwargs)
+    return prune(model, example_inputs(model, example) if surgery else None, **kwargs)
 
 
 def sparsity_curves(
@@ -139,6 +159,7 @@ def sparsity_curves(
                 recipe,
                 model,
                 data.train,
+                data.example,
                 sparsity=s,
                 threshold=None,
                 estimator=name,
@@ -159,11 +180,13 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> Jo
     eval_fn = accuracy_eval(data.test)
     before = measure(model, data.example, eval_fn=eval_fn)
     log(f"pruning: {recipe.prune.estimator.name} at {recipe.prune.granularity} granularity")
-    result = prune_with(recipe, model, data.train)
+    result = prune_with(recipe, model, data.train, data.example)
     pruned = measure(result.model, data.example, eval_fn=eval_fn)
     after = None
     if recipe.finetune.epochs or recipe.finetune.max_steps:
-        log("fine-tuning with the masks kept")
+        log(
+            "fine-tuning" + ("" if isinstance(result, StructuralResult) else " with the masks kept")
+        )
         _fit(result.model, data.train, recipe.finetune, progress)
         after = measure(result.model, data.example, eval_fn=eval_fn)
     curves = sparsity_curves(recipe, model, data, log) if recipe.output.curve else {}
@@ -172,14 +195,21 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> Jo
 
 
 def _write(
-    recipe: Recipe, result: PruneResult, curves: Mapping[str, list[tuple[float, float]]]
+    recipe: Recipe,
+    result: PruneResult | StructuralResult,
+    curves: Mapping[str, list[tuple[float, float]]],
 ) -> dict[str, Path]:
     out = Path(recipe.output.dir)
     files: dict[str, Path] = {}
     if recipe.output.save:
         arch = {"model": recipe.model.name, "kwargs": _arch_kwargs(result.model, recipe)}
+        plan = result.plan.to_json() if isinstance(result, StructuralResult) else None
         files["model"] = save(
-            result.model, out / "model", arch=arch, extra={"recipe": recipe.model_dump(mode="json")}
+            result.model,
+            out / "model",
+            arch=arch,
+            plan=plan,
+            extra={"recipe": recipe.model_dump(mode="json")},
         )
     if recipe.output.plots:
         files["layer_sparsity"] = plot_layer_sparsity(

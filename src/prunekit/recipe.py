@@ -101,8 +101,14 @@ class PruneSpec(_Strict):
     exclude: list[str] = Field(default_factory=list)
     overrides: dict[str, float] = Field(default_factory=dict)
     min_keep: int = Field(1, ge=0)
+    round_to: int = Field(1, ge=1)
     normalize: Literal["none", "max", "sum", "l2", "mean"] = "none"
     calibration_batches: int = Field(8, ge=1)
+    surgery: bool | None = Field(
+        None,
+        description="remove units physically (verified); None: yes for structural granularities",
+    )
+    verify: bool = True
 
     @field_validator("granularity")
     @classmethod
@@ -125,7 +131,21 @@ class PruneSpec(_Strict):
             and (self.threshold is None)
         ):
             raise ValueError("give sparsity or threshold (or an N:M granularity such as '2:4')")
+        if self.surgery and not get_granularity(self.granularity).structural:
+            raise ValueError(
+                f"surgery removes whole units; granularity {self.granularity!r} is not "
+                "structural (use 'channel', or surgery: false)"
+            )
         return self
+
+    @property
+    def uses_surgery(self) -> bool:
+        """Whether pruning is physical: ``surgery``, or by default a structural granularity."""
+        from prunekit.granularity import get_granularity
+
+        if self.surgery is not None:
+            return self.surgery
+        return get_granularity(self.granularity).structural
 
     def selection_config(self) -> SelectionConfig:
         return SelectionConfig(
@@ -134,6 +154,7 @@ class PruneSpec(_Strict):
             scope=self.scope,
             overrides=self.overrides,
             min_keep=self.min_keep,
+            round_to=self.round_to,
             normalize=self.normalize,
         )
 

@@ -135,3 +135,27 @@ def test_grade_prints_and_writes_the_correlation_table(tmp_path: Path) -> None:
 def test_quick_demo_recipe_is_a_smaller_job(tmp_path: Path) -> None:
     recipe = demo_recipe(quick=True, out=tmp_path)
     assert recipe.data.train_limit == 10_000 and recipe.output.dir == tmp_path
+
+
+def test_channel_recipe_prunes_physically_and_saves_the_plan(tmp_path: Path) -> None:
+    from prunekit.surgery import rebuild_hook
+
+    path = digits_recipe(tmp_path, granularity="channel", sparsity=0.5, scope="layer")
+    recipe = yaml.safe_load(path.read_text())
+    recipe["output"] = {"dir": str(tmp_path / "out"), "plots": False}
+    recipe["train"]["epochs"] = 1
+    path.write_text(yaml.safe_dump(recipe))
+    result = runner.invoke(app, ["prune", str(path)])
+    assert result.exit_code == 0, result.output
+    meta = read_metadata(tmp_path / "out" / "model")
+    assert meta.plan is not None
+    model = load(tmp_path / "out" / "model", rebuild_hook=rebuild_hook)
+    widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+    assert widths == [150, 50, 10]
+
+
+def test_llm_commands_are_mounted() -> None:
+    result = runner.invoke(app, ["llm", "--help"])
+    assert result.exit_code == 0
+    for command in ("prune", "eval", "depth"):
+        assert command in result.output

@@ -19,6 +19,7 @@ import yaml
 from rich.console import Console
 
 from prunekit.cli import views
+from prunekit.cli.llm import llm_app
 from prunekit.errors import PrunekitError
 from prunekit.recipe import Recipe, load_recipe, parse_recipe
 
@@ -29,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(llm_app, name="llm")
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
@@ -96,6 +98,13 @@ def prune_command(
         float | None, typer.Option(help="Fraction of units removed, in [0, 1).")
     ] = None,
     scope: Annotated[str, typer.Option(help="global or layer.")] = "global",
+    surgery: Annotated[
+        bool | None,
+        typer.Option(
+            "--surgery/--masks",
+            help="Remove units physically (verified) or mask them; default: surgery for channel.",
+        ),
+    ] = None,
     exclude: Annotated[
         list[str] | None, typer.Option(help="Layer name patterns to leave alone.")
     ] = None,
@@ -116,6 +125,7 @@ def prune_command(
                 "granularity": granularity,
                 "sparsity": sparsity,
                 "scope": scope,
+                "surgery": surgery,
                 "exclude": exclude or [],
             },
             "finetune": {"epochs": finetune_epochs},

@@ -19,6 +19,7 @@ def registry_tables() -> list[Table]:
     from prunekit.data import DATASETS
     from prunekit.estimators import ESTIMATORS
     from prunekit.granularity import GRANULARITIES
+    from prunekit.llm import LLM_METHODS
     from prunekit.models import MODELS
     from prunekit.ops import LAYER_RULES
 
@@ -42,7 +43,10 @@ def registry_tables() -> list[Table]:
     datasets = Table("name", title="datasets")
     for name in DATASETS.names():
         datasets.add_row(name)
-    return [estimators, granularities, rules, models, datasets]
+    llm = Table("name", title="language-model methods (prunekit llm prune --method)")
+    for name in LLM_METHODS.names():
+        llm.add_row(name)
+    return [estimators, granularities, rules, models, datasets, llm]
 
 
 def job_tables(report: JobReport) -> list[Table]:

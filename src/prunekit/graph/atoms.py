@@ -69,15 +69,33 @@ class AtomGraph:
 
     def union(self, a: Tensor, b: Tensor) -> None:
         """Couple ``a`` and ``b`` element by element (after broadcasting)."""
-        a, b = torch.broadcast_tensors(a, b)
-        pairs = torch.stack([a.reshape(-1), b.reshape(-1)])
-        pairs = pairs[:, pairs[0] != pairs[1]]
-        if pairs.numel():
-            self.edges.append(torch.unique(pairs, dim=1))
+        if a.shape != b.shape:
+            a, b = torch.broadcast_tensors(a, b)
+        a, b = a.reshape(-1), b.reshape(-1)
+        if a.numel() > 4096:
+            # drop duplicate pairs (broadcasting repeats them) via one int64 key per pair
+            key = torch.unique((a << 32) | b)
+            a, b = key >> 32, key & 0xFFFFFFFF
+        if a.numel():
+            self.edges.append(torch.stack([a, b]))
 
     def fix(self, atoms: Tensor) -> None:
         """Mark ``atoms`` as never removable."""
         self.union(atoms.reshape(-1).unique(), torch.zeros((), dtype=torch.int64))
+
+    def keep_size(self, slot: Tensor, dim: int) -> None:
+        """The size of ``dim`` is written in code (a slice bound, a constant operand), so no unit
+        may remove part of it. A slot that varies along ``dim`` alone is fixed; one that also
+        varies along other dims (heads and positions in a head) has every fibre along ``dim``
+        coupled into one unit, so removing a unit removes whole fibres and ``dim`` keeps its
+        size (a whole attention head can go, a position inside every head cannot)."""
+        dim = dim % max(slot.dim(), 1)
+        if slot.dim() == 0 or slot.shape[dim] <= 1:
+            return
+        if vary(slot) == {dim}:
+            self.fix(slot)
+        else:
+            self.union(slot.narrow(dim, 0, 1), slot)
 
     def mark_inexact(self, atoms: Tensor) -> None:
         """Removing these atoms changes a normalisation over their dimension: zeroing them is

@@ -25,7 +25,7 @@ def couple(graph: AtomGraph, items: Sequence[Item], out_shape: Sequence[int]) ->
     Along every output dimension of size > 1, the slots of all operands that vary along it are
     unified position by position. An operand that has that dimension at full size but no slot
     along it (an input image, a constant made inside ``forward``) cannot shrink, so the other
-    operands' atoms along it become fixed.
+    operands must keep its size there (:meth:`AtomGraph.keep_size`).
     """
     ndim = len(out_shape)
     padded = [
@@ -48,7 +48,7 @@ def couple(graph: AtomGraph, items: Sequence[Item], out_shape: Sequence[int]) ->
             continue
         if bare:
             for _, _, s in labelled:
-                graph.fix(s)
+                graph.keep_size(s, d)
             continue
         i0, k0, first = labelled[0]
         for i, k, s in labelled[1:]:

@@ -9,20 +9,36 @@ changed: it runs in eval mode under ``no_grad`` and its train/eval flags are res
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.weak import WeakIdKeyDictionary
 
-from prunekit.errors import ConfigError, UnsupportedLayerError, closest
+from prunekit.errors import ConfigError, PrunekitError, UnsupportedLayerError, closest
 from prunekit.graph.atoms import AtomGraph, Slots
+from prunekit.graph.meta import shortcut_for
+from prunekit.graph.running import (
+    as_args,
+    composite_attention,
+    eval_mode,
+    meta_state,
+    run_model,
+    to_meta,
+)
+from prunekit.ops.structural.attention import fixed_widths, makes_constants
+
+Compute = Literal["meta", "fake", "real"]
+"""How the traced forward runs: on ``meta`` tensors (shapes only, the default), under a
+``FakeTensorMode`` (shapes only, slower, more ops supported) or for real."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +71,9 @@ class StructureTrace:
 class _Tracer(TorchDispatchMode):
     """Runs structural rules on every ATen op (implements :class:`RuleContext`)."""
 
-    def __init__(self, model: nn.Module, ignore: Sequence[str]) -> None:
+    def __init__(
+        self, model: nn.Module, ignore: Sequence[str], swap: Mapping[str, Tensor] | None = None
+    ) -> None:
         super().__init__()
         self.graph = AtomGraph()
         self.labels: WeakIdKeyDictionary = WeakIdKeyDictionary()
@@ -65,10 +83,13 @@ class _Tracer(TorchDispatchMode):
         self.module_names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
         self.ignore = tuple(ignore)
         self.stack: list[str] = []
+        self.module_stack: list[nn.Module] = []
         self.n_ops = 0
         self.op_names: set[str] = set()
         self._func: Any = None
-        self._label_tensors(model)
+        self.meta = swap is not None
+        self.fake = False
+        self._label_tensors(model, swap or {})
 
     # RuleContext -------------------------------------------------------------------------------
     @property
@@ -85,11 +106,15 @@ class _Tracer(TorchDispatchMode):
         if isinstance(t, Tensor):
             self.labels[t] = tuple(slots)
 
+    def modules(self) -> Sequence[nn.Module]:
+        return self.module_stack
+
     def where(self) -> str:
         return self.stack[-1] if self.stack else "<top level>"
 
     # tracing -----------------------------------------------------------------------------------
-    def _label_tensors(self, model: nn.Module) -> None:
+    def _label_tensors(self, model: nn.Module, swap: Mapping[str, Tensor]) -> None:
+        """Label every floating parameter and buffer (or its stand-in in ``swap``, by name)."""
         seen: dict[int, list[str]] = {}
         tensors: dict[int, tuple[Tensor, bool]] = {}
         named = [
@@ -99,6 +124,7 @@ class _Tracer(TorchDispatchMode):
         for name, t, is_param in named:
             if t is None or not t.is_floating_point():
                 continue
+            t = swap.get(name, t)
             seen.setdefault(id(t), []).append(name)
             tensors[id(t)] = (t, is_param)
         for key, names in seen.items():
@@ -125,22 +151,22 @@ class _Tracer(TorchDispatchMode):
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        fast = shortcut_for(func, args, kwargs) if self.meta else None
+        out = fast(args, kwargs) if fast is not None else func(*args, **kwargs)
         self.n_ops += 1
         labelled = False
-        for t in pytree.tree_leaves((args, kwargs)):
-            if not isinstance(t, Tensor):
-                continue
+        for t in _tensor_args(args, kwargs):
             name = self.names.get(t)
             if name is not None and name not in self.first_use:
                 self.first_use[name] = len(self.first_use)
             labelled = labelled or bool(self.labels.get(t))
         if labelled:
-            self._apply(func, args, kwargs, out)
+            # rules compute on real slot tensors: step out of a FakeTensorMode below this one
+            with _disable_current_modes() if self.fake else contextlib.nullcontext():
+                self._apply(func, args, kwargs, out)
         return out
 
     def _apply(self, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
-        from prunekit.ops import structural_layers  # noqa: F401  (registers the layer rules)
         from prunekit.ops.structural import rule_for_op
 
         rule = rule_for_op(func)
@@ -157,6 +183,16 @@ class _Tracer(TorchDispatchMode):
         """An op without a rule inside an ignored module: its inputs keep their width."""
         self.fix_all((args, kwargs))
 
+    def _fix_widths(self, module: nn.Module, widths: Sequence[tuple[str, int]]) -> None:
+        for path, dim in widths:
+            t: Any = module
+            for attr in path.split("."):
+                t = getattr(t, attr, None)
+            if isinstance(t, Tensor):
+                for s in self.slots(t):
+                    if s.dim() > dim and s.shape[dim] > 1:
+                        self.graph.fix(s)
+
     def fix_all(self, tree: Any) -> None:
         for t in pytree.tree_leaves(tree):
             for s in self.slots(t):
@@ -168,6 +204,11 @@ class _Tracer(TorchDispatchMode):
             name = self.module_names.get(id(module))
             if name is not None:
                 self.stack.append(name)
+                self.module_stack.append(module)
+                widths = fixed_widths(module)
+                if widths:
+                    with _disable_current_modes():
+                        self._fix_widths(module, widths)
 
         def post(module: nn.Module, inputs: Any, output: Any) -> None:
             name = self.module_names.get(id(module))
@@ -175,7 +216,13 @@ class _Tracer(TorchDispatchMode):
                 return
             if self.stack and self.stack[-1] == name:
                 self.stack.pop()
-            if name and _matches(name, self.ignore):
+                self.module_stack.pop()
+            if makes_constants(module):
+                with _disable_current_modes():
+                    self.fix_all([*module.parameters(), *module.buffers()])
+                    for t in pytree.tree_leaves(output):
+                        self.set_slots(t, ())
+            elif name and self.ignore and _matches(name, self.ignore):
                 with _disable_current_modes():
                     self.fix_all(output)
 
@@ -190,6 +237,15 @@ class _Tracer(TorchDispatchMode):
         finally:
             for h in handles:
                 h.remove()
+
+
+def _tensor_args(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Iterator[Tensor]:
+    """The tensors among an ATen call's arguments (ATen nests them one list deep at most)."""
+    for v in (*args, *kwargs.values()):
+        if isinstance(v, Tensor):
+            yield v
+        elif isinstance(v, (list, tuple)):
+            yield from (t for t in v if isinstance(t, Tensor))
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
@@ -208,32 +264,6 @@ def _unsupported_message(func: Any, where: str, stack: Sequence[str]) -> str:
     )
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in flags:
-            m.training = training
-
-
-def _as_args(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    if isinstance(example_inputs, Mapping):
-        return (), dict(example_inputs)
-    if isinstance(example_inputs, tuple):
-        return example_inputs, {}
-    return (example_inputs,), {}
-
-
-def run_model(model: nn.Module, example_inputs: Any) -> Any:
-    """Call ``model`` on ``example_inputs``: a tensor, a tuple of positional arguments, or a
-    mapping of keyword arguments."""
-    args, kwargs = _as_args(example_inputs)
-    return model(*args, **kwargs)
-
-
 def check_ignore(model: nn.Module, ignore: Sequence[str]) -> None:
     names = [n for n, _ in model.named_modules() if n]
     for pattern in ignore:
@@ -242,19 +272,59 @@ def check_ignore(model: nn.Module, ignore: Sequence[str]) -> None:
             raise ConfigError(f"ignore pattern {pattern!r} matches no module of the model{hint}")
 
 
-def trace(model: nn.Module, example_inputs: Any, *, ignore: Sequence[str] = ()) -> StructureTrace:
+def trace(
+    model: nn.Module,
+    example_inputs: Any,
+    *,
+    ignore: Sequence[str] = (),
+    compute: Compute = "meta",
+) -> StructureTrace:
     """Run ``model`` once and record how its units are coupled.
 
     The model's outputs keep their shape (so the final classifier's output units are never
     pruned); modules matching an ``ignore`` glob pattern keep the width of their outputs.
+
+    Labels need shapes, not values, so by default the run computes nothing: parameters,
+    buffers and inputs are replaced by ``meta`` tensors for the call
+    (:func:`torch.func.functional_call`; the model itself is not changed), and every op only
+    infers its output's shape. A model whose forward depends on values (``if x.sum() > 0``,
+    ``x[mask]``) or makes CPU tensors of its own cannot run on meta tensors; it is traced again
+    with real computation (``compute="real"`` forces that; ``"fake"`` uses a
+    ``FakeTensorMode`` instead of meta tensors).
     """
     if isinstance(ignore, str):
         ignore = (ignore,)
+    if compute not in ("meta", "fake", "real"):
+        raise ConfigError(f"compute must be 'meta', 'fake' or 'real', got {compute!r}")
     check_ignore(model, ignore)
-    tracer = _Tracer(model, ignore)
-    with _eval_mode(model), torch.no_grad():
-        with tracer.module_scope(), tracer:
-            output = run_model(model, example_inputs)
+    if compute != "real":
+        try:
+            return _run_trace(model, example_inputs, ignore, compute)
+        except PrunekitError:
+            raise
+        except Exception:  # value-dependent forward (data-dependent shapes, .item()): run it
+            pass
+    return _run_trace(model, example_inputs, ignore, "real")
+
+
+def _run_trace(
+    model: nn.Module, example_inputs: Any, ignore: Sequence[str], compute: Compute
+) -> StructureTrace:
+    swap = meta_state(model) if compute == "meta" else None
+    tracer = _Tracer(model, ignore, swap)
+    tracer.fake = compute == "fake"
+    compute_mode: Any = (
+        FakeTensorMode(allow_non_fake_inputs=True)
+        if compute == "fake"
+        else contextlib.nullcontext()
+    )
+    with eval_mode(model), torch.no_grad(), composite_attention():
+        with tracer.module_scope(), compute_mode, tracer:
+            if swap is not None:
+                args, kwargs = as_args(to_meta(example_inputs))
+                output = torch.func.functional_call(model, swap, args, kwargs, strict=False)
+            else:
+                output = run_model(model, example_inputs)
         tracer.fix_all(output)
     return StructureTrace(
         tracer.graph, tracer.families, tracer.first_use, tracer.n_ops, tracer.op_names

@@ -10,6 +10,7 @@ twice), for tensors tied to another name, and on request (``keep_originals=True`
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -124,12 +125,24 @@ def _write_json(text: str, file: Path) -> None:
     file.write_text(text, encoding="utf-8")
 
 
+def _parse_plan(plan: Mapping[str, Any] | str | None) -> Mapping[str, Any] | None:
+    if not isinstance(plan, str):
+        return plan
+    try:
+        parsed = json.loads(plan)
+    except ValueError as err:
+        raise ConfigError(f"plan is not valid JSON text: {err}") from err
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"plan JSON must be an object, got {type(parsed).__name__}")
+    return parsed
+
+
 def save(
     model: nn.Module,
     path: str | Path,
     *,
     arch: Mapping[str, Any] | None = None,
-    plan: Mapping[str, Any] | None = None,
+    plan: Mapping[str, Any] | str | None = None,
     extra: Mapping[str, Any] | None = None,
     keep_originals: bool = False,
 ) -> Path:
@@ -141,7 +154,8 @@ def save(
             needed; files of an earlier save there are replaced atomically).
         arch: how :func:`prunekit.io.load` rebuilds the architecture without a model:
             ``{"model": <name in prunekit.models>, "kwargs": {...}}``.
-        plan: the structural pruning plan (JSON data) that gives the saved shapes.
+        plan: the structural pruning plan that gives the saved shapes: JSON data or JSON text
+            (``result.plan.to_json()``).
         extra: free JSON metadata, returned by :func:`prunekit.io.read_metadata`.
         keep_originals: also keep the unmasked values of every masked tensor (by default only
             where they are needed to reproduce the model; see the module docstring).
@@ -149,7 +163,7 @@ def save(
     Mappings are stored as JSON, so tuples come back as lists and keys as strings.
     """
     arch_json = check_arch(arch)
-    plan_json = to_json_object(plan, "plan")
+    plan_json = to_json_object(_parse_plan(plan), "plan")
     extra_json = to_json_object(extra, "extra")
     state = read_state(model)
     tensors, masks, originals = _entries(state, keep_originals)

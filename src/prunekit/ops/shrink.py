@@ -30,8 +30,10 @@ class ShrinkRule:
     update: Callable[[nn.Module], Changes]
 
 
-def _set(module: nn.Module, values: dict[str, Any]) -> Changes:
+def set_attributes(target: Any, values: dict[str, Any]) -> Changes:
+    """Set the attributes that change; return them as ``{attr: (before, after)}``."""
     changes: Changes = {}
+    module = target
     for attr, new in values.items():
         old = getattr(module, attr)
         if old != new:
@@ -44,10 +46,12 @@ def _conv(module: nn.Module) -> Changes:
     assert isinstance(module, nn.modules.conv._ConvNd)
     w = module.weight
     if module.transposed:
-        return _set(module, {"in_channels": w.shape[0], "out_channels": w.shape[1] * module.groups})
+        return set_attributes(
+            module, {"in_channels": w.shape[0], "out_channels": w.shape[1] * module.groups}
+        )
     out_channels = w.shape[0]
     groups = module.groups * out_channels // module.out_channels if module.groups > 1 else 1
-    return _set(
+    return set_attributes(
         module,
         {"out_channels": out_channels, "groups": groups, "in_channels": w.shape[1] * groups},
     )
@@ -55,7 +59,7 @@ def _conv(module: nn.Module) -> Changes:
 
 def _linear(module: nn.Module) -> Changes:
     assert isinstance(module, nn.Linear)
-    return _set(
+    return set_attributes(
         module, {"in_features": module.weight.shape[1], "out_features": module.weight.shape[0]}
     )
 
@@ -63,7 +67,7 @@ def _linear(module: nn.Module) -> Changes:
 def _bilinear(module: nn.Module) -> Changes:
     assert isinstance(module, nn.Bilinear)
     w = module.weight
-    return _set(
+    return set_attributes(
         module, {"out_features": w.shape[0], "in1_features": w.shape[1], "in2_features": w.shape[2]}
     )
 
@@ -73,14 +77,14 @@ def _batch_norm(module: nn.Module) -> Changes:
     ref = module.weight if module.weight is not None else module.running_mean
     if ref is None:
         return {}
-    return _set(module, {"num_features": ref.shape[0]})
+    return set_attributes(module, {"num_features": ref.shape[0]})
 
 
 def _layer_norm(module: nn.Module) -> Changes:
     assert isinstance(module, nn.LayerNorm)
     if module.weight is None:
         return {}
-    return _set(module, {"normalized_shape": tuple(module.weight.shape)})
+    return set_attributes(module, {"normalized_shape": tuple(module.weight.shape)})
 
 
 def _group_norm(module: nn.Module) -> Changes:
@@ -90,18 +94,18 @@ def _group_norm(module: nn.Module) -> Changes:
     channels = module.weight.shape[0]
     per_group = module.num_channels // module.num_groups
     groups = 1 if module.num_groups == 1 else channels // per_group
-    return _set(module, {"num_channels": channels, "num_groups": groups})
+    return set_attributes(module, {"num_channels": channels, "num_groups": groups})
 
 
 def _prelu(module: nn.Module) -> Changes:
     assert isinstance(module, nn.PReLU)
-    return _set(module, {"num_parameters": module.weight.numel()})
+    return set_attributes(module, {"num_parameters": module.weight.numel()})
 
 
 def _embedding(module: nn.Module) -> Changes:
     assert isinstance(module, nn.Embedding)
     w = module.weight
-    return _set(module, {"num_embeddings": w.shape[0], "embedding_dim": w.shape[1]})
+    return set_attributes(module, {"num_embeddings": w.shape[0], "embedding_dim": w.shape[1]})
 
 
 SHRINK_RULES: Registry[ShrinkRule] = Registry(
@@ -120,8 +124,12 @@ SHRINK_RULES: Registry[ShrinkRule] = Registry(
 
 
 def shrink_rule_for(module: nn.Module) -> ShrinkRule | None:
+    """The registered rule for ``module``'s type, else a Hugging Face rule by class name."""
     for name in SHRINK_RULES.names():
         rule = SHRINK_RULES.get(name)
         if isinstance(module, rule.types):
             return rule
-    return None
+    from prunekit.ops.shrink_hf import HF_SHRINK_RULES
+
+    update = HF_SHRINK_RULES.get(type(module).__name__)
+    return ShrinkRule((type(module),), update) if update is not None else None

@@ -9,6 +9,7 @@ from prunekit.surgery.apply import apply_plan, apply_surgery, rebuild, rebuild_h
 from prunekit.surgery.plan import Plan, TensorCut, make_plan
 from prunekit.surgery.verify import (
     DEFAULT_ATOL,
+    UnverifiableGroupError,
     VerificationError,
     VerificationReport,
     masked_copy,
@@ -19,6 +20,7 @@ __all__ = [
     "DEFAULT_ATOL",
     "Plan",
     "TensorCut",
+    "UnverifiableGroupError",
     "VerificationError",
     "VerificationReport",
     "apply_plan",

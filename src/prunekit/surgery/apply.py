@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -12,9 +13,12 @@ from torch.nn.utils import parametrize
 from prunekit.core.groups import Group, Selection
 from prunekit.errors import ConfigError, SaveFileError
 from prunekit.ops.shrink import shrink_rule_for
+from prunekit.ops.shrink_hf import update_hf_config
 from prunekit.surgery.plan import Plan, TensorCut, make_plan
 
 Owner = tuple[str, nn.Module, str, bool]
+WidthChanges = dict[str, dict[str, list[object]]]
+"""Module name -> ``{"type": [class name], attribute: [before, after], ...}``."""
 """(module name, module, attribute, is a parameter)"""
 
 
@@ -58,10 +62,8 @@ def _slice(t: Tensor, cut: TensorCut) -> Tensor:
     return out.clone()
 
 
-def apply_plan(model: nn.Module, plan: Plan) -> dict[str, dict[str, list[object]]]:
-    """Apply ``plan`` to ``model`` in place; return the width attributes changed per module.
-
-    Every tensor is checked against the plan before anything changes."""
+def _resolve(model: nn.Module, plan: Plan) -> list[tuple[TensorCut, Tensor]]:
+    """The model's tensor for every cut of ``plan``, each checked before anything changes."""
     tensors, _ = _tensor_names(model)
     owners = _owners(model)
     resolved: list[tuple[TensorCut, Tensor]] = []
@@ -74,37 +76,85 @@ def apply_plan(model: nn.Module, plan: Plan) -> dict[str, dict[str, list[object]
                 f"tensor {name!r} has shape {tuple(t.shape)}, the plan expects "
                 f"{cut.shape_before}: the plan was made for a different model"
             )
-        resolved.append((cut, t))
-    touched: dict[str, nn.Module] = {}
-    for cut, t in resolved:
         for _, module, attr, _ in owners[id(t)]:
             if parametrize.is_parametrized(module, attr):
                 raise ConfigError(
                     f"tensor {cut.tensor!r} is masked (parametrized); bake or remove the masks "
                     "before surgery"
                 )
+        resolved.append((cut, t))
+    return resolved
+
+
+def _replacement(t: Tensor, cut: TensorCut) -> Tensor:
+    new = _slice(t, cut)
+    return nn.Parameter(new, t.requires_grad) if isinstance(t, nn.Parameter) else new
+
+
+def apply_plan(model: nn.Module, plan: Plan) -> dict[str, dict[str, list[object]]]:
+    """Apply ``plan`` to ``model`` in place; return the width attributes changed per module.
+
+    Every tensor is checked against the plan before anything changes."""
+    resolved = _resolve(model, plan)
+    owners = _owners(model)
+    touched: dict[str, nn.Module] = {}
     for cut, t in resolved:
-        new = _slice(t, cut)
         # one replacement object for every owner, so tied tensors stay tied
-        replacement = nn.Parameter(new, t.requires_grad) if isinstance(t, nn.Parameter) else new
+        replacement = _replacement(t, cut)
         for module_name, module, attr, is_param in owners[id(t)]:
             if is_param:
                 module._parameters[attr] = replacement  # type: ignore[assignment]
             else:
                 module._buffers[attr] = replacement
             touched[module_name] = module
+    return _shrink(model, touched)
+
+
+def pruned_copy(
+    model: nn.Module, plan: Plan
+) -> tuple[nn.Module, dict[str, dict[str, list[object]]]]:
+    """A copy of ``model`` with ``plan`` applied, and the width attributes changed per module.
+
+    The tensors the plan cuts are never copied whole: the copy receives their kept slices
+    directly (through ``deepcopy``'s memo, so tied tensors stay tied)."""
+    resolved = _resolve(model, plan)
+    owners = _owners(model)
+    memo: dict[int, Any] = {id(t): _replacement(t, cut) for cut, t in resolved}
+    pruned = copy.deepcopy(model, memo)
+    modules = dict(pruned.named_modules(remove_duplicate=False))
+    touched = {name: modules[name] for _, t in resolved for name, *_ in owners[id(t)]}
+    return pruned, _shrink(pruned, touched)
+
+
+def _shrink(model: nn.Module, touched: dict[str, nn.Module]) -> dict[str, dict[str, list[object]]]:
+    """Apply the shrink rule of every touched module, then of their ancestors (attention
+    modules hold head counts of their child projections, innermost first), then update a
+    Hugging Face ``config``."""
+    modules = dict(model.named_modules(remove_duplicate=False))
+    names = set(touched)
+    for name in touched:
+        parts = name.split(".") if name else []
+        names.update(".".join(parts[:k]) for k in range(len(parts)))
     changes: dict[str, dict[str, list[object]]] = {}
-    for module_name, module in touched.items():
-        rule = shrink_rule_for(module)
-        if rule is None:
+    for module_name in sorted(names, key=lambda n: (-n.count("."), n) if n else (1, "")):
+        module = modules.get(module_name)
+        rule = shrink_rule_for(module) if module is not None else None
+        if module is None or rule is None:
             continue
-        changed = rule.update(module)
-        if changed:
-            changes[module_name] = {
-                "type": [type(module).__name__],
-                **{a: [_plain(v0), _plain(v1)] for a, (v0, v1) in changed.items()},
-            }
+        _record(changes, module_name, module, rule.update(module))
+    _record(changes, "", model, {f"config.{k}": v for k, v in update_hf_config(model).items()})
     return changes
+
+
+def _record(
+    changes: dict[str, dict[str, list[object]]],
+    name: str,
+    module: nn.Module,
+    changed: dict[str, tuple[object, object]],
+) -> None:
+    if changed:
+        entry = changes.setdefault(name, {"type": [type(module).__name__]})
+        entry.update({a: [_plain(v0), _plain(v1)] for a, (v0, v1) in changed.items()})
 
 
 def _plain(value: object) -> object:
@@ -125,19 +175,16 @@ def apply_surgery(
     if missing:
         raise ConfigError(f"groups name tensors the model does not have: {missing[:5]}")
     plan = make_plan(groups, selection, shapes, aliases)
-    pruned = copy.deepcopy(model)
-    plan.modules = apply_plan(pruned, plan)
+    pruned, plan.modules = pruned_copy(model, plan)
     return pruned, plan
 
 
 def rebuild(original: nn.Module, plan: Plan) -> nn.Module:
     """A copy of ``original`` with the pruned shapes of ``plan`` (weights are the kept slices of
     the original's; a loader then overwrites them with the saved ones)."""
-    pruned = copy.deepcopy(original)
-    apply_plan(pruned, plan)
-    return pruned
+    return pruned_copy(original, plan)[0]
 
 
-def rebuild_hook(model: nn.Module, plan: Plan | dict[str, object]) -> nn.Module:
+def rebuild_hook(model: nn.Module, plan: Plan | Mapping[str, Any]) -> nn.Module:
     """The hook save/load calls: accepts a :class:`Plan` or its ``to_dict()`` form."""
     return rebuild(model, plan if isinstance(plan, Plan) else Plan.from_dict(plan))

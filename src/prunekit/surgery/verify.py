@@ -36,6 +36,33 @@ class VerificationError(PrunekitError, RuntimeError):
     """The physically pruned model does not compute what the masked original computes."""
 
 
+class UnverifiableGroupError(VerificationError):
+    """Removing these unverifiable (inexact) groups makes the pruned model fail to run."""
+
+    def __init__(self, message: str, groups: Sequence[str]) -> None:
+        super().__init__(message)
+        self.groups = tuple(groups)
+
+
+def _breaking_alone(
+    original: nn.Module,
+    groups: Sequence[Group],
+    selection: Selection,
+    candidates: Sequence[str],
+    example_inputs: Any,
+) -> list[str]:
+    """The candidate groups whose removal alone makes the pruned model fail (all if none)."""
+    keep_all = {g.name: torch.ones(g.n_units, dtype=torch.bool) for g in groups}
+    breaking = []
+    for name in candidates:
+        try:
+            pruned, _ = apply_surgery(original, groups, {**keep_all, name: selection[name]})
+            _run(pruned, example_inputs, None)
+        except Exception:
+            breaking.append(name)
+    return breaking or list(candidates)
+
+
 @dataclass(frozen=True)
 class VerificationReport:
     """The outcome of :func:`verify`.
@@ -133,7 +160,19 @@ def verify(
         for name in unverified:
             checked[name] = torch.ones_like(selection[name], dtype=torch.bool)
         reference, _ = apply_surgery(original, groups, checked)
-        _compare(_run(pruned, example_inputs, dtype), _run(reference, example_inputs, dtype), 1e9)
+        try:
+            _compare(
+                _run(pruned, example_inputs, dtype), _run(reference, example_inputs, dtype), 1e9
+            )
+        except Exception as err:
+            breaking = _breaking_alone(original, groups, selection, unverified, example_inputs)
+            raise UnverifiableGroupError(
+                f"the pruned model fails to run once the unverifiable groups {breaking} are "
+                f"removed ({type(err).__name__}: {str(err)[:200]}); a width they share is "
+                "probably written in the model's code (exclude the layer that produces it, or "
+                "let prunekit.prune keep them)",
+                breaking,
+            ) from err
     want = _run(masked_copy(original, groups, checked), example_inputs, dtype)
     try:
         got = _run(reference, example_inputs, dtype)

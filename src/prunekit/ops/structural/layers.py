@@ -16,7 +16,7 @@ from torch import Tensor
 
 from prunekit.graph.atoms import vary
 from prunekit.graph.couple import couple, place, vector
-from prunekit.ops.structural import OP_RULES, RuleContext, arg, first_tensor, item
+from prunekit.ops.structural.context import Rule, RuleContext, arg, first_tensor, item
 
 
 def channel_vector(ctx: RuleContext, t: Tensor, dim: int) -> Tensor | None:
@@ -157,7 +157,7 @@ def prelu(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out:
     ctx.set_slots(out, couple(ctx.graph, [item(ctx, x), (w_shape, w_slots)], tuple(x.shape)))
 
 
-_LAYER_RULES = {
+LAYER_OP_RULES: dict[str, Rule] = {
     "aten.convolution": convolution,
     "aten.native_batch_norm": batch_norm,
     "aten._native_batch_norm_legit": batch_norm,
@@ -167,5 +167,3 @@ _LAYER_RULES = {
     "aten.embedding": embedding,
     "aten._prelu_kernel": prelu,
 }
-for _name, _rule in _LAYER_RULES.items():
-    OP_RULES.register(_name, _rule)

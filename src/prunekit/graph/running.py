@@ -1,0 +1,69 @@
+"""How the traced forward runs: in eval mode, without grad, with attention on its composite
+path, and (by default) on ``meta`` stand-ins of the model's tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils import _pytree as pytree
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+@contextmanager
+def composite_attention() -> Iterator[None]:
+    """Turn off ``nn.MultiheadAttention``'s fused inference path while tracing, so attention
+    runs as projections + SDPA, whose units the rules map (the fused op hides them)."""
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
+
+
+def as_args(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if isinstance(example_inputs, Mapping):
+        return (), dict(example_inputs)
+    if isinstance(example_inputs, tuple):
+        return example_inputs, {}
+    return (example_inputs,), {}
+
+
+def run_model(model: nn.Module, example_inputs: Any) -> Any:
+    """Call ``model`` on ``example_inputs``: a tensor, a tuple of positional arguments, or a
+    mapping of keyword arguments."""
+    args, kwargs = as_args(example_inputs)
+    return model(*args, **kwargs)
+
+
+def meta_state(model: nn.Module) -> dict[str, Tensor]:
+    """A meta stand-in for every parameter and buffer, by name (tied tensors share one)."""
+    stand_ins: dict[int, Tensor] = {}
+    state: dict[str, Tensor] = {}
+    named = [
+        *model.named_parameters(remove_duplicate=False),
+        *model.named_buffers(remove_duplicate=False),
+    ]
+    for name, t in named:
+        if id(t) not in stand_ins:
+            stand_ins[id(t)] = torch.empty_like(t, device="meta")
+        state[name] = stand_ins[id(t)]
+    return state
+
+
+def to_meta(tree: Any) -> Any:
+    return pytree.tree_map(lambda v: v.to("meta") if isinstance(v, Tensor) else v, tree)

@@ -1,0 +1,152 @@
+"""Head and MLP-width pruning of Hugging Face attention (BERT, GPT-2 fused qkv, LLaMA with
+grouped-query attention) on tiny random-initialised configs: no hub downloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import prunekit
+from prunekit import io
+from prunekit.surgery import rebuild_hook
+from prunekit.surgery.structured import StructuralResult
+
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def transformers() -> Any:
+    from prunekit.compat.torchvision_shim import ensure_torchvision_ops
+
+    ensure_torchvision_ops()  # transformers imports torchvision when it is installed
+    import transformers as hf
+
+    return hf
+
+
+def ids() -> dict[str, torch.Tensor]:
+    return {"input_ids": torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(0))}
+
+
+def heads_and_mlp(model: nn.Module, include: list[str], sparsity: float = 0.5) -> StructuralResult:
+    result = prunekit.prune(
+        model, ids(), sparsity=sparsity, granularity="channel", estimator="magnitude",
+        scope="layer", include=include,
+    )  # fmt: skip
+    assert isinstance(result, StructuralResult)
+    assert result.verification is not None and result.verification.complete
+    return result
+
+
+def test_bert_whole_heads_and_config(transformers: Any) -> None:
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=16,
+    )  # fmt: skip
+    model = transformers.BertModel(config).eval()
+    result = heads_and_mlp(model, ["*.attention.self.query", "*.intermediate.dense"])
+    head_groups = [g for g in result.groups if g.layer.endswith("attention.self.query")]
+    assert [g.n_units for g in head_groups] == [4, 4]  # a unit is a whole head
+    pruned: Any = result.model
+    for layer in pruned.encoder.layer:
+        attention = layer.attention.self
+        assert attention.num_attention_heads == 2 and attention.all_head_size == 16
+        assert attention.query.weight.shape == (16, 32) and attention.key.weight.shape == (16, 32)
+        assert layer.attention.output.dense.weight.shape == (32, 16)
+        assert layer.intermediate.dense.weight.shape == (32, 32)
+    assert pruned.config.num_attention_heads == 2 and pruned.config.intermediate_size == 32
+    assert model.config.num_attention_heads == 4  # the user's model keeps its config
+
+
+def test_gpt2_fused_qkv_heads(transformers: Any) -> None:
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4, n_positions=16)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    result = heads_and_mlp(model, ["*.attn.c_attn", "*.mlp.c_fc"])
+    pruned: Any = result.model
+    for block in pruned.transformer.h:
+        assert block.attn.c_attn.weight.shape == (32, 48)  # [q | k | v] of 2 heads of 8
+        assert block.attn.split_size == 16 and block.attn.num_heads == 2
+        assert block.attn.c_proj.weight.shape == (16, 32)
+        assert block.mlp.c_fc.nf == 64
+    assert pruned(**ids()).logits.shape == (2, 7, 50)
+
+
+def llama(transformers: Any) -> nn.Module:
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, intermediate_size=64, max_position_embeddings=16,
+    )  # fmt: skip
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def test_llama_grouped_query_heads_stay_consistent(transformers: Any) -> None:
+    result = heads_and_mlp(llama(transformers), ["*.self_attn.q_proj", "*.mlp.gate_proj"])
+    groups = [g for g in result.groups if g.layer.endswith("q_proj")]
+    assert [g.n_units for g in groups] == [2, 2]  # a unit: one kv head and its 2 query heads
+    pruned: Any = result.model
+    for layer in pruned.model.layers:
+        attention = layer.self_attn
+        assert attention.q_proj.weight.shape == (16, 32)  # 2 query heads of 8
+        assert attention.k_proj.weight.shape == (8, 32)  # 1 kv head
+        assert attention.v_proj.weight.shape == (8, 32)
+        assert attention.num_key_value_groups == 2
+        assert layer.mlp.up_proj.weight.shape == (32, 32)
+    assert pruned.config.num_attention_heads == 2 and pruned.config.num_key_value_heads == 1
+
+
+def test_llama_save_load_round_trip(transformers: Any, tmp_path: Path) -> None:
+    result = heads_and_mlp(llama(transformers), ["*.self_attn.q_proj", "*.mlp.gate_proj"])
+    io.save(result.model, tmp_path / "m", plan=result.plan.to_json())
+    loaded = io.load(tmp_path / "m", llama(transformers), rebuild_hook=rebuild_hook).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(**ids()).logits, result.model(**ids()).logits)
+
+
+def test_residual_width_is_pruned_but_reported_unverified(transformers: Any) -> None:
+    result = prunekit.prune(
+        llama(transformers), ids(), sparsity=0.25, granularity="channel", scope="layer"
+    )
+    assert isinstance(result, StructuralResult) and result.verification is not None
+    assert result.verification.unverified == ("model.embed_tokens",)  # RMSNorm over it
+    assert not result.verification.complete
+
+
+def test_multihead_attention_keeps_its_width() -> None:
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True).eval()
+    result = prunekit.prune(
+        layer, torch.randn(2, 5, 8), sparsity=0.5, granularity="channel", scope="layer"
+    )
+    assert isinstance(result, StructuralResult)
+    pruned: Any = result.model
+    assert pruned.self_attn.in_proj_weight.shape[0] == 24  # heads of nn.MultiheadAttention stay
+    assert pruned.linear1.out_features == 8  # its feed-forward width is pruned
+
+
+def test_timm_vit_heads_update_num_heads() -> None:
+    from prunekit.compat.torchvision_shim import ensure_torchvision_ops
+
+    ensure_torchvision_ops()  # timm imports torchvision
+    timm = pytest.importorskip("timm")
+    from timm.models.vision_transformer import VisionTransformer
+
+    assert timm is not None
+    torch.manual_seed(0)
+    model = VisionTransformer(
+        img_size=16, patch_size=8, embed_dim=32, depth=1, num_heads=4, num_classes=5
+    ).eval()
+    result = prunekit.prune(
+        model, torch.randn(1, 3, 16, 16), sparsity=0.5, granularity="channel", scope="layer",
+        include=["*.attn.qkv", "*.mlp.fc1"],
+    )  # fmt: skip
+    assert isinstance(result, StructuralResult)
+    assert result.verification is not None and result.verification.complete
+    pruned: Any = result.model
+    attention = pruned.blocks[0].attn
+    assert attention.num_heads == 2 and attention.qkv.out_features == 48
