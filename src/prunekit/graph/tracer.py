@@ -303,7 +303,7 @@ def trace(
         except PrunekitError:
             raise
         except Exception:  # value-dependent forward (data-dependent shapes, .item()): run it
-            pass
+            return _run_trace(model, example_inputs, ignore, "real")
     return _run_trace(model, example_inputs, ignore, "real")
 
 

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 import numpy as np
 import safetensors.torch
 import torch
+from safetensors.torch import load as load_safetensors_bytes
 from torch import Tensor, nn
 
 from prunekit.errors import SaveFileError
@@ -109,7 +110,7 @@ def decode_sparse(blob: bytes) -> dict[str, Tensor]:
     metadata = _metadata(blob)
     if metadata.get("format") != SPARSE_FORMAT:
         raise SaveFileError(f"not a {SPARSE_FORMAT} blob (format {metadata.get('format')!r})")
-    stored = safetensors.torch.load(blob)
+    stored = load_safetensors_bytes(blob)
     shapes: dict[str, list[int]] = json.loads(metadata["sparse"])
     out: dict[str, Tensor] = {}
     for key, tensor in stored.items():
