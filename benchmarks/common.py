@@ -12,6 +12,7 @@ import json
 import platform
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,32 @@ def dense_model(config: Mapping[str, Any], train_loader: DataLoader[Any], cache:
     train(model, train_loader, epochs=spec["epochs"], lr=spec.get("lr", 1e-3), progress=False)
     save(model, path, arch={"model": spec["name"], "kwargs": spec.get("kwargs", {})})
     return model
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a harness starts from: the loaders, the (cached) dense model and its accuracy."""
+
+    train: DataLoader[Any]
+    test: DataLoader[Any]
+    dense: nn.Module
+    dense_accuracy: float
+
+
+def prepare(config: Mapping[str, Any]) -> Setup:
+    """Threads, data loaders and the cached dense model of a config, with its test accuracy."""
+    torch.set_num_threads(config.get("threads", torch.get_num_threads()))
+    train_loader, test_loader = loaders(
+        config["dataset"],
+        config.get("batch_size", 128),
+        config.get("train_limit"),
+        config.get("test_limit"),
+    )
+    cache = Path(config.get("cache_dir", ROOT.parent / "runs" / "bench" / "dense"))
+    dense = dense_model(config, train_loader, cache)
+    dense_acc = accuracy(dense, test_loader)
+    print(f"dense test accuracy: {dense_acc:.2f}%")
+    return Setup(train_loader, test_loader, dense, dense_acc)
 
 
 def accuracy(model: nn.Module, loader: DataLoader[Any]) -> float:

@@ -13,15 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from common import (
-    ROOT,
-    accuracy,
-    dense_model,
     environment,
     loaders,
     markdown_table,
     parse_args,
+    prepare,
     write_results,
 )
 
@@ -30,20 +27,8 @@ from prunekit.report.plots import plot_correlations
 
 
 def run(config: Mapping[str, Any], out: Path) -> dict[str, Any]:
-    torch.set_num_threads(config.get("threads", torch.get_num_threads()))
-    train_loader, test_loader = loaders(
-        config["dataset"],
-        config.get("batch_size", 128),
-        config.get("train_limit"),
-        config.get("test_limit"),
-    )
-    model = dense_model(
-        config,
-        train_loader,
-        Path(config.get("cache_dir", ROOT.parent / "runs" / "bench" / "dense")),
-    )
-    dense_acc = accuracy(model, test_loader)
-    print(f"dense test accuracy: {dense_acc:.2f}%")
+    setup = prepare(config)
+    model, dense_acc = setup.dense, setup.dense_accuracy
     runs = []
     for seed in config["seeds"]:
         scoring, _ = loaders(

@@ -14,15 +14,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from common import (
-    ROOT,
     accuracy,
-    dense_model,
     environment,
-    loaders,
     markdown_table,
     parse_args,
+    prepare,
     write_results,
 )
 from torch import nn
@@ -73,20 +70,13 @@ def weight_sparsity(model: nn.Module) -> float:
 
 
 def run(config: Mapping[str, Any], out: Path) -> dict[str, Any]:
-    torch.set_num_threads(config.get("threads", torch.get_num_threads()))
-    train_loader, test_loader = loaders(
-        config["dataset"],
-        config.get("batch_size", 128),
-        config.get("train_limit"),
-        config.get("test_limit"),
+    setup = prepare(config)
+    train_loader, test_loader, dense, dense_acc = (
+        setup.train,
+        setup.test,
+        setup.dense,
+        setup.dense_accuracy,
     )
-    dense = dense_model(
-        config,
-        train_loader,
-        Path(config.get("cache_dir", ROOT.parent / "runs" / "bench" / "dense")),
-    )
-    dense_acc = accuracy(dense, test_loader)
-    print(f"dense test accuracy: {dense_acc:.2f}%")
     ft = config["finetune"]
     rows = []
     for method in config["methods"]:
