@@ -4,13 +4,12 @@ The pipeline, each stage usable alone: build groups of units at a granularity, s
 estimator, select which go, apply masks (or surgery), measure. ``prunekit.prune`` composes them.
 """
 
+from prunekit._version import __version__
 from prunekit.api import PruneResult, ScoreResult, prune, score
 from prunekit.core import Group, SelectionConfig, select, selection_to_masks
 from prunekit.estimators import ESTIMATORS, ScoringData, get_estimator
 from prunekit.granularity import GRANULARITIES, build_groups, get_granularity
 from prunekit.masks import apply_masks, bake_masks, masks_of, remove_masks
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ESTIMATORS",

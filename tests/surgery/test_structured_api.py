@@ -189,3 +189,42 @@ def test_an_unverifiable_group_that_breaks_the_model_is_kept_whole() -> None:
     assert result.verification.complete  # the other groups (fc1's width) are verified
     pruned: Any = result.model
     assert pruned.fc1.out_features == 8 and pruned.embed.out_features == 8
+
+
+def test_batchnorm_statistics_are_recalibrated_after_surgery_when_data_is_given() -> None:
+    from torch import nn as _nn
+
+    import prunekit as _pk
+
+    torch.manual_seed(0)
+    model = _nn.Sequential(
+        _nn.Conv2d(1, 8, 3),
+        _nn.BatchNorm2d(8),
+        _nn.ReLU(),
+        _nn.Conv2d(8, 8, 3),
+        _nn.BatchNorm2d(8),
+        _nn.ReLU(),
+        _nn.Flatten(),
+        _nn.Linear(8 * 4 * 4, 3),
+    )
+    x = torch.randn(16, 1, 8, 8)
+    loader = [(x, torch.randint(0, 3, (16,))) for _ in range(2)]
+    sliced = _pk.prune(model, x[:2], sparsity=0.5, granularity="channel", metrics=False)
+    recal = _pk.prune(
+        model,
+        x[:2],
+        sparsity=0.5,
+        granularity="channel",
+        estimator="taylor",
+        data=loader,
+        metrics=False,
+    )
+    # without data the statistics are the original ones, sliced; with data they are re-estimated
+    assert set(sliced.model[4].running_mean.tolist()) <= set(model[4].running_mean.tolist())
+    import copy as _copy
+
+    with torch.no_grad():  # recalibration runs BatchNorm in train mode: batch statistics upstream
+        h = _copy.deepcopy(recal.model)[:4].train()(x)
+    torch.testing.assert_close(
+        recal.model[4].running_mean, h.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-4
+    )

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from prunekit import __version__
+from prunekit._version import __version__
 from prunekit.errors import ConfigError, SaveFileError
 from prunekit.io.atomic import fsync_directory, fsync_file, sha256_of, staged
 from prunekit.io.metadata import (

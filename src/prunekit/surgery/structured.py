@@ -116,6 +116,7 @@ def prune_structured(
     metrics: bool = True,
     latency: bool = False,
     inplace: bool = False,
+    recalibrate: bool = True,
 ) -> StructuralResult:
     """Remove the lowest-scored units of every coupled group of ``model`` physically.
 
@@ -127,6 +128,10 @@ def prune_structured(
     :class:`~prunekit.surgery.VerificationError` naming the group that breaks it. Inexact
     groups (a normalisation over their width) cannot be verified by masking; if removing them
     makes the model fail to run, they are kept whole (``result.kept_unverifiable``).
+
+    With ``recalibrate`` and scoring ``data``, BatchNorm running statistics of the pruned model
+    are re-estimated on those batches after verification (the cheapest recovery step: removing
+    channels shifts the statistics of every later layer); without data they stay as sliced.
     """
     if masks_of(model):
         raise ConfigError(
@@ -159,6 +164,11 @@ def prune_structured(
             report = verify(
                 model, pruned, pool, selection, example_inputs, atol=atol, inexact=traced.inexact
             )
+    if recalibrate and data is not None:
+        # imported here: recovery builds on the one-call API, which builds on this module
+        from prunekit.recovery.batchnorm import recalibrate_batchnorm
+
+        recalibrate_batchnorm(pruned, data.batches, max_batches=None)
     before = after = None
     if metrics:
         before = measure(model, example_inputs, latency=latency)
