@@ -36,7 +36,26 @@ def _collect(
 
 
 @dataclass(frozen=True)
-class Activation(Estimator):
+class _OutputStatistic(Estimator):
+    """An estimator whose score is one summary of each unit's output activations."""
+
+    needs_data: ClassVar[bool] = True
+    output_units_only: ClassVar[bool] = True
+
+    def statistic(self, stats: ChannelStats) -> Tensor:
+        """One score per unit from the ``[samples, units]`` summaries."""
+        raise NotImplementedError
+
+    def compute(
+        self, model: nn.Module, groups: Sequence[Group], data: ScoringData | None
+    ) -> Scores:
+        assert data is not None
+        stats, _, _ = _collect(model, groups, data, self.name)
+        return {g.name: self.statistic(stats[g.name]) for g in groups}
+
+
+@dataclass(frozen=True)
+class Activation(_OutputStatistic):
     """Mean absolute activation of a unit over samples and positions (the layer's output before
     any following non-linearity); low mean activation marks a unit whose removal changes little
     (Molchanov et al. 2017, "Pruning Convolutional Neural Networks for Resource Efficient
@@ -44,34 +63,22 @@ class Activation(Estimator):
 
     name: ClassVar[str] = "activation"
     summary: ClassVar[str] = "mean |activation| of a neuron/channel"
-    needs_data: ClassVar[bool] = True
-    output_units_only: ClassVar[bool] = True
 
-    def compute(
-        self, model: nn.Module, groups: Sequence[Group], data: ScoringData | None
-    ) -> Scores:
-        assert data is not None
-        stats, _, _ = _collect(model, groups, data, self.name)
-        return {g.name: stats[g.name].abs_mean.mean(0) for g in groups}
+    def statistic(self, stats: ChannelStats) -> Tensor:
+        return stats.abs_mean.mean(0)
 
 
 @dataclass(frozen=True)
-class APoZ(Estimator):
+class APoZ(_OutputStatistic):
     """One minus the Average Percentage of Zeros of a unit's activation (Hu et al. 2016,
     "Network Trimming"). Measured on the layer's output as the fraction of entries ``<= 0``,
     which equals the fraction of zeros after a following ReLU."""
 
     name: ClassVar[str] = "apoz"
     summary: ClassVar[str] = "1 - fraction of zero (post-ReLU) activations"
-    needs_data: ClassVar[bool] = True
-    output_units_only: ClassVar[bool] = True
 
-    def compute(
-        self, model: nn.Module, groups: Sequence[Group], data: ScoringData | None
-    ) -> Scores:
-        assert data is not None
-        stats, _, _ = _collect(model, groups, data, self.name)
-        return {g.name: 1.0 - stats[g.name].nonpositive.mean(0) for g in groups}
+    def statistic(self, stats: ChannelStats) -> Tensor:
+        return 1.0 - stats.nonpositive.mean(0)
 
 
 def discrete_mutual_information(codes: Tensor, labels: Tensor, bins: int) -> Tensor:

@@ -11,16 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in flags:
-            m.training = training
+from prunekit.core.modes import eval_mode as eval_mode  # re-exported for the tracer
 
 
 @contextmanager

@@ -35,7 +35,8 @@ class SoftFilterPruning:
         if self.frequency < 1:
             raise ConfigError(f"frequency must be >= 1, got {self.frequency!r}")
 
-    def _select(self, model: nn.Module) -> PruneResult:
+    def _select(self, model: nn.Module, *, inplace: bool = False) -> PruneResult:
+        """Layer-wise L2 filter selection (He et al. 2018) at ``sparsity``."""
         return prune(
             model,
             sparsity=self.sparsity,
@@ -45,6 +46,7 @@ class SoftFilterPruning:
             estimator_options={"p": 2},
             include=self.include,
             exclude=self.exclude,
+            inplace=inplace,
         )
 
     @torch.no_grad()
@@ -58,17 +60,7 @@ class SoftFilterPruning:
 
     def finalize(self, model: nn.Module) -> PruneResult:
         """Mask (in place) the filters selected now; they stay zero from here on."""
-        return prune(
-            model,
-            sparsity=self.sparsity,
-            granularity="channel",
-            scope="layer",
-            estimator="magnitude",
-            estimator_options={"p": 2},
-            include=self.include,
-            exclude=self.exclude,
-            inplace=True,
-        )
+        return self._select(model, inplace=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {}
