@@ -22,10 +22,12 @@ from prunekit.core.scores import Normalization
 from prunekit.core.selection import Scope, SelectionConfig, select
 from prunekit.errors import ConfigError
 from prunekit.estimators import Estimator, ScoringData, as_scoring_data, get_estimator
+from prunekit.estimators.blocks import block_estimator
 from prunekit.estimators.data import LossFn
 from prunekit.granularity import Granularity, build_groups, get_granularity
 from prunekit.masks import apply_masks, clone_model
 from prunekit.measure import ExampleInputs
+from prunekit.surgery.layers import is_layer_granularity, prune_layers
 from prunekit.surgery.structured import StructuralResult, prune_structured
 from prunekit.surgery.verify import DEFAULT_ATOL
 
@@ -201,8 +203,14 @@ def prune(
     both). ``exclude`` (the issue's ``ignore``) names modules whose outputs keep their width; the
     model's outputs always keep theirs, so the final classifier never shrinks. ``round_to``
     rounds kept widths up to a multiple, ``min_keep`` is the narrowest a group may become.
+
+    **Layers** (``granularity="layer"``, with ``example_inputs``): whole residual blocks are the
+    units (:func:`~prunekit.surgery.layers.prune_layers`); ``sparsity`` is the fraction of
+    candidate blocks removed, ``estimator`` is ``"angular"``, ``"oracle"`` (loss increase when
+    the block is skipped) or any registry name lifted to blocks; the result is a
+    :class:`~prunekit.surgery.structured.StructuralResult` whose plan records the removed
+    blocks.
     """
-    gran = get_granularity(granularity)
     config = SelectionConfig(
         sparsity=sparsity,
         threshold=threshold,
@@ -212,6 +220,27 @@ def prune(
         round_to=round_to,
         normalize=normalize,
     )
+    if is_layer_granularity(granularity):
+        if example_inputs is None or surgery is False:
+            raise ConfigError(
+                "granularity 'layer' removes whole residual blocks by surgery: it needs "
+                "example_inputs (to find the blocks) and cannot mask (surgery=False)"
+            )
+        return prune_layers(
+            model,
+            example_inputs,
+            config=config,
+            estimator=block_estimator(estimator, **dict(estimator_options or {})),
+            data=as_scoring_data(data, loss_fn, n_batches),
+            include=include,
+            exclude=exclude,
+            verify_result=verify,
+            atol=atol,
+            metrics=metrics,
+            latency=latency,
+            inplace=inplace,
+        )
+    gran = get_granularity(granularity)
     if gran.pattern is None and sparsity is None and threshold is None and not config.overrides:
         raise ConfigError("prune() needs sparsity= or threshold= (or an N:M granularity)")
     if surgery is None:

@@ -109,23 +109,24 @@ def test_llama_save_load_round_trip(transformers: Any, tmp_path: Path) -> None:
         assert torch.equal(loaded(**ids()).logits, result.model(**ids()).logits)
 
 
-def test_residual_width_is_pruned_but_reported_unverified(transformers: Any) -> None:
+def test_residual_width_is_pruned_and_verified_on_the_kept_units(transformers: Any) -> None:
     result = prunekit.prune(
         llama(transformers), ids(), sparsity=0.25, granularity="channel", scope="layer"
     )
     assert isinstance(result, StructuralResult) and result.verification is not None
-    assert result.verification.unverified == ("model.embed_tokens",)  # RMSNorm over it
-    assert not result.verification.complete
+    # RMSNorm over it: checked against the kept-units reference
+    assert result.verification.verified_kept_reference == ("model.embed_tokens",)
+    assert result.verification.complete
 
 
-def test_multihead_attention_keeps_its_width() -> None:
+def test_multihead_attention_loses_whole_heads() -> None:
     layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True).eval()
     result = prunekit.prune(
         layer, torch.randn(2, 5, 8), sparsity=0.5, granularity="channel", scope="layer"
     )
     assert isinstance(result, StructuralResult)
-    pruned: Any = result.model
-    assert pruned.self_attn.in_proj_weight.shape[0] == 24  # heads of nn.MultiheadAttention stay
+    pruned: Any = result.model  # nn.MultiheadAttention became its head-prunable replacement
+    assert pruned.self_attn.num_heads == 1 and pruned.self_attn.q_proj.out_features == 4
     assert pruned.linear1.out_features == 8  # its feed-forward width is pruned
 
 

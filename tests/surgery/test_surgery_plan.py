@@ -138,7 +138,7 @@ def test_verify_catches_a_wrong_index_mapping() -> None:
         verify(model, pruned, [shifted, groups[1]], selection, x)
 
 
-def test_inexact_groups_are_reported_unverified() -> None:
+def test_inexact_groups_are_verified_against_the_kept_units_reference() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.Linear(6, 2))
     x = torch.randn(2, 4)
@@ -147,7 +147,8 @@ def test_inexact_groups_are_reported_unverified() -> None:
     pruned, _ = apply_surgery(model, groups, selection)
     assert pruned[1].normalized_shape == (4,)
     report = verify(model, pruned, groups, selection, x)
-    assert report.unverified == ("0",) and report.verified == () and not report.complete
+    assert report.verified == ("0",) and report.verified_kept_reference == ("0",)
+    assert report.unverified == () and report.complete
 
 
 def test_masked_copy_zeroes_removed_units_only() -> None:

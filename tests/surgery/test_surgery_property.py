@@ -2,7 +2,9 @@
 
 Architectures are drawn from the pieces the tracer must handle: Conv-BN-ReLU, residual blocks,
 DenseNet-style concat, chunk/split, grouped and depthwise convs, squeeze-excite, channel shuffle,
-a flatten into Linear, and an attention-style head mixer.
+a flatten into Linear, and attention over the spatial positions: Hugging Face style (declared
+``head_dim``, ``view(..., -1, head_dim)``, explicit softmax or fused SDPA) and
+``nn.MultiheadAttention``, converted to its head-prunable replacement before tracing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from prunekit.graph import build_structural_groups
+from prunekit.ops.mha import PrunableMultiheadAttention
 from prunekit.surgery import apply_surgery, rebuild, verify
+from prunekit.surgery.convert import replace_multihead_attention
 
 
 class ConvBlock(nn.Module):
@@ -84,6 +88,61 @@ class Shuffle(nn.Module):
         return x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
+class HFAttention(nn.Module):
+    """Self-attention written as Hugging Face writes it: the head size is an attribute and the
+    number of heads follows the projections' width."""
+
+    def __init__(self, c: int, heads: int, head_dim: int, fused: bool) -> None:
+        super().__init__()
+        self.head_dim, self.fused = head_dim, fused
+        self.query, self.key, self.value = (nn.Linear(c, heads * head_dim) for _ in range(3))
+        self.out = nn.Linear(heads * head_dim, c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        q, k, v = (
+            p(x).view(b, t, -1, self.head_dim).transpose(1, 2)
+            for p in (self.query, self.key, self.value)
+        )
+        if self.fused:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            out = torch.softmax(q @ k.transpose(-2, -1) / self.head_dim**0.5, dim=-1) @ v
+        return self.out(out.transpose(1, 2).reshape(b, t, -1))
+
+
+class AttentionBlock(nn.Module):
+    """Attention over the spatial positions of a feature map, with or without a residual."""
+
+    def __init__(self, attn: nn.Module, residual: bool) -> None:
+        super().__init__()
+        self.attn, self.residual = attn, residual
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        if isinstance(self.attn, HFAttention):
+            out = self.attn(tokens)
+        else:
+            out = self.attn(tokens, tokens, tokens, need_weights=False)[0]
+        out = out.transpose(1, 2).reshape(n, -1, h, w)  # the width of the attention's output
+        return x + out if self.residual else out
+
+
+def attention(draw: st.DrawFn, c: int) -> AttentionBlock:
+    kind = draw(st.sampled_from(["hf", "hf_sdpa", "mha", "prunable"]))
+    heads = draw(st.integers(1, 4))
+    head_dim = draw(st.integers(1, 4))  # heads == head_dim included: no special case
+    attn: nn.Module
+    if kind == "mha" and c % heads == 0:
+        attn = nn.MultiheadAttention(c, heads, batch_first=True, add_bias_kv=draw(st.booleans()))
+    elif kind == "prunable":
+        attn = PrunableMultiheadAttention(c, heads, head_dim=head_dim, batch_first=True)
+    else:
+        attn = HFAttention(c, heads, head_dim, fused=kind == "hf_sdpa")
+    return AttentionBlock(attn, draw(st.booleans()))
+
+
 class Net(nn.Module):
     def __init__(self, stem_width: int, blocks: list[nn.Module], flatten: bool) -> None:
         super().__init__()
@@ -104,7 +163,7 @@ class Net(nn.Module):
 def architectures(draw: st.DrawFn) -> Net:
     stem = c = draw(st.sampled_from([4, 6, 8]))
     blocks: list[nn.Module] = []
-    kinds = ["conv", "res", "dense", "split", "group", "dw", "se", "shuffle"]
+    kinds = ["conv", "res", "dense", "split", "group", "dw", "se", "shuffle", "attn"]
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(kinds))
         if kind == "conv":
@@ -132,6 +191,8 @@ def architectures(draw: st.DrawFn) -> Net:
             blocks.append(SEBlock(c, draw(st.integers(1, 3))))
         elif kind == "shuffle" and c % 2 == 0 and c >= 4:  # see docs: C // g == 1
             blocks.append(Shuffle())
+        elif kind == "attn":
+            blocks.append(attention(draw, c))
     return Net(stem, blocks, draw(st.booleans()))
 
 
@@ -144,16 +205,21 @@ def test_surgery_equals_masking_on_random_architectures(net: Net, seed: int) -> 
             m.running_mean.normal_()
             m.running_var.uniform_(0.5, 2.0)
     x = torch.randn(2, 3, 2, 2)
-    groups = build_structural_groups(net, x)
+    model, _ = replace_multihead_attention(net)  # what prunekit.prune does
+    groups = build_structural_groups(model, x)
     gen = torch.Generator().manual_seed(seed)
     selection = {}
     for g in groups:
         keep = torch.rand(g.n_units, generator=gen) < 0.6
         keep[torch.randint(g.n_units, (1,), generator=gen)] = True
         selection[g.name] = keep
-    pruned, plan = apply_surgery(net, groups, selection)
-    report = verify(net, pruned, groups, selection, x)
+    pruned, plan = apply_surgery(model, groups, selection)
+    report = verify(model, pruned, groups, selection, x)
     assert report.max_abs_diff <= report.tolerance
     assert report.complete
-    rebuilt = rebuild(net, plan)
+    rebuilt = rebuild(net, plan)  # replays the conversion of nn.MultiheadAttention
     assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in pruned.parameters()]
+    for attn in pruned.modules():  # whole heads only
+        if isinstance(attn, (HFAttention, PrunableMultiheadAttention)):
+            proj = attn.query if isinstance(attn, HFAttention) else attn.q_proj
+            assert proj.out_features % attn.head_dim == 0

@@ -61,6 +61,7 @@ class AtomGraph:
     n_atoms: int = 1
     edges: list[Tensor] = field(default_factory=list)
     inexact: list[Tensor] = field(default_factory=list)
+    normalised: list[Tensor] = field(default_factory=list)
 
     def allocate(self, n: int) -> range:
         start = self.n_atoms
@@ -99,8 +100,11 @@ class AtomGraph:
 
     def mark_inexact(self, atoms: Tensor) -> None:
         """Removing these atoms changes a normalisation over their dimension: zeroing them is
-        not equivalent to removing them, so their groups cannot be verified by masking."""
+        not equivalent to removing them, so their groups cannot be verified by masking. The
+        slot itself (positions in order) is kept in ``normalised`` for the kept-units reference
+        (:mod:`prunekit.graph.norms`)."""
         self.inexact.append(atoms.reshape(-1).unique())
+        self.normalised.append(atoms)
 
     def edge_array(self) -> np.ndarray:
         if not self.edges:

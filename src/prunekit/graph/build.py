@@ -14,6 +14,7 @@ from torch import nn
 from prunekit.core.groups import Group, Member
 from prunekit.core.views import AxisView, IndexView, UnitView
 from prunekit.graph.atoms import FIXED, components
+from prunekit.graph.norms import Normalisation, TensorDim, Unit, normalisations
 from prunekit.graph.tracer import Compute, Family, StructureTrace, trace
 from prunekit.ops.rules import rule_for
 
@@ -21,13 +22,22 @@ from prunekit.ops.rules import rule_for
 class StructuralGroups(list[Group]):
     """The groups of a model, plus which of them are *inexact*: removing their units changes a
     normalisation (LayerNorm, a mean) over the pruned dimension, so zeroing them is not the same
-    as removing them and they cannot be verified by masking."""
+    as removing them and they cannot be verified by masking alone. ``normalisations`` says
+    where each such normalisation runs, so that verification can reproduce it on the kept
+    units only (:mod:`prunekit.surgery.reference`)."""
 
     inexact: frozenset[str]
+    normalisations: tuple[Normalisation, ...]
 
-    def __init__(self, groups: Sequence[Group], inexact: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        groups: Sequence[Group],
+        inexact: frozenset[str] = frozenset(),
+        normalisations: Sequence[Normalisation] = (),
+    ) -> None:
         super().__init__(groups)
         self.inexact = inexact
+        self.normalisations = tuple(normalisations)
 
 
 def build_structural_groups(
@@ -77,6 +87,7 @@ def groups_from_trace(model: nn.Module, structure: StructureTrace) -> Structural
     groups: list[Group] = []
     inexact: set[str] = set()
     taken: set[str] = set()
+    unit_of: dict[int, Unit] = {}
     for signature, units in _by_signature(runs):
         if not is_param[list(signature)].any():
             continue
@@ -86,7 +97,10 @@ def groups_from_trace(model: nn.Module, structure: StructureTrace) -> Structural
         groups.append(group)
         if np.isin(runs.unit_comp[units], inexact_arr).any():
             inexact.add(group.name)
-    return StructuralGroups(groups, frozenset(inexact))
+            unit_of.update((int(c), (group.name, i)) for i, c in enumerate(runs.unit_comp[units]))
+    dims: list[TensorDim] = [((f.tensor, *f.aliases), f.dim, f.start, f.size) for f in families]
+    norms = normalisations(structure.norm_sites, comp, unit_of, dims) if unit_of else ()
+    return StructuralGroups(groups, frozenset(inexact), norms)
 
 
 @dataclass(frozen=True)

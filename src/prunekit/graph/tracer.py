@@ -26,6 +26,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from prunekit.errors import ConfigError, PrunekitError, UnsupportedLayerError, closest
 from prunekit.graph.atoms import AtomGraph, Slots
 from prunekit.graph.meta import shortcut_for
+from prunekit.graph.norms import NormSite, find_site
 from prunekit.graph.running import (
     as_args,
     composite_attention,
@@ -66,6 +67,7 @@ class StructureTrace:
     first_use: dict[str, int]
     n_ops: int = 0
     op_names: set[str] = field(default_factory=set)
+    norm_sites: list[NormSite] = field(default_factory=list)
 
 
 class _Tracer(TorchDispatchMode):
@@ -84,6 +86,8 @@ class _Tracer(TorchDispatchMode):
         self.ignore = tuple(ignore)
         self.stack: list[str] = []
         self.module_stack: list[nn.Module] = []
+        self.input_stack: list[tuple[Any, ...]] = []
+        self.norm_sites: list[NormSite] = []
         self.n_ops = 0
         self.op_names: set[str] = set()
         self._func: Any = None
@@ -177,7 +181,11 @@ class _Tracer(TorchDispatchMode):
                 return
             raise UnsupportedLayerError(_unsupported_message(func, self.where(), self.stack))
         self._func = func
+        marked = len(self.graph.normalised)
         rule(self, args, kwargs, out)
+        for slot in self.graph.normalised[marked:]:
+            site = find_site(slot, str(func), self.stack, self.input_stack, self.slots)
+            self.norm_sites.append(site)
 
     def _opaque(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """An op without a rule inside an ignored module: its inputs keep their width."""
@@ -205,6 +213,7 @@ class _Tracer(TorchDispatchMode):
             if name is not None:
                 self.stack.append(name)
                 self.module_stack.append(module)
+                self.input_stack.append(tuple(inputs))
                 widths = fixed_widths(module)
                 if widths:
                     with _disable_current_modes():
@@ -217,6 +226,7 @@ class _Tracer(TorchDispatchMode):
             if self.stack and self.stack[-1] == name:
                 self.stack.pop()
                 self.module_stack.pop()
+                self.input_stack.pop()
             if makes_constants(module):
                 with _disable_current_modes():
                     self.fix_all([*module.parameters(), *module.buffers()])
@@ -327,5 +337,10 @@ def _run_trace(
                 output = run_model(model, example_inputs)
         tracer.fix_all(output)
     return StructureTrace(
-        tracer.graph, tracer.families, tracer.first_use, tracer.n_ops, tracer.op_names
+        tracer.graph,
+        tracer.families,
+        tracer.first_use,
+        tracer.n_ops,
+        tracer.op_names,
+        tracer.norm_sites,
     )

@@ -1,6 +1,8 @@
 """Depth pruning: score whole transformer blocks and remove the least important ones.
 
-Scores (higher means keep, as everywhere in prunekit):
+Scores (higher means keep, as everywhere in prunekit; the per-token distance and
+:func:`skipping` are the general ones of :mod:`prunekit.estimators.blocks` and
+:mod:`prunekit.graph.blocks`, which score residual blocks of any model):
 
 - ``angular``: ``1 - cos(x_in, x_out)`` of a block's input and output hidden states, averaged over
   every calibration token, in [0, 2]. A block whose output points where its input did changes
@@ -20,8 +22,7 @@ use to address the KV cache, and shrinks the config (``num_hidden_layers``, ``la
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from prunekit.errors import ConfigError, UnsupportedLayerError
+from prunekit.estimators.blocks import angular_distances
+from prunekit.graph.blocks import skipping
 from prunekit.llm.blocks import (
     BlockStack,
     _forward_options,
@@ -66,36 +69,12 @@ def angular_scores(
         for index in bar:
             total, count = 0.0, 0
             for j, out in enumerate(run_block(stack.blocks[index], inputs)):
-                x = inputs.hidden[j : j + 1].float()
-                cos = torch.nn.functional.cosine_similarity(x, out.float(), dim=-1)
-                total += float((1.0 - cos).clamp(0.0, 2.0).sum())
-                count += cos.numel()
+                distances = angular_distances(inputs.hidden[j : j + 1], out, "token")
+                total += float(distances.sum())
+                count += distances.numel()
                 inputs.hidden[j : j + 1] = out
             scores.append(total / count)
     return scores
-
-
-@contextmanager
-def skipping(block: nn.Module) -> Iterator[None]:
-    """While active, ``block`` passes its input hidden states through unchanged (a forward hook
-    replaces its output; the block still runs)."""
-
-    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Any:
-        hidden = args[0] if args else kwargs["hidden_states"]
-        if isinstance(out, Tensor):
-            return hidden
-        if isinstance(out, tuple):
-            return (hidden, *out[1:])
-        raise UnsupportedLayerError(
-            f"block {type(module).__name__} returned {type(out).__name__}; skipping it needs "
-            "a tensor or a tuple whose first item is the hidden states"
-        )
-
-    handle = block.register_forward_hook(hook, with_kwargs=True)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 def mean_nll(model: nn.Module, windows: Tensor) -> float:

@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from prunekit.ops.mha import PrunableMultiheadAttention
 from prunekit.registry import Registry
 
 Changes = dict[str, tuple[Any, Any]]
@@ -87,6 +88,13 @@ def _layer_norm(module: nn.Module) -> Changes:
     return set_attributes(module, {"normalized_shape": tuple(module.weight.shape)})
 
 
+def _rms_norm(module: nn.Module) -> Changes:
+    assert isinstance(module, nn.RMSNorm)
+    if module.weight is None:
+        return {}
+    return set_attributes(module, {"normalized_shape": tuple(module.weight.shape)})
+
+
 def _group_norm(module: nn.Module) -> Changes:
     assert isinstance(module, nn.GroupNorm)
     if module.weight is None:
@@ -108,6 +116,20 @@ def _embedding(module: nn.Module) -> Changes:
     return set_attributes(module, {"num_embeddings": w.shape[0], "embedding_dim": w.shape[1]})
 
 
+def _multihead_attention(module: nn.Module) -> Changes:
+    """Heads follow the (whole-head) width of the projections; input widths follow theirs."""
+    assert isinstance(module, PrunableMultiheadAttention)
+    return set_attributes(
+        module,
+        {
+            "num_heads": module.q_proj.weight.shape[0] // module.head_dim,
+            "embed_dim": module.q_proj.weight.shape[1],
+            "kdim": module.k_proj.weight.shape[1],
+            "vdim": module.v_proj.weight.shape[1],
+        },
+    )
+
+
 SHRINK_RULES: Registry[ShrinkRule] = Registry(
     "shrink rule",
     {
@@ -116,9 +138,11 @@ SHRINK_RULES: Registry[ShrinkRule] = Registry(
         "bilinear": ShrinkRule((nn.Bilinear,), _bilinear),
         "batch_norm": ShrinkRule((nn.modules.batchnorm._NormBase,), _batch_norm),
         "layer_norm": ShrinkRule((nn.LayerNorm,), _layer_norm),
+        "rms_norm": ShrinkRule((nn.RMSNorm,), _rms_norm),
         "group_norm": ShrinkRule((nn.GroupNorm,), _group_norm),
         "prelu": ShrinkRule((nn.PReLU,), _prelu),
         "embedding": ShrinkRule((nn.Embedding,), _embedding),
+        "multihead_attention": ShrinkRule((PrunableMultiheadAttention,), _multihead_attention),
     },
 )
 

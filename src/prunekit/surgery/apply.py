@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,8 @@ from prunekit.core.groups import Group, Selection
 from prunekit.errors import ConfigError, SaveFileError
 from prunekit.ops.shrink import shrink_rule_for
 from prunekit.ops.shrink_hf import update_hf_config
+from prunekit.surgery.blocks import blocks_memo, replace_blocks
+from prunekit.surgery.convert import conversions_of, convert_in_place, converted_copy
 from prunekit.surgery.plan import Plan, TensorCut, make_plan
 
 Owner = tuple[str, nn.Module, str, bool]
@@ -94,8 +97,17 @@ def _replacement(t: Tensor, cut: TensorCut) -> Tensor:
 def apply_plan(model: nn.Module, plan: Plan) -> dict[str, dict[str, list[object]]]:
     """Apply ``plan`` to ``model`` in place; return the width attributes changed per module.
 
-    Every tensor is checked against the plan before anything changes."""
-    resolved = _resolve(model, plan)
+    The plan's module conversions are made first (``nn.MultiheadAttention`` -> its
+    head-prunable replacement); every tensor is checked against the plan before any is cut,
+    and a failed check undoes the conversions. Whole blocks the plan removes (layer
+    granularity) are replaced before anything else, all checked first."""
+    replace_blocks(model, plan.blocks)
+    undo = convert_in_place(model, plan.convert)
+    try:
+        resolved = _resolve(model, plan)
+    except Exception:
+        undo()
+        raise
     owners = _owners(model)
     touched: dict[str, nn.Module] = {}
     for cut, t in resolved:
@@ -116,7 +128,15 @@ def pruned_copy(
     """A copy of ``model`` with ``plan`` applied, and the width attributes changed per module.
 
     The tensors the plan cuts are never copied whole: the copy receives their kept slices
-    directly (through ``deepcopy``'s memo, so tied tensors stay tied)."""
+    directly (through ``deepcopy``'s memo, so tied tensors stay tied). With module conversions
+    in the plan, the converted copy is cut in place instead. Removed blocks are never copied:
+    the copy holds their stand-ins (see :mod:`prunekit.surgery.blocks`)."""
+    if plan.blocks:
+        staged = copy.deepcopy(model, blocks_memo(model, plan.blocks))
+        return staged, apply_plan(staged, dataclasses.replace(plan, blocks={}))
+    converted = converted_copy(model, plan.convert)
+    if converted is not model:
+        return converted, apply_plan(converted, plan)
     resolved = _resolve(model, plan)
     owners = _owners(model)
     memo: dict[int, Any] = {id(t): _replacement(t, cut) for cut, t in resolved}
@@ -175,6 +195,7 @@ def apply_surgery(
     if missing:
         raise ConfigError(f"groups name tensors the model does not have: {missing[:5]}")
     plan = make_plan(groups, selection, shapes, aliases)
+    plan.convert = conversions_of(model)
     pruned, plan.modules = pruned_copy(model, plan)
     return pruned, plan
 

@@ -2,8 +2,14 @@
 
 For every parameter and buffer it touched, the plan names the dimensions and the removed indices
 (and the shapes before and after); for every module, the width attributes it changed; for every
-group, the removed units. ``rebuild(original, plan)`` re-applies it to a fresh copy of the
-original architecture, which is how a pruned model is loaded without pickle.
+group, the removed units; for every module converted before tracing (``convert``: an
+``nn.MultiheadAttention`` made head-prunable, see :mod:`prunekit.surgery.convert`), its new
+class; for every whole block that layer granularity removed (``blocks``, see
+:mod:`prunekit.surgery.blocks`), what replaced it. Blocks are replaced first; tensor names refer
+to the model after that. A plan with blocks is written as version 2 (a reader that knows only
+version 1 refuses it instead of loading wrong shapes); any other plan as version 1.
+``rebuild(original, plan)`` re-applies it to a fresh copy of the original architecture, which is
+how a pruned model is loaded without pickle.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from prunekit.core.views import AxisView, IndexView, UnitView
 from prunekit.errors import ConfigError, SaveFileError, SelectionError
 
 PLAN_FORMAT = "prunekit.plan"
-PLAN_VERSION = 1
+PLAN_VERSION = 2
+"""The newest plan version this code writes and reads (a plan without blocks is written as 1)."""
+SUPPORTED_PLAN_VERSIONS: tuple[int, ...] = (1, 2)
 
 
 @dataclass
@@ -57,15 +65,22 @@ class Plan:
     tensors: dict[str, TensorCut]
     groups: dict[str, list[int]] = field(default_factory=dict)
     modules: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    convert: dict[str, str] = field(default_factory=dict)
+    blocks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "format": PLAN_FORMAT,
-            "version": PLAN_VERSION,
+            "version": PLAN_VERSION if self.blocks else 1,
             "tensors": {name: cut.to_dict() for name, cut in self.tensors.items()},
             "modules": self.modules,
             "groups": {name: {"removed": idx} for name, idx in self.groups.items()},
         }
+        if self.convert:  # plans without conversions read as before
+            data["convert"] = dict(self.convert)
+        if self.blocks:
+            data["blocks"] = {name: dict(entry) for name, entry in self.blocks.items()}
+        return data
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
@@ -74,9 +89,10 @@ class Plan:
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
         if data.get("format") != PLAN_FORMAT:
             raise SaveFileError(f"not a prunekit plan (format {data.get('format')!r})")
-        if data.get("version") != PLAN_VERSION:
+        if data.get("version") not in SUPPORTED_PLAN_VERSIONS:
             raise SaveFileError(
-                f"plan version {data.get('version')!r} is not supported (expected {PLAN_VERSION})"
+                f"plan version {data.get('version')!r} is not supported (expected one of "
+                f"{SUPPORTED_PLAN_VERSIONS})"
             )
         tensors = {
             name: TensorCut(
@@ -88,7 +104,10 @@ class Plan:
             for name, t in data["tensors"].items()
         }
         groups = {name: list(g["removed"]) for name, g in data.get("groups", {}).items()}
-        return cls(tensors, groups, {k: dict(v) for k, v in data.get("modules", {}).items()})
+        modules = {k: dict(v) for k, v in data.get("modules", {}).items()}
+        convert = {str(k): str(v) for k, v in data.get("convert", {}).items()}
+        blocks = {str(k): dict(v) for k, v in data.get("blocks", {}).items()}
+        return cls(tensors, groups, modules, convert, blocks)
 
     @classmethod
     def from_json(cls, text: str) -> Plan:

@@ -28,6 +28,7 @@ from prunekit.graph import StructuralGroups, build_structural_groups
 from prunekit.masks import masks_of
 from prunekit.measure import ModelStats, Row, compare, measure
 from prunekit.surgery.apply import apply_plan, apply_surgery
+from prunekit.surgery.convert import replace_multihead_attention
 from prunekit.surgery.plan import Plan
 from prunekit.surgery.verify import (
     DEFAULT_ATOL,
@@ -117,6 +118,7 @@ def prune_structured(
     latency: bool = False,
     inplace: bool = False,
     recalibrate: bool = True,
+    heads: bool = True,
 ) -> StructuralResult:
     """Remove the lowest-scored units of every coupled group of ``model`` physically.
 
@@ -132,12 +134,22 @@ def prune_structured(
     With ``recalibrate`` and scoring ``data``, BatchNorm running statistics of the pruned model
     are re-estimated on those batches after verification (the cheapest recovery step: removing
     channels shifts the statistics of every later layer); without data they stay as sliced.
+
+    With ``heads`` (the default), every ``nn.MultiheadAttention`` is first replaced, in the
+    working copy, by a :class:`~prunekit.ops.mha.PrunableMultiheadAttention` computing the
+    same function, so its whole heads become units (``nn.MultiheadAttention`` itself cannot
+    lose a head); the pruned model holds the replacements, groups and the plan name their
+    tensors (``self_attn.q_proj.weight``), and ``plan.convert`` lets ``rebuild`` replay the
+    conversion. ``heads=False`` keeps ``nn.MultiheadAttention`` and its heads.
     """
     if masks_of(model):
         raise ConfigError(
             "structural pruning needs a model without masks: bake them first "
             "(prunekit.bake_masks on a prunekit.clone_model copy) or remove them"
         )
+    original = model
+    if heads:  # a new module tree holding the user's tensors, which no stage modifies
+        model, _ = replace_multihead_attention(model, share_tensors=True)
     traced = build_structural_groups(model, example_inputs, ignore=tuple(exclude))
     pool = _included(traced, include)
     if not pool:
@@ -153,7 +165,14 @@ def prune_structured(
     if verify_result:
         try:
             report = verify(
-                model, pruned, pool, selection, example_inputs, atol=atol, inexact=traced.inexact
+                model,
+                pruned,
+                pool,
+                selection,
+                example_inputs,
+                atol=atol,
+                inexact=traced.inexact,
+                normalisations=traced.normalisations,
             )
         except UnverifiableGroupError as err:
             # an inexact group whose width is written in code: keep it whole and redo surgery
@@ -162,7 +181,14 @@ def prune_structured(
                 selection[name] = torch.ones_like(selection[name], dtype=torch.bool)
             pruned, plan = apply_surgery(model, pool, selection)
             report = verify(
-                model, pruned, pool, selection, example_inputs, atol=atol, inexact=traced.inexact
+                model,
+                pruned,
+                pool,
+                selection,
+                example_inputs,
+                atol=atol,
+                inexact=traced.inexact,
+                normalisations=traced.normalisations,
             )
     if recalibrate and data is not None:
         # imported here: recovery builds on the one-call API, which builds on this module
@@ -171,13 +197,15 @@ def prune_structured(
         recalibrate_batchnorm(pruned, data.batches, max_batches=None)
     before = after = None
     if metrics:
+        # the working copy: the same function and parameters, and with heads converted its
+        # attention MACs are counted (PyTorch's counter cannot see into the fused MHA kernel)
         before = measure(model, example_inputs, latency=latency)
         after = measure(pruned, example_inputs, latency=latency)
     if inplace:
         with torch.no_grad():
-            apply_plan(model, plan)  # the same plan already succeeded on an identical copy
-            model.load_state_dict(pruned.state_dict())
-        pruned = model
+            apply_plan(original, plan)  # the same plan already succeeded on an identical copy
+            original.load_state_dict(pruned.state_dict())
+        pruned = original
     return StructuralResult(
         pruned, plan, traced, scores, selection, config, estimator, report, before, after, kept
     )

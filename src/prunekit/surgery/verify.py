@@ -6,16 +6,21 @@ inputs (in float64 by default, so that summation-order noise is ~1e-15 and the t
 tight), and requires ``max |pruned - masked| <= atol * max |masked|``. On a mismatch it finds the
 groups that break it on their own and raises :class:`VerificationError` naming them.
 
-Groups whose units sit under a normalisation over the pruned dimension (LayerNorm, a mean over
-channels) are *inexact*: zeroing is not removing there. They are reported as unverified, never as
-verified: the check runs with them kept, and the pruned model is only run for shapes.
+Groups whose units sit under a normalisation over the pruned dimension (LayerNorm, RMSNorm,
+GroupNorm with one group, a mean over channels) are *inexact*: zeroing is not removing there,
+because the zeros still count in the statistics. For them the reference is the *kept-units
+reference* (:mod:`prunekit.surgery.reference`): the masked copy with each such normalisation run
+on the kept positions only, which the pruned model must match just as tightly. A normalisation
+the reference cannot reproduce (a reduction in the model's own ``forward`` code, not in a
+module) leaves its groups unverified, with the reason, never verified: the check then runs with
+those groups kept, and the pruned model is only run for shapes.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,9 +29,11 @@ from torch.utils import _pytree as pytree
 
 from prunekit.core.groups import Group, Selection, get_tensor, selection_to_masks
 from prunekit.errors import PrunekitError
+from prunekit.graph.norms import Normalisation
 from prunekit.graph.tracer import run_model
 from prunekit.surgery.apply import apply_surgery
 from prunekit.surgery.plan import check_selection
+from prunekit.surgery.reference import KeptUnitsError, coverage, kept_units_reference
 
 DEFAULT_ATOL = 1e-5
 """Default tolerance, relative to the largest absolute output of the masked model."""
@@ -37,7 +44,8 @@ class VerificationError(PrunekitError, RuntimeError):
 
 
 class UnverifiableGroupError(VerificationError):
-    """Removing these unverifiable (inexact) groups makes the pruned model fail to run."""
+    """Removing these inexact groups makes the pruned model fail to run (a width they share is
+    written in the model's code)."""
 
     def __init__(self, message: str, groups: Sequence[str]) -> None:
         super().__init__(message)
@@ -68,12 +76,17 @@ class VerificationReport:
     """The outcome of :func:`verify`.
 
     Attributes:
-        max_abs_diff: largest absolute output difference, pruned vs masked.
-        scale: largest absolute output of the masked model.
+        max_abs_diff: largest absolute output difference, pruned vs reference.
+        scale: largest absolute output of the reference.
         tolerance: the bound ``atol * scale`` (``atol`` if the scale is 0).
         dtype: the dtype both models ran in.
         verified: groups with removed units that the comparison covered.
-        unverified: groups with removed units that could not be verified (inexact).
+        unverified: groups with removed units that could not be verified (inexact groups
+            under a normalisation the kept-units reference cannot reproduce); ``reasons``
+            says why, per group.
+        verified_kept_reference: the inexact groups among ``verified``: checked against the
+            kept-units reference (their normalisations run on the kept units only) rather
+            than against plain masking.
     """
 
     max_abs_diff: float
@@ -82,11 +95,18 @@ class VerificationReport:
     dtype: str
     verified: tuple[str, ...]
     unverified: tuple[str, ...]
+    verified_kept_reference: tuple[str, ...] = ()
+    reasons: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
         """True if every group with removed units was verified."""
         return not self.unverified
+
+    @property
+    def relative_diff(self) -> float:
+        """``max_abs_diff / scale`` (0 when both are 0)."""
+        return self.max_abs_diff / self.scale if self.scale else self.max_abs_diff
 
 
 def masked_copy(model: nn.Module, groups: Sequence[Group], selection: Selection) -> nn.Module:
@@ -97,6 +117,17 @@ def masked_copy(model: nn.Module, groups: Sequence[Group], selection: Selection)
             t = get_tensor(masked, name)
             t.mul_(mask.to(device=t.device, dtype=t.dtype))
     return masked
+
+
+def reference_copy(
+    model: nn.Module,
+    groups: Sequence[Group],
+    selection: Selection,
+    normalisations: Sequence[Normalisation] = (),
+) -> nn.Module:
+    """What the pruned model must compute: the masked copy, with every normalisation over
+    removed units run on the kept units only (see :mod:`prunekit.surgery.reference`)."""
+    return kept_units_reference(masked_copy(model, groups, selection), selection, normalisations)
 
 
 def _run(model: nn.Module, inputs: Any, dtype: torch.dtype | None) -> list[Tensor]:
@@ -133,6 +164,12 @@ def _inexact(groups: Sequence[Group], inexact: Collection[str] | None) -> frozen
     return frozenset(getattr(groups, "inexact", frozenset()))
 
 
+def _keep(selection: Selection, names: Collection[str]) -> Selection:
+    return {
+        k: torch.ones_like(v, dtype=torch.bool) if k in names else v for k, v in selection.items()
+    }
+
+
 def verify(
     original: nn.Module,
     pruned: nn.Module,
@@ -143,59 +180,99 @@ def verify(
     atol: float = DEFAULT_ATOL,
     dtype: torch.dtype | None = torch.float64,
     inexact: Collection[str] | None = None,
+    normalisations: Sequence[Normalisation] | None = None,
 ) -> VerificationReport:
     """Check that ``pruned`` computes what ``original`` computes with the removed units zeroed.
 
-    ``inexact`` names groups that cannot be verified by masking; by default it is taken from
-    ``groups.inexact`` (set by :func:`prunekit.graph.build_structural_groups`). Raises
-    :class:`VerificationError` naming the groups that break the equality.
+    ``inexact`` names groups under a normalisation over their width, and ``normalisations``
+    says where those run; by default both are taken from ``groups`` (as
+    :func:`prunekit.graph.build_structural_groups` returns them). Inexact groups are checked
+    against the kept-units reference; those it cannot reproduce are reported unverified, with
+    the reason. Raises :class:`VerificationError` naming the groups that break the equality,
+    and :class:`UnverifiableGroupError` when removing inexact groups makes the pruned model
+    fail to run.
     """
     check_selection(groups, selection)
     skip = _inexact(groups, inexact)
+    if normalisations is None:
+        normalisations = getattr(groups, "normalisations", ())
     removing = [g.name for g in groups if not bool(selection[g.name].all())]
-    unverified = tuple(n for n in removing if n in skip)
-    checked = dict(selection)
-    reference = pruned
-    if unverified:
-        for name in unverified:
-            checked[name] = torch.ones_like(selection[name], dtype=torch.bool)
-        reference, _ = apply_surgery(original, groups, checked)
-        try:
-            _compare(
-                _run(pruned, example_inputs, dtype), _run(reference, example_inputs, dtype), 1e9
-            )
-        except Exception as err:
-            breaking = _breaking_alone(original, groups, selection, unverified, example_inputs)
-            raise UnverifiableGroupError(
-                f"the pruned model fails to run once the unverifiable groups {breaking} are "
-                f"removed ({type(err).__name__}: {str(err)[:200]}); a width they share is "
-                "probably written in the model's code (exclude the layer that produces it, or "
-                "let prunekit.prune keep them)",
-                breaking,
-            ) from err
-    want = _run(masked_copy(original, groups, checked), example_inputs, dtype)
-    try:
-        got = _run(reference, example_inputs, dtype)
-        diff, scale, tol = _compare(got, want, atol)
-        failure = None if diff <= tol else f"max |pruned - masked| = {diff:.3g} > {tol:.3g}"
-    except VerificationError:
-        raise
-    except Exception as err:  # the pruned model failed to run: find the group responsible
-        failure, diff, scale, tol = (
-            f"the pruned model failed to run ({err})",
-            float("inf"),
-            0.0,
-            0.0,
+    got, run_error = _try_run(pruned, example_inputs, dtype)
+    inexact_removed = [n for n in removing if n in skip]
+    if run_error is not None and inexact_removed:
+        breaking = _breaking_alone(original, groups, selection, inexact_removed, example_inputs)
+        raise UnverifiableGroupError(
+            f"the pruned model fails to run once the inexact groups {breaking} are removed "
+            f"({type(run_error).__name__}: {str(run_error)[:200]}); a width they share is "
+            "probably written in the model's code (exclude the layer that produces it, or "
+            "let prunekit.prune keep them)",
+            breaking,
+        ) from run_error
+    reasons = {n: r for n, r in coverage(normalisations, inexact_removed).items() if r}
+    want, checked = _reference_outputs(
+        original, groups, selection, normalisations, example_inputs, dtype, reasons
+    )
+    if reasons:  # compare a pruned model that keeps the unverifiable groups whole
+        got, run_error = _try_run(
+            apply_surgery(original, groups, checked)[0], example_inputs, dtype
         )
+    failure = f"the pruned model failed to run ({run_error})" if run_error is not None else None
+    diff, scale, tol = float("inf"), 0.0, 0.0
+    if got is not None:
+        diff, scale, tol = _compare(got, want, atol)
+        if diff > tol:
+            failure = f"max |pruned - masked| = {diff:.3g} > {tol:.3g}"
     if failure is not None:
-        culprits = find_culprits(original, groups, checked, example_inputs, atol, dtype, skip)
+        culprits = find_culprits(
+            original, groups, checked, example_inputs, atol, dtype, frozenset(reasons),
+            normalisations,
+        )  # fmt: skip
         raise VerificationError(
             f"surgery does not match masking: {failure}. Groups that break it on their own: "
             f"{culprits or 'none alone (they fail only together)'}; removed groups: "
-            f"{[n for n in removing if n not in skip][:20]}"
+            f"{[n for n in removing if n not in reasons][:20]}"
         )
-    verified = tuple(n for n in removing if n not in skip)
-    return VerificationReport(diff, scale, tol, str(dtype or "model dtype"), verified, unverified)
+    verified = tuple(n for n in removing if n not in reasons)
+    unverified = tuple(n for n in removing if n in reasons)
+    kept_reference = tuple(n for n in verified if n in skip)
+    return VerificationReport(
+        diff, scale, tol, str(dtype or "model dtype"), verified, unverified, kept_reference,
+        {n: reasons[n] for n in unverified},
+    )  # fmt: skip
+
+
+def _try_run(
+    model: nn.Module, inputs: Any, dtype: torch.dtype | None
+) -> tuple[list[Tensor] | None, Exception | None]:
+    """The outputs, or the error that running ``model`` raised (the caller finds the group
+    responsible)."""
+    try:
+        return _run(model, inputs, dtype), None
+    except Exception as err:
+        return None, err
+
+
+def _reference_outputs(
+    original: nn.Module,
+    groups: Sequence[Group],
+    selection: Selection,
+    normalisations: Sequence[Normalisation],
+    example_inputs: Any,
+    dtype: torch.dtype | None,
+    reasons: dict[str, str],
+) -> tuple[list[Tensor], Selection]:
+    """The reference's outputs, with the groups of ``reasons`` kept whole. A normalisation the
+    kept-units reference fails to run adds its groups to ``reasons`` (changed in place)."""
+    while True:
+        checked = _keep(selection, reasons)
+        try:
+            reference = reference_copy(original, groups, checked, normalisations)
+            return _run(reference, example_inputs, dtype), checked
+        except KeptUnitsError as err:
+            new = [n for n in err.groups if n in selection and n not in reasons]
+            if not new or all(bool(selection[n].all()) for n in new):
+                raise VerificationError(f"the kept-units reference failed: {err}") from err
+            reasons.update((n, str(err)) for n in new)
 
 
 def find_culprits(
@@ -206,8 +283,10 @@ def find_culprits(
     atol: float,
     dtype: torch.dtype | None,
     skip: frozenset[str] = frozenset(),
+    normalisations: Sequence[Normalisation] = (),
 ) -> list[str]:
-    """Groups whose removal alone (everything else kept) makes surgery differ from masking."""
+    """Groups whose removal alone (everything else kept) makes surgery differ from its
+    reference (masking, on the kept units for normalised groups)."""
     keep_all = {g.name: torch.ones(g.n_units, dtype=torch.bool) for g in groups}
     culprits = []
     for group in groups:
@@ -217,7 +296,9 @@ def find_culprits(
         try:
             pruned, _ = apply_surgery(original, groups, one)
             got = _run(pruned, example_inputs, dtype)
-            want = _run(masked_copy(original, groups, one), example_inputs, dtype)
+            want = _run(
+                reference_copy(original, groups, one, normalisations), example_inputs, dtype
+            )
             diff, _, tol = _compare(got, want, atol)
             bad = diff > tol
         except Exception:

@@ -9,8 +9,11 @@ written in a module's code, and which modules only make constants (rotary embedd
   leading factors of a split are kept (see :func:`prunekit.ops.structural.movement.view`).
 - **Fixed widths.** ``nn.MultiheadAttention`` computes its head size from the width of its
   *input* (``embed_dim // num_heads``), so its inner width cannot differ from its input's:
-  its q/k/v projection rows are fixed (its feed-forward neighbours still prune). The same
-  holds for the classes in :data:`FIXED_INNER_WIDTH`.
+  its q/k/v projection rows are fixed (its feed-forward neighbours still prune). Structural
+  pruning therefore first replaces it by :class:`prunekit.ops.mha.PrunableMultiheadAttention`
+  (same function, declared ``head_dim``: whole heads are units); the rule here covers a model
+  traced without that conversion. The same holds for the classes in
+  :data:`FIXED_INNER_WIDTH`.
 - **Constant makers.** A rotary embedding module turns a frequency buffer into cos / sin
   tables of the head size; removing whole heads never changes that size, so its outputs are
   treated as constants (and its buffers are fixed).
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
 HEAD_DIM_ATTRIBUTES: tuple[str, ...] = ("head_dim", "attention_head_size")
 """Module attributes that give the size of one attention head."""
@@ -39,6 +42,24 @@ def head_dim_of(modules: Sequence[nn.Module]) -> int | None:
             if isinstance(value, int) and value > 1:
                 return value
     return None
+
+
+def splits_heads(
+    moved: Tensor, ins: Sequence[int], outs: Sequence[int], ndim: int, head_dim: int | None
+) -> bool:
+    """True when a reshape run (input dims ``ins`` -> output dims ``outs``; ``moved`` is the
+    reshaped slot) splits a width into ``(..., heads, head_dim)`` inside a module that declares
+    ``head_dim``: the last factor is the head size, and either the slot varies along the heads
+    factor, or there is one head and the split width is the input's last dim (``ndim - 1``).
+
+    ``matmul`` on 4-D attention tensors also splits ``batch * heads`` back into
+    ``(batch, heads)``, where the heads may be exactly ``head_dim`` in number: that slot is
+    constant along the batch factor, and the split dim is not the last one."""
+    if head_dim is None or len(outs) < 2 or moved.shape[outs[-1]] != head_dim:
+        return False
+    if moved.shape[outs[-2]] == 1:
+        return ins[-1] == ndim - 1
+    return not bool((moved == moved.narrow(outs[-2], 0, 1)).all())
 
 
 FIXED_INNER_WIDTH: dict[str, tuple[str, ...]] = {

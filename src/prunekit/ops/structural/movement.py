@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from prunekit.graph.atoms import compress, compress_all, left_pad, vary
-from prunekit.ops.structural.attention import head_dim_of
+from prunekit.ops.structural.attention import head_dim_of, splits_heads
 from prunekit.ops.structural.context import RuleContext, arg, first_tensor, run_on_slots
 
 
@@ -102,8 +102,6 @@ def view(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: 
     src, dst = tuple(x.shape), tuple(out.shape)
     head_dim = head_dim_of(ctx.modules())
     runs = _reshape_runs(src, dst)
-    groups = [(ins, [d for d in outs if dst[d] > 1]) for ins, outs in runs]
-    groups = [g for g in groups if len(g[1]) >= 2]
     slots = []
     for s in ctx.slots(x):
         s = left_pad(s, len(src))
@@ -116,12 +114,14 @@ def view(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: 
                     src_r = [1 if d in ins else n for d, n in enumerate(src_r)]
                     dst_r = [1 if d in outs else n for d, n in enumerate(dst_r)]
             moved = s.expand(src_r).reshape(dst_r)
-        for ins, outs in groups:
-            if any(s.shape[d] > 1 for d in ins):
-                if head_dim is not None and dst[outs[-1]] == head_dim:
-                    _couple_within_heads(moved, outs, ctx)
-                else:
-                    _couple_leading_factors(ctx, moved, outs)
+        for ins, outs in runs:
+            if not any(s.shape[d] > 1 for d in ins):
+                continue
+            factors = [d for d in outs if dst[d] > 1]
+            if splits_heads(moved, ins, outs, len(src), head_dim):
+                _couple_within_heads(moved, outs, ctx)
+            elif len(factors) >= 2:
+                _couple_leading_factors(ctx, moved, factors)
         kept = compress(moved)
         if kept is not None:
             slots.append(kept)

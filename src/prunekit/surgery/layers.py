@@ -1,0 +1,248 @@
+"""Layer granularity in one call: find residual blocks, score, select, remove, verify, measure.
+
+:func:`prune_layers` is what :func:`prunekit.prune` runs for ``granularity="layer"``. A unit is a
+whole residual block (:mod:`prunekit.graph.blocks`); each block is one
+:class:`~prunekit.core.groups.Group` of one unit, so any estimator scores it
+(:mod:`prunekit.estimators.blocks`) and :func:`~prunekit.core.select` chooses with the usual
+:class:`~prunekit.core.SelectionConfig` (``sparsity`` is the fraction of candidate blocks
+removed, ``threshold``, ``overrides``). Removed blocks become
+:class:`~prunekit.surgery.blocks.IdentityBlock` s and are recorded in ``plan.blocks``.
+
+Verification: the pruned model must compute what the original computes with the removed
+blocks' outputs replaced by their inputs (forward hooks, :func:`~prunekit.graph.blocks.skipping`),
+in float64, within ``atol`` relative to the largest output, as :func:`~prunekit.surgery.verify`
+does for channels; a mismatch raises :class:`~prunekit.surgery.VerificationError` naming the
+blocks that break it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils import _pytree as pytree
+
+from prunekit.core.groups import Group, Selection
+from prunekit.core.selection import SelectionConfig, select
+from prunekit.errors import ConfigError
+from prunekit.estimators import Estimator, ScoringData
+from prunekit.graph import StructuralGroups
+from prunekit.graph.blocks import ResidualBlock, block_groups, find_residual_blocks, skipping
+from prunekit.graph.running import run_model
+from prunekit.masks import masks_of
+from prunekit.measure import measure
+from prunekit.surgery.apply import apply_plan, rebuild
+from prunekit.surgery.blocks import block_entry
+from prunekit.surgery.plan import Plan
+from prunekit.surgery.structured import StructuralResult
+from prunekit.surgery.verify import DEFAULT_ATOL, VerificationError, VerificationReport
+
+LAYER_GRANULARITIES: tuple[str, ...] = ("layer",)
+"""Granularity names that remove whole residual blocks (``"block"`` already names weight tiles,
+``"block:4x4"``)."""
+
+
+def is_layer_granularity(spec: object) -> bool:
+    """Whether ``spec`` asks for layer granularity (whole residual blocks)."""
+    return isinstance(spec, str) and spec.strip().lower() in LAYER_GRANULARITIES
+
+
+def remove_residual_blocks(
+    model: nn.Module, blocks: Sequence[ResidualBlock]
+) -> tuple[nn.Module, Plan]:
+    """A copy of ``model`` with every block of ``blocks`` replaced by the identity, and its plan.
+
+    The input model is never modified; the removed blocks' tensors are never copied."""
+    entries = {block.name: block_entry(block) for block in blocks}
+    plan = Plan({}, {block.name: [0] for block in blocks}, blocks=entries)
+    return rebuild(model, plan), plan
+
+
+def _outputs(
+    model: nn.Module, inputs: Any, dtype: torch.dtype | None, skip: Sequence[str] = ()
+) -> list[Tensor]:
+    """The output tensors of a copy of ``model`` in ``dtype``, with blocks ``skip`` skipped."""
+    model = copy.deepcopy(model)
+    if dtype is not None:
+        model = model.to(dtype)
+        inputs = pytree.tree_map(
+            lambda v: v.to(dtype) if isinstance(v, Tensor) and v.is_floating_point() else v,
+            inputs,
+        )
+    model.eval()
+    with torch.no_grad(), skipping(*(model.get_submodule(name) for name in skip)):
+        out = run_model(model, inputs)
+    return [v for v in pytree.tree_leaves(out) if isinstance(v, Tensor)]
+
+
+def _difference(got: list[Tensor], want: list[Tensor], atol: float) -> tuple[float, float, float]:
+    """``(max |got - want|, max |want|, tolerance)``; shapes must agree."""
+    if len(got) != len(want) or any(g.shape != w.shape for g, w in zip(got, want, strict=True)):
+        raise VerificationError(
+            f"pruned outputs have shapes {[tuple(g.shape) for g in got]}, the original's "
+            f"{[tuple(w.shape) for w in want]}"
+        )
+    diff = max((float((g - w).abs().max()) for g, w in zip(got, want, strict=True)), default=0.0)
+    scale = max((float(w.abs().max()) for w in want if w.numel()), default=0.0)
+    return diff, scale, atol * scale if scale > 0 else atol
+
+
+def _mismatch(
+    original: nn.Module,
+    pruned: nn.Module,
+    removed: Sequence[str],
+    inputs: Any,
+    atol: float,
+    dtype: torch.dtype | None,
+) -> tuple[str | None, float, float, float]:
+    """A description of how ``pruned`` differs from ``original`` with ``removed`` skipped
+    (``None`` when it does not), and the difference, scale and tolerance."""
+    want = _outputs(original, inputs, dtype, removed)
+    try:
+        diff, scale, tol = _difference(_outputs(pruned, inputs, dtype), want, atol)
+    except VerificationError as err:
+        return str(err), float("inf"), 0.0, 0.0
+    except Exception as err:  # the pruned model failed to run
+        return f"the pruned model failed to run ({type(err).__name__}: {err})", float("inf"), 0, 0
+    failure = None if diff <= tol else f"max |pruned - skipped| = {diff:.3g} > {tol:.3g}"
+    return failure, diff, scale, tol
+
+
+def verify_blocks(
+    original: nn.Module,
+    pruned: nn.Module,
+    plan: Plan,
+    example_inputs: Any,
+    *,
+    atol: float = DEFAULT_ATOL,
+    dtype: torch.dtype | None = torch.float64,
+) -> VerificationReport:
+    """Check that ``pruned`` computes what ``original`` computes with the blocks of
+    ``plan.blocks`` skipped (outputs replaced by inputs); raise :class:`VerificationError`
+    naming the blocks that break the equality on their own."""
+    removed = list(plan.blocks)
+    failure, diff, scale, tol = _mismatch(original, pruned, removed, example_inputs, atol, dtype)
+    if failure is not None:
+        culprits = []
+        for name in removed:
+            alone = rebuild(original, Plan({}, blocks={name: plan.blocks[name]}))
+            if _mismatch(original, alone, [name], example_inputs, atol, dtype)[0]:
+                culprits.append(name)
+        raise VerificationError(
+            f"removing blocks does not match skipping them: {failure}. Blocks that break it on "
+            f"their own: {culprits or 'none alone (they fail only together)'}; removed blocks: "
+            f"{removed[:20]}"
+        )
+    return VerificationReport(diff, scale, tol, str(dtype or "model dtype"), tuple(removed), ())
+
+
+def _check_config(config: SelectionConfig) -> SelectionConfig:
+    """The selection config for block groups: one global ranking, any block may go."""
+    if config.sparsity is None and config.threshold is None and not config.overrides:
+        raise ConfigError("layer granularity needs sparsity= (the fraction of blocks removed)")
+    if config.scope != "global":
+        raise ConfigError(
+            "layer granularity ranks blocks globally (a block is one unit); scope='layer' "
+            "has no meaning there"
+        )
+    if config.round_to != 1 or config.normalize != "none":
+        raise ConfigError(
+            "round_to and normalize have no meaning at layer granularity (a block is one unit)"
+        )
+    return dataclasses.replace(config, min_keep=0)
+
+
+def _check_removal(groups: Sequence[Group], selection: Selection, config: SelectionConfig) -> None:
+    n_removed = sum(int((~keep).sum()) for keep in selection.values())
+    if n_removed == len(groups):
+        raise ConfigError(
+            f"the selection removes every one of the {len(groups)} candidate blocks "
+            f"({[g.name for g in groups][:10]}); lower sparsity= or exclude= some"
+        )
+    if n_removed == 0 and config.sparsity:
+        raise ConfigError(
+            f"sparsity {config.sparsity} of {len(groups)} candidate blocks removes none "
+            f"(round({config.sparsity} * {len(groups)}) = 0); use at least "
+            f"{1 / len(groups):.3g} to remove one"
+        )
+
+
+def _find(
+    model: nn.Module, example_inputs: Any, include: Sequence[str], exclude: Sequence[str]
+) -> list[ResidualBlock]:
+    blocks = find_residual_blocks(model, example_inputs, include=include, exclude=exclude)
+    if not blocks:
+        raise ConfigError(
+            f"model {type(model).__name__} has no removable residual block (a submodule whose "
+            f"output is its input plus a function of it; include={list(include)}, "
+            f"exclude={list(exclude)})"
+        )
+    return blocks
+
+
+def prune_layers(
+    model: nn.Module,
+    example_inputs: Any,
+    *,
+    config: SelectionConfig,
+    estimator: Estimator,
+    data: ScoringData | None = None,
+    include: Sequence[str] = ("*",),
+    exclude: Sequence[str] = (),
+    verify_result: bool = True,
+    atol: float = DEFAULT_ATOL,
+    metrics: bool = True,
+    latency: bool = False,
+    inplace: bool = False,
+    recalibrate: bool = True,
+) -> StructuralResult:
+    """Remove the lowest-scored residual blocks of ``model`` (see the module docstring).
+
+    ``config.sparsity`` is the fraction of candidate blocks removed (``round(sparsity * n)``);
+    ``include`` / ``exclude`` are glob patterns on block paths. Everything runs on copies;
+    ``inplace=True`` replaces the blocks in the user's model only after verification. With
+    ``recalibrate`` and scoring ``data``, BatchNorm statistics of the pruned model are
+    re-estimated on those batches.
+    """
+    if masks_of(model):
+        raise ConfigError(
+            "layer pruning needs a model without masks: bake them first "
+            "(prunekit.bake_masks on a prunekit.clone_model copy) or remove them"
+        )
+    config = _check_config(config)
+    if estimator.needs_data and data is None:
+        raise ConfigError(
+            f"estimator {estimator.name!r} needs data= (batches of (inputs, targets)) to score "
+            "blocks; 'magnitude' and 'random' need none"
+        )
+    blocks = _find(model, example_inputs, include, exclude)
+    groups = StructuralGroups(block_groups(model, blocks))
+    scores = estimator.score(model, groups, data)
+    selection = select(scores, groups, config)
+    _check_removal(groups, selection, config)
+    removed = [b for b, g in zip(blocks, groups, strict=True) if not bool(selection[g.name].all())]
+    pruned, plan = remove_residual_blocks(model, removed)
+    report = None
+    if verify_result:
+        report = verify_blocks(model, pruned, plan, example_inputs, atol=atol)
+    if recalibrate and data is not None:
+        # imported here: recovery builds on the one-call API, which builds on this module
+        from prunekit.recovery.batchnorm import recalibrate_batchnorm
+
+        recalibrate_batchnorm(pruned, data.batches, max_batches=None)
+    before = after = None
+    if metrics:
+        before = measure(model, example_inputs, latency=latency)
+        after = measure(pruned, example_inputs, latency=latency)
+    if inplace:
+        with torch.no_grad():
+            apply_plan(model, plan)  # the same plan already succeeded on an identical copy
+            model.load_state_dict(pruned.state_dict())
+        pruned = model
+    return StructuralResult(
+        pruned, plan, groups, scores, selection, config, estimator, report, before, after
+    )
