@@ -121,6 +121,7 @@ def prune(
     metrics: bool = ...,
     latency: bool = ...,
     inplace: bool = ...,
+    heads: bool = ...,
 ) -> PruneResult: ...
 
 
@@ -150,6 +151,7 @@ def prune(
     metrics: bool = ...,
     latency: bool = ...,
     inplace: bool = ...,
+    heads: bool = ...,
 ) -> PruneResult | StructuralResult: ...
 
 
@@ -178,6 +180,7 @@ def prune(
     metrics: bool = True,
     latency: bool = False,
     inplace: bool = False,
+    heads: bool = True,
 ) -> PruneResult | StructuralResult:
     """Score, select and mask (or remove) in one call.
 
@@ -203,6 +206,9 @@ def prune(
     both). ``exclude`` (the issue's ``ignore``) names modules whose outputs keep their width; the
     model's outputs always keep theirs, so the final classifier never shrinks. ``round_to``
     rounds kept widths up to a multiple, ``min_keep`` is the narrowest a group may become.
+    ``heads=True`` (the default) lets whole heads of ``nn.MultiheadAttention`` go: the working
+    copy holds an exact drop-in replacement (:mod:`prunekit.ops.mha`) whose inner width may
+    shrink; ``heads=False`` keeps their width.
 
     **Layers** (``granularity="layer"``, with ``example_inputs``): whole residual blocks are the
     units (:func:`~prunekit.surgery.layers.prune_layers`); ``sparsity`` is the fraction of
@@ -266,6 +272,7 @@ def prune(
             metrics=metrics,
             latency=latency,
             inplace=inplace,
+            heads=heads,
         )
     scored = score(
         model,

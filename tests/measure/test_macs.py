@@ -109,3 +109,30 @@ def test_bad_inputs_name_the_failing_module() -> None:
     model = nn.Sequential(nn.Linear(4, 3), nn.Linear(5, 2))
     with pytest.raises(DataError, match=r"counting MACs: .*Tensor\(1, 4\).* in module '1'"):
         count_macs(model, torch.randn(1, 4))
+
+
+def test_multihead_attention_macs_are_counted_in_eval_mode() -> None:
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    class Wrap(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = mha
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.attn(x, x, x, need_weights=False)[0]
+
+    x = torch.randn(1, 5, 8)
+    # in/out projections 4 * 5 * 8 * 8 = 1280, q @ k^T and attn @ v 2 * 5 * 5 * 8 = 400
+    assert count_macs(Wrap(), x).total == 1680
+    assert torch.backends.mha.get_fastpath_enabled()
+
+
+def test_cpu_scaled_dot_product_attention_is_counted() -> None:
+    class Attend(nn.Module):
+        def forward(self, q: Tensor) -> Tensor:
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+    # batch 1, 2 heads, 5 positions, dim 4: scores 2*5*5*4 = 200, values 200
+    assert count_macs(Attend(), torch.randn(1, 2, 5, 4)).total == 400

@@ -115,11 +115,15 @@ def test_padding_mask_and_nested_tensor_path() -> None:
     assert out.shape == (2, 3) and bool(torch.isfinite(out).all())
 
 
-def test_heads_false_keeps_multihead_attention() -> None:
-    result = prune_structured(
-        _encoder(), _x(), config=SelectionConfig(sparsity=0.5, scope="layer"),
-        estimator=get_estimator("magnitude"), heads=False,
-    )  # fmt: skip
+@pytest.mark.parametrize("through_api", [False, True])
+def test_heads_false_keeps_multihead_attention(through_api: bool) -> None:
+    if through_api:
+        result = _prune(_encoder(), _x(), heads=False)
+    else:
+        result = prune_structured(
+            _encoder(), _x(), config=SelectionConfig(sparsity=0.5, scope="layer"),
+            estimator=get_estimator("magnitude"), heads=False,
+        )  # fmt: skip
     attn = result.model.encoder.layers[0].self_attn  # type: ignore[union-attr,index]
     assert isinstance(attn, nn.MultiheadAttention) and attn.in_proj_weight.shape[0] == 48
     assert not result.plan.convert

@@ -182,3 +182,16 @@ def test_tied_weights_stay_tied() -> None:
     assert pruned.emb.embedding_dim == 4 and pruned.head.in_features == 4
     assert plan.tensors["emb.weight"].aliases == ("head.weight",)
     assert verify(model, pruned, groups, selection, ids).verified == ("emb",)
+
+
+def test_verification_against_all_zero_outputs_is_vacuous_and_warns() -> None:
+    model = mlp()
+    with torch.no_grad():  # a zero-initialised classifier: every output is 0 whatever is removed
+        model[4].weight.zero_()
+        model[4].bias.zero_()
+    groups = build_structural_groups(model, torch.randn(2, 4))
+    selection = {"0": keep(5, [1]), "2": keep(3, [0])}
+    pruned, _ = apply_surgery(model, groups, selection)
+    with pytest.warns(UserWarning, match="vacuous"):
+        report = verify(model, pruned, groups, selection, torch.randn(2, 4))
+    assert report.vacuous and not report.complete

@@ -22,8 +22,11 @@ zeroing a fraction of the weight removes exactly that fraction of the layer's MA
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,14 +60,45 @@ def _module_name(key: str, root: str) -> str | None:
     return None
 
 
+def _cpu_attention_flops(
+    query_shape: Sequence[int],
+    key_shape: Sequence[int],
+    value_shape: Sequence[int],
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
+    """FLOPs of ``softmax(q k^T) v`` for the CPU SDPA kernel, which PyTorch's counter misses:
+    ``2 L S E`` for the scores and ``2 L S Ev`` for the weighted values, per batch and head."""
+    batch_heads = math.prod(query_shape[:-2])
+    length, embed = query_shape[-2], query_shape[-1]
+    return 2 * batch_heads * length * key_shape[-2] * (embed + value_shape[-1])
+
+
+_EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+"""Formulas for ops that ``FlopCounterMode`` does not know (PyTorch 2.13)."""
+
+
+@contextmanager
+def _no_mha_fastpath() -> Iterator[None]:
+    """Run ``nn.MultiheadAttention`` through its composite path: its fused inference kernel is
+    invisible to ``FlopCounterMode``, so attention MACs would go uncounted."""
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
+
+
 def count_macs(model: nn.Module, example_inputs: ExampleInputs) -> MacCount:
     """Count the dense MACs of ``model(example_inputs)`` in eval mode, per module and per op.
 
     Runs under ``torch.no_grad`` rather than ``inference_mode``: the counter's module tracker
     fails on parametrized (masked) weights under ``inference_mode`` in PyTorch 2.13.
     """
-    counter = FlopCounterMode(display=False)
-    with eval_mode(model), torch.no_grad(), counter:
+    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
+    with eval_mode(model), torch.no_grad(), _no_mha_fastpath(), counter:
         call_model(model, example_inputs, purpose="counting MACs")
     counts = counter.get_flop_counts()
     total = counter.get_total_flops() // 2

@@ -2,10 +2,13 @@
 
 ``apply_surgery(model, groups, selection)`` returns a pruned copy and its :class:`Plan`;
 ``verify(original, pruned, groups, selection, example_inputs)`` proves surgery equals masking;
-``rebuild(original, plan)`` re-creates the pruned shapes (for loading without pickle).
+``rebuild(original, plan)`` re-creates the pruned shapes (for loading without pickle);
+``prune_layers`` removes whole residual blocks (``granularity="layer"``).
 """
 
 from prunekit.surgery.apply import apply_plan, apply_surgery, rebuild, rebuild_hook
+from prunekit.surgery.blocks import IdentityBlock
+from prunekit.surgery.layers import prune_layers, remove_residual_blocks, verify_blocks
 from prunekit.surgery.plan import Plan, TensorCut, make_plan
 from prunekit.surgery.verify import (
     DEFAULT_ATOL,
@@ -18,6 +21,7 @@ from prunekit.surgery.verify import (
 
 __all__ = [
     "DEFAULT_ATOL",
+    "IdentityBlock",
     "Plan",
     "TensorCut",
     "UnverifiableGroupError",
@@ -27,7 +31,10 @@ __all__ = [
     "apply_surgery",
     "make_plan",
     "masked_copy",
+    "prune_layers",
     "rebuild",
     "rebuild_hook",
+    "remove_residual_blocks",
     "verify",
+    "verify_blocks",
 ]

@@ -19,6 +19,7 @@ those groups kept, and the pruned model is only run for shapes.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +88,11 @@ class VerificationReport:
         verified_kept_reference: the inexact groups among ``verified``: checked against the
             kept-units reference (their normalisations run on the kept units only) rather
             than against plain masking.
+
+    A comparison whose reference outputs are all exactly zero (``scale == 0``, e.g. a
+    zero-initialised classifier such as torchvision ViT's head with ``weights=None``) proves
+    nothing: the report is then :attr:`vacuous`, never :attr:`complete`, and :func:`verify`
+    warns.
     """
 
     max_abs_diff: float
@@ -99,9 +105,14 @@ class VerificationReport:
     reasons: Mapping[str, str] = field(default_factory=dict)
 
     @property
+    def vacuous(self) -> bool:
+        """True if units were removed but every reference output was exactly zero."""
+        return self.scale == 0.0 and bool(self.verified or self.unverified)
+
+    @property
     def complete(self) -> bool:
-        """True if every group with removed units was verified."""
-        return not self.unverified
+        """True if every group with removed units was verified by a non-vacuous comparison."""
+        return not self.unverified and not self.vacuous
 
     @property
     def relative_diff(self) -> float:
@@ -235,6 +246,13 @@ def verify(
     verified = tuple(n for n in removing if n not in reasons)
     unverified = tuple(n for n in removing if n in reasons)
     kept_reference = tuple(n for n in verified if n in skip)
+    if removing and scale == 0.0:
+        warnings.warn(
+            "verification is vacuous: every output of the reference model is exactly zero on "
+            "the example inputs (a zero-initialised final layer?), so the comparison proves "
+            "nothing; verify with trained or re-initialised weights",
+            stacklevel=2,
+        )
     return VerificationReport(
         diff, scale, tol, str(dtype or "model dtype"), verified, unverified, kept_reference,
         {n: reasons[n] for n in unverified},
