@@ -93,6 +93,18 @@ def build(name: str, config: Mapping[str, Any]) -> tuple[nn.Module, Any, list[st
     return model, inputs, []
 
 
+def redraw_zero_weights(model: nn.Module) -> list[str]:
+    """Re-draw every all-zero weight matrix (std 0.02): a zero-initialised classifier (torchvision
+    ViT's head with ``weights=None``) makes every output 0, and verification then proves nothing."""
+    names = []
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() >= 2 and param.is_floating_point() and not bool(param.any()):
+                param.normal_(0.0, 0.02)
+                names.append(name)
+    return names
+
+
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -139,6 +151,8 @@ def run_prunekit(model: nn.Module, inputs: Any, config: Mapping[str, Any]) -> di
     row["groups"] = len(result.groups)
     report = result.verification
     row["verified"] = "yes" if report.complete else f"{len(report.unverified)} unverified"
+    if report.vacuous:
+        row["verified"] = "vacuous (all outputs 0)"
     if result.kept_unverifiable:
         row["verified"] += f", {len(result.kept_unverifiable)} kept"
     row["max_rel_diff"] = report.max_abs_diff / report.scale if report.scale else 0.0
@@ -211,6 +225,7 @@ def run_one(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
     warm_up()
     model, inputs, _ = build(name, config)
     row: dict[str, Any] = {"model": name, "params": n_params(model)}
+    row["redrawn"] = redraw_zero_weights(model)
     if n_params(model) > config["max_params"]:
         row["skipped"] = f"> {config['max_params'] / 1e6:.0f}M params"
         return row
