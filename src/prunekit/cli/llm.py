@@ -20,7 +20,7 @@ from prunekit.errors import PrunekitError
 
 llm_app = typer.Typer(
     help="Prune and evaluate transformer language models and encoders (Wanda, SparseGPT, "
-    "magnitude, OWL, depth pruning).",
+    "magnitude, OWL, depth pruning, width pruning of heads and MLP neurons).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -145,11 +145,103 @@ def depth_command(
     )
 
 
-def _save(net: object, tokenizer: object, out: Path, record: dict[str, object]) -> None:
+@llm_app.command("width")
+def width_command(
+    model: ModelOption,
+    calib: Annotated[Path, typer.Option(help="Calibration text file.")],
+    out: Annotated[Path, typer.Option(help="Directory for the narrower model.")],
+    sparsity: Annotated[
+        float, typer.Option(help="Fraction of parameters removed, in [0, 1) (see --of).")
+    ] = 0.2,
+    of: Annotated[
+        str, typer.Option(help="Denominator of --sparsity: model (all parameters) or blocks.")
+    ] = "model",
+    heads: Annotated[bool, typer.Option(help="Remove whole attention-head units.")] = True,
+    mlp: Annotated[bool, typer.Option(help="Remove MLP neurons.")] = True,
+    estimator: Annotated[
+        str, typer.Option(help="activation, taylor (causal LMs), magnitude, or a registry name.")
+    ] = "activation",
+    round_to: Annotated[int, typer.Option(help="Kept MLP widths are multiples of this.")] = 8,
+    samples: Annotated[int, typer.Option(help="Calibration windows.")] = 8,
+    seq_len: Annotated[int, typer.Option(help="Tokens per calibration window.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the window offsets.")] = 0,
+) -> None:
+    """Remove whole attention heads and MLP neurons, equally in every block, and save the
+    narrower model (save_pretrained + the surgery plan, prunekit_plan.json)."""
+    from prunekit.llm import (
+        WidthPruneConfig,
+        calibration_windows,
+        load_model,
+        prune_width,
+        save_pruned,
+    )
+
+    config = _guarded(
+        lambda: WidthPruneConfig(
+            sparsity=sparsity,
+            of=of,  # type: ignore[arg-type]
+            heads=heads,
+            mlp=mlp,
+            estimator=estimator,
+            round_to=round_to,
+        )
+    )
+    net, tokenizer = _guarded(lambda: load_model(model))
+    windows = _guarded(
+        lambda: calibration_windows(tokenizer, calib, n_samples=samples, seq_len=seq_len, seed=seed)
+    )
+    result = _guarded(lambda: prune_width(net, windows, config, inplace=True))
+    record = {
+        "model": model,
+        "width": {
+            "sparsity": sparsity,
+            "of": of,
+            "heads": heads,
+            "mlp": mlp,
+            "estimator": estimator,
+            "round_to": round_to,
+            **result.summary(),
+        },
+        "calibration": {"text": str(calib), "samples": samples, "seq_len": seq_len, "seed": seed},
+        "seconds": round(result.seconds, 2),
+    }
+    _guarded(lambda: save_pruned(result.model, out, result.plan))
+    _save(result.model, tokenizer, out, record, weights=False)
+    a = result.allocation
+    loader = "from_pretrained" if result.config_describes_shapes else "prunekit.llm.load_pruned"
+    console.print(
+        f"removed {a.heads_removed} of {a.heads_per_layer} head units and {a.mlp_removed} of "
+        f"{a.mlp_per_layer} MLP neurons per block: {result.sparsity:.3f} of all parameters, "
+        f"{result.block_sparsity:.3f} of the blocks' ({result.seconds:.1f} s) -> {out} "
+        f"(load with {loader})",
+        highlight=False,
+    )
+
+
+def _save(
+    net: object, tokenizer: object, out: Path, record: dict[str, object], *, weights: bool = True
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    net.save_pretrained(out)  # type: ignore[attr-defined]
+    if weights:
+        net.save_pretrained(out)  # type: ignore[attr-defined]
     tokenizer.save_pretrained(out)  # type: ignore[attr-defined]
     (out / "prunekit_llm.json").write_text(json.dumps(record, indent=2))
+
+
+def _load(model: str, causal: bool | None = None) -> tuple[object, object]:
+    """``load_model``, or for a directory written by ``width`` (it holds the surgery plan)
+    ``load_pruned`` with the directory's tokenizer: its config may not describe its shapes."""
+    from prunekit.llm import load_model, load_pruned
+    from prunekit.llm.pruned_io import PLAN_FILE
+
+    if not (Path(model) / PLAN_FILE).is_file():
+        return load_model(model, causal=causal)
+    from prunekit.compat.torchvision_shim import ensure_torchvision_ops
+
+    ensure_torchvision_ops()  # transformers imports torchvision when it is installed
+    from transformers import AutoTokenizer
+
+    return load_pruned(model), AutoTokenizer.from_pretrained(model, local_files_only=True)
 
 
 def _source_model(model: str) -> str | None:
@@ -185,9 +277,7 @@ def eval_command(
 ) -> None:
     """Decoders: perplexity over a text file (sliding window) and a greedy continuation.
     Encoders: sentence-embedding retention against a dense reference model."""
-    from prunekit.llm import load_model
-
-    net, tokenizer = _guarded(lambda: load_model(model))
+    net, tokenizer = _guarded(lambda: _load(model))
     if type(net).__name__.endswith("ForCausalLM"):
         _eval_decoder(net, tokenizer, model, text, seq_len, stride, max_windows, prompt, tokens)
     else:
@@ -234,12 +324,13 @@ def _eval_encoder(
 ) -> None:
     from torch import nn
 
-    from prunekit.llm import embedding_retention, load_model, read_sentences, sentence_embeddings
+    from prunekit.llm import embedding_retention, read_sentences, sentence_embeddings
 
     assert isinstance(net, nn.Module)
     found = _guarded(lambda: read_sentences(text, n=n))
     pruned = sentence_embeddings(net, tokenizer, found)
-    dense_net, dense_tokenizer = _guarded(lambda: load_model(reference, causal=False))
+    dense_net, dense_tokenizer = _guarded(lambda: _load(reference, causal=False))
+    assert isinstance(dense_net, nn.Module)
     dense = sentence_embeddings(dense_net, dense_tokenizer, found)
     result = _guarded(lambda: embedding_retention(dense, pruned))
     table = Table(title=f"{model} vs {reference}: embeddings of {text.name}")

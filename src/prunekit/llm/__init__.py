@@ -3,8 +3,9 @@
 Calibration windows and perplexity (``calibration``, ``perplexity``), layer-by-layer one-shot
 pruning with magnitude, Wanda and SparseGPT (``sequential``, ``methods``, ``LLM_METHODS``) with
 uniform or outlier-weighted (``owl``) layer sparsity, depth pruning of whole blocks (``depth``),
-sentence-embedding retention of encoders (``embedding``), and loading of local or named
-offline models (``models``).
+structured width pruning of attention heads and MLP neurons (``width``, scored by
+``width_scores``, saved and loaded by ``pruned_io``), sentence-embedding retention of encoders
+(``embedding``), and loading of local or named offline models (``models``).
 """
 
 from prunekit.llm.blocks import BlockInputs, BlockStack, capture_block_inputs, find_blocks
@@ -38,6 +39,7 @@ from prunekit.llm.methods import (
 from prunekit.llm.models import NAMED_MODELS, load_model
 from prunekit.llm.owl import block_outlier_ratios, owl_layer_sparsity, owl_sparsities
 from prunekit.llm.perplexity import Perplexity, greedy_generate, perplexity
+from prunekit.llm.pruned_io import config_describes_shapes, load_pruned, save_pruned
 from prunekit.llm.sequential import (
     LLMPruneConfig,
     LLMPruneResult,
@@ -48,6 +50,15 @@ from prunekit.llm.sequential import (
 )
 from prunekit.llm.sparsegpt import sparsegpt_prune
 from prunekit.llm.stats import InputStats, record_inputs
+from prunekit.llm.width import (
+    UnitKind,
+    WidthAllocation,
+    WidthPruneConfig,
+    WidthPruneResult,
+    allocate,
+    prune_width,
+)
+from prunekit.llm.width_scores import UnitActivation, lm_scoring_data
 
 __all__ = [
     "BLOCK_SCORES",
@@ -66,18 +77,27 @@ __all__ = [
     "Perplexity",
     "SparseGPT",
     "SparsityTarget",
+    "UnitActivation",
+    "UnitKind",
     "Wanda",
+    "WidthAllocation",
+    "WidthPruneConfig",
+    "WidthPruneResult",
+    "allocate",
     "angular_scores",
     "block_outlier_ratios",
     "block_stats",
     "calibration_windows",
     "capture_block_inputs",
+    "config_describes_shapes",
     "embedding_retention",
     "find_blocks",
     "get_llm_method",
     "greedy_generate",
     "layer_names",
+    "lm_scoring_data",
     "load_model",
+    "load_pruned",
     "lowest_blocks",
     "owl_layer_sparsity",
     "owl_sparsities",
@@ -86,10 +106,12 @@ __all__ = [
     "prune_block",
     "prune_depth",
     "prune_llm",
+    "prune_width",
     "read_sentences",
     "read_text",
     "record_inputs",
     "remove_blocks",
+    "save_pruned",
     "score_blocks",
     "sentence_embeddings",
     "sparsegpt_prune",

@@ -11,6 +11,7 @@ and the per-layer widths live in the modules and in the plan (which is what
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -124,4 +125,26 @@ def update_hf_config(model: nn.Module) -> Changes:
         value = _uniform(widths)
         if value is not None and hasattr(config, key) and key in config.to_dict():
             values[key] = value
-    return set_attributes(config, values)
+    return set_attributes(config, _valid_values(config, values))
+
+
+def _valid_values(config: Any, values: dict[str, int]) -> dict[str, int]:
+    """The values the config's own validation accepts, each tried on a copy.
+
+    Recent transformers configs validate themselves when saved (LLaMA: ``hidden_size`` must be
+    a multiple of ``num_attention_heads``); a value that fails keeps the original field, so
+    ``save_pretrained`` still works and the new width lives in the modules and the plan."""
+    validate = getattr(config, "validate", None)
+    if not callable(validate):
+        return values
+    accepted: dict[str, int] = {}
+    for key, value in values.items():
+        trial = copy.deepcopy(config)
+        for name, kept in {**accepted, key: value}.items():
+            setattr(trial, name, kept)
+        try:
+            trial.validate()
+        except Exception:  # huggingface_hub's validation error is a bare Exception
+            continue
+        accepted[key] = value
+    return accepted

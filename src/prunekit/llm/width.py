@@ -1,0 +1,359 @@
+"""Structured width pruning of transformers: whole attention heads and MLP neurons.
+
+:func:`prune_width` turns "remove 20% of the parameters" into a number of head units and MLP
+neurons to remove from *every* block (the same widths everywhere, so the Hugging Face config
+can describe them), scores the units on calibration windows, and removes them through the
+structural pruner (:func:`prunekit.prune` with ``granularity="channel"``, ``scope="layer"``):
+its trace makes a whole head the unit — with grouped-query attention one key/value head
+together with its query heads — and an MLP neuron the rows of ``gate_proj`` / ``up_proj`` and
+the column of ``down_proj``; surgery removes them, updates the modules and the config, and the
+result is verified against masking.
+
+How the budget is split (:func:`allocate`): the fraction of the prunable parameters (heads +
+MLP) that the target represents is applied to the heads *rounded down* to whole head units
+(attention never loses more than its proportional share), and MLP neurons, in steps of
+``round_to``, make up the rest. With few key/value heads a head unit is coarse (SmolLM2-135M:
+3 key/value heads, so one unit is a third of the attention), and rounding down means that small
+targets remove MLP neurons only. If the MLP alone cannot reach the target, more head units go.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from prunekit.api import prune
+from prunekit.core.groups import Group, Scores
+from prunekit.errors import ConfigError, DataError, check_sparsity
+from prunekit.estimators import Estimator, get_estimator
+from prunekit.graph import build_structural_groups
+from prunekit.llm.blocks import find_blocks
+from prunekit.llm.pruned_io import config_describes_shapes
+from prunekit.llm.width_scores import UnitActivation, lm_scoring_data
+from prunekit.masks import clone_model
+from prunekit.surgery import Plan, VerificationReport
+from prunekit.surgery.structured import StructuralResult
+
+Denominator = Literal["model", "blocks"]
+
+HEAD_LAYERS: tuple[str, ...] = ("*.self_attn.q_proj", "*.attention.self.query")
+"""Query projections (LLaMA-family, BERT): the root layers of whole-head groups."""
+
+MLP_LAYERS: tuple[str, ...] = ("*.mlp.gate_proj", "*.intermediate.dense")
+"""First MLP projections (LLaMA-family, BERT): the root layers of MLP-neuron groups."""
+
+
+def width_estimator(name: str) -> Estimator:
+    """``"activation"`` is :class:`UnitActivation` (it can score heads); any other name is
+    looked up in the estimator registry (``taylor``, ``magnitude``, ``random``, ...)."""
+    return UnitActivation() if name == "activation" else get_estimator(name)
+
+
+@dataclass(frozen=True)
+class WidthPruneConfig:
+    """What :func:`prune_width` removes and how it scores.
+
+    Attributes:
+        sparsity: fraction of parameters removed, in [0, 1), of the whole model
+            (``of="model"``, embeddings included) or of the transformer blocks (``of="blocks"``).
+        heads / mlp: whether attention-head units / MLP neurons may be removed.
+        estimator: ``activation`` (default; :class:`UnitActivation`), ``taylor`` (first-order
+            Taylor on the next-token loss, causal LMs), ``magnitude``, or another registry name.
+        round_to: kept MLP widths are multiples of this (heads are whole units anyway).
+        batch_size: calibration windows per scoring forward pass.
+        verify: check the pruned model against masking (float64) before returning it.
+        head_layers / mlp_layers: name patterns of the root layers of head and MLP groups.
+    """
+
+    sparsity: float
+    of: Denominator = "model"
+    heads: bool = True
+    mlp: bool = True
+    estimator: str = "activation"
+    round_to: int = 8
+    batch_size: int = 1
+    verify: bool = True
+    head_layers: tuple[str, ...] = HEAD_LAYERS
+    mlp_layers: tuple[str, ...] = MLP_LAYERS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sparsity", check_sparsity(self.sparsity))
+        if self.of not in ("model", "blocks"):
+            raise ConfigError(f"of must be 'model' or 'blocks', got {self.of!r}")
+        if not (self.heads or self.mlp):
+            raise ConfigError("nothing to prune: heads and mlp are both switched off")
+        if self.round_to < 1 or self.batch_size < 1:
+            raise ConfigError(
+                f"round_to and batch_size must be at least 1, got {self.round_to}, "
+                f"{self.batch_size}"
+            )
+        self.build_estimator()  # an unknown name fails here, with the registry's hint
+
+    def build_estimator(self) -> Estimator:
+        return width_estimator(self.estimator)
+
+
+@dataclass(frozen=True)
+class UnitKind:
+    """Width units of one kind (``heads`` or ``mlp``), equally many in every layer.
+
+    ``unit_params`` is the number of parameters one unit holds, added over all layers (what
+    removing one unit from every layer removes); kept widths are multiples of ``step``."""
+
+    kind: str
+    patterns: tuple[str, ...]
+    layers: int
+    units: int
+    unit_params: int
+    step: int = 1
+
+    def removals(self) -> list[int]:
+        """Feasible per-layer removal counts, ascending: none, or down to a kept width that is a
+        positive multiple of ``step``."""
+        kept = range(self.units - 1, 0, -1)
+        return [0, *(self.units - k for k in kept if k % self.step == 0)]
+
+    def params(self, removed: int) -> int:
+        return removed * self.unit_params
+
+    def half_step(self) -> float:
+        """Half the parameters of the coarsest gap between feasible removals."""
+        return self.params(self.step) / 2
+
+
+def unit_kind(kind: str, groups: Sequence[Group], patterns: Sequence[str], step: int) -> UnitKind:
+    """The :class:`UnitKind` of the groups whose root layer matches ``patterns``."""
+    matched = [g for g in groups if any(fnmatch.fnmatchcase(g.layer, p) for p in patterns)]
+    if not matched:
+        raise ConfigError(
+            f"{kind}=True, but no prunable group's layer matches {list(patterns)}; switch "
+            f"{kind} off or give this model's layer name patterns"
+        )
+    widths = sorted({g.n_units for g in matched})
+    if len(widths) != 1:
+        raise ConfigError(
+            f"{kind} groups have different widths {widths} across layers; width pruning keeps "
+            "every layer equally wide, so the config can describe it"
+        )
+    per_unit = sum(float(sum(m.view.counts().mean() for m in g.members)) for g in matched)
+    return UnitKind(kind, tuple(patterns), len(matched), widths[0], round(per_unit), step)
+
+
+@dataclass(frozen=True)
+class WidthAllocation:
+    """Per-layer removals chosen for a parameter target (units per layer before / removed)."""
+
+    heads_per_layer: int
+    heads_removed: int
+    mlp_per_layer: int
+    mlp_removed: int
+    target_params: int
+    planned_params: int
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _closest(kind: UnitKind, target: float) -> int:
+    return min(kind.removals(), key=lambda r: (abs(target - kind.params(r)), r))
+
+
+def _split(target: float, heads: UnitKind, mlp: UnitKind) -> tuple[int, int]:
+    """Heads rounded down to their proportional share, MLP neurons for the rest."""
+    share = target / (heads.params(heads.units) + mlp.params(mlp.units))
+    floor = int(share * heads.units + 1e-9)
+    pairs = []
+    for h in (r for r in heads.removals() if r >= floor):
+        m = _closest(mlp, target - heads.params(h))
+        error = abs(target - heads.params(h) - mlp.params(m))
+        if error <= mlp.half_step():
+            return h, m
+        pairs.append((error, h, m))
+    if not pairs:
+        return 0, _closest(mlp, target)
+    _, h, m = min(pairs)
+    return h, m
+
+
+def allocate(target: float, heads: UnitKind | None, mlp: UnitKind | None) -> WidthAllocation:
+    """Per-layer head-unit and MLP-neuron removals that remove closest to ``target``
+    parameters, by the rule in the module docstring. Raises ConfigError when the result misses
+    the target by more than half of the finest step (the target is out of reach)."""
+    if heads is None and mlp is None:
+        raise ConfigError("nothing to prune: no head or MLP units")
+    if heads is not None and mlp is not None:
+        h, m = _split(target, heads, mlp)
+    elif heads is not None:
+        h, m = _closest(heads, target), 0
+    else:
+        assert mlp is not None
+        h, m = 0, _closest(mlp, target)
+    planned = (heads.params(h) if heads else 0) + (mlp.params(m) if mlp else 0)
+    finest = mlp if mlp is not None else heads
+    assert finest is not None
+    if abs(planned - target) > finest.half_step():
+        kinds = [k for k in (heads, mlp) if k is not None]
+        most = sum(k.params(k.removals()[-1]) for k in kinds)
+        keeps = {"heads": "one head unit", "mlp": f"{mlp.step if mlp else 0} MLP neurons"}
+        raise ConfigError(
+            f"cannot remove {target:,.0f} parameters with {' and '.join(k.kind for k in kinds)}: "
+            f"at most {most:,} can go while every layer keeps "
+            f"{' and '.join(keeps[k.kind] for k in kinds)}; lower the sparsity or allow the "
+            "other kind"
+        )
+    return WidthAllocation(
+        heads.units if heads else 0, h, mlp.units if mlp else 0, m, round(target), planned
+    )
+
+
+@dataclass(frozen=True)
+class WidthPruneResult:
+    """The narrower model and what was done.
+
+    Attributes:
+        model: the pruned model (the input model itself only with ``inplace=True``).
+        plan: what surgery removed (``plan.to_json()``; :func:`prunekit.llm.save_pruned`).
+        allocation: per-layer head units and MLP neurons before / removed.
+        scores: one score per unit of every scored group.
+        verification: the surgery-equals-masking report (``None`` when not verified).
+        params_before / params_after / block_params_before: parameter counts (tied tensors
+            once); ``sparsity`` and ``block_sparsity`` are the removed fractions of each.
+        config_describes_shapes: ``type(model)(model.config)`` has the pruned shapes, so
+            ``save_pretrained`` / ``from_pretrained`` round-trip (False for head-pruned BERT:
+            use :func:`prunekit.llm.save_pruned` / :func:`prunekit.llm.load_pruned`).
+    """
+
+    model: nn.Module
+    plan: Plan
+    allocation: WidthAllocation
+    scores: Scores
+    verification: VerificationReport | None
+    params_before: int
+    params_after: int
+    block_params_before: int
+    config_describes_shapes: bool
+    seconds: float
+
+    @property
+    def removed_params(self) -> int:
+        return self.params_before - self.params_after
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of all parameters removed."""
+        return self.removed_params / self.params_before
+
+    @property
+    def block_sparsity(self) -> float:
+        """Removed parameters as a fraction of the transformer blocks' parameters."""
+        return self.removed_params / self.block_params_before
+
+    def summary(self) -> dict[str, Any]:
+        """Plain-data record (for JSON)."""
+        return {
+            "allocation": self.allocation.to_dict(),
+            "params_before": self.params_before,
+            "params_after": self.params_after,
+            "block_params_before": self.block_params_before,
+            "sparsity": round(self.sparsity, 6),
+            "block_sparsity": round(self.block_sparsity, 6),
+            "config_describes_shapes": self.config_describes_shapes,
+            "verified": None if self.verification is None else self.verification.complete,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def count_params(module: nn.Module) -> int:
+    """Parameters of ``module``, tied tensors counted once."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def _example_inputs(windows: Tensor | None) -> dict[str, Tensor]:
+    if windows is None:
+        return {"input_ids": torch.zeros((1, 8), dtype=torch.long)}
+    return {"input_ids": windows[:1, :32].long()}
+
+
+def plan_width(
+    model: nn.Module, example: dict[str, Tensor], config: WidthPruneConfig, target: float
+) -> tuple[WidthAllocation, dict[str, float]]:
+    """Trace ``model``, find its head and MLP units, allocate ``target`` parameters, and return
+    the allocation with the per-pattern unit sparsities (``overrides``) that realise it."""
+    groups = build_structural_groups(model, example)
+    heads = unit_kind("heads", groups, config.head_layers, 1) if config.heads else None
+    mlp = unit_kind("mlp", groups, config.mlp_layers, config.round_to) if config.mlp else None
+    allocation = allocate(target, heads, mlp)
+    overrides = {
+        pattern: removed / kind.units
+        for kind, removed in ((heads, allocation.heads_removed), (mlp, allocation.mlp_removed))
+        if kind is not None and removed > 0
+        for pattern in kind.patterns
+    }
+    return allocation, overrides
+
+
+def prune_width(
+    model: nn.Module,
+    windows: Tensor | None,
+    config: WidthPruneConfig,
+    *,
+    inplace: bool = False,
+) -> WidthPruneResult:
+    """Remove whole attention-head units and MLP neurons, uniformly over the blocks, to reach
+    ``config.sparsity`` of the parameters (see the module docstring for the split).
+
+    ``windows`` (``[n, seq_len]`` token ids, e.g. from :func:`calibration_windows`) are the
+    scoring data of data-driven estimators, ``batch_size`` windows per forward pass; they may
+    be ``None`` for ``magnitude``. The user's model is not modified unless ``inplace=True``
+    (and then only after scoring, surgery and verification succeeded on a copy).
+    """
+    start = time.perf_counter()
+    estimator = config.build_estimator()
+    data = None
+    if estimator.needs_data:
+        if windows is None:
+            raise DataError(f"estimator {estimator.name!r} needs calibration windows")
+        data = lm_scoring_data(model, windows, batch_size=config.batch_size)
+    example = _example_inputs(windows)
+    params_before = count_params(model)
+    block_params = sum(count_params(b) for b in find_blocks(model).blocks)
+    denominator = params_before if config.of == "model" else block_params
+    allocation, overrides = plan_width(model, example, config, config.sparsity * denominator)
+    if not overrides:  # the target is below half a unit
+        pruned = model if inplace else clone_model(model)
+        plan, scores, report = Plan({}), {}, None
+    else:
+        result = prune(
+            model,
+            example,
+            sparsity=0.0,
+            granularity="channel",
+            estimator=estimator,
+            data=data,
+            scope="layer",
+            include=list(overrides),
+            overrides=overrides,
+            verify=config.verify,
+            metrics=False,
+            inplace=inplace,
+        )
+        assert isinstance(result, StructuralResult)
+        pruned, plan, scores, report = result.model, result.plan, result.scores, result.verification
+    return WidthPruneResult(
+        pruned,
+        plan,
+        allocation,
+        scores,
+        report,
+        params_before,
+        count_params(pruned),
+        block_params,
+        config_describes_shapes(pruned),
+        time.perf_counter() - start,
+    )
