@@ -48,7 +48,7 @@ def run_one(config: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     model, tokenizer = load_model(config["model"])
     result: dict[str, Any] = {"name": run["name"], "rss_loaded_mib": round(_rss_mib(), 1)}
     if run.get("method"):
-        calib = config["calibration"]
+        calib = {**config["calibration"], **run.get("calibration", {})}  # a run may override
         windows = calibration_windows(
             tokenizer,
             calib["text"],
