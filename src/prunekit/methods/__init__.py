@@ -2,7 +2,13 @@
 (RigL, SET), sparsity-inducing penalties (L1, group lasso, network slimming), soft filter pruning
 and movement pruning. Each is a plain callable or function over prunekit's groups and masks."""
 
-from prunekit.methods.dst import DSTConfig, DynamicSparse, layer_sparsity
+from prunekit.methods.dst import (
+    DSTConfig,
+    DynamicSparse,
+    erk_densities,
+    keep_counts,
+    layer_sparsity,
+)
 from prunekit.methods.lottery import (
     TicketConfig,
     TicketResult,
@@ -34,8 +40,10 @@ __all__ = [
     "TrainRound",
     "bn_scale_penalty",
     "bn_scale_scores",
+    "erk_densities",
     "find_ticket",
     "group_lasso_penalty",
+    "keep_counts",
     "l1_penalty",
     "layer_sparsity",
     "load_originals",

@@ -5,12 +5,18 @@ layer's active weights: drop the smallest-magnitude active weights, then grow as
 so every layer's sparsity stays exactly the same. SET (Mocanu et al. 2018) grows at random;
 RigL (Evci et al. 2020, "Rigging the Lottery") grows where the dense gradient is largest and
 decays the update fraction with a cosine to 0 at ``end_step``. Grown weights start at zero.
+
+How the sparsity is spread over the layers is fixed at the start (``DSTConfig.distribution``):
+``"uniform"`` gives every layer the same sparsity; ``"erk"`` is the Erdős–Rényi-Kernel
+distribution of Evci et al. 2020 (Sec. 3), which keeps small layers denser
+(:func:`erk_densities`) and removes exactly ``round(sparsity * N)`` of the ``N`` masked weights
+in all (:func:`keep_counts`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Literal
@@ -27,14 +33,20 @@ from prunekit.masks import apply_masks, masks_of
 from prunekit.methods.state import mask_buffer, original_tensor
 from prunekit.train import LossFn
 
+Distribution = Literal["uniform", "erk"]
+DISTRIBUTIONS: tuple[Distribution, ...] = ("uniform", "erk")
+
 
 @dataclass(frozen=True)
 class DSTConfig:
-    """``method``: ``"rigl"`` or ``"set"``; ``sparsity`` per layer; ``drop_fraction`` of the active
-    weights moved at each update (RigL decays it to 0 at ``end_step``)."""
+    """``method``: ``"rigl"`` or ``"set"``; ``sparsity`` of all the masked weights together,
+    spread over the layers by ``distribution`` (``"uniform"``: the same in every layer;
+    ``"erk"``: Erdős–Rényi-Kernel); ``drop_fraction`` of the active weights moved at each
+    update (RigL decays it to 0 at ``end_step``)."""
 
     sparsity: float = 0.9
     method: Literal["rigl", "set"] = "rigl"
+    distribution: Distribution = "uniform"
     update_every: int = 100
     drop_fraction: float = 0.3
     end_step: int | None = None
@@ -46,6 +58,10 @@ class DSTConfig:
         check_sparsity(self.sparsity)
         if self.method not in ("rigl", "set"):
             raise ConfigError(f"method must be 'rigl' or 'set', got {self.method!r}")
+        if self.distribution not in DISTRIBUTIONS:
+            raise ConfigError(
+                f"distribution must be one of {DISTRIBUTIONS}, got {self.distribution!r}"
+            )
         if self.update_every < 1 or not 0 < self.drop_fraction <= 1:
             raise ConfigError("update_every must be >= 1 and drop_fraction in (0, 1]")
 
@@ -75,6 +91,8 @@ class DynamicSparse:
         )
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.updates = 0
+        shapes = {g.root.tensor: tuple(g.root.view.shape) for g in self.groups}
+        self.keep = keep_counts(shapes, self.config.sparsity, self.config.distribution)
         existing = masks_of(model)
         fresh = {
             g.root.tensor: self._random_mask(g)
@@ -86,7 +104,7 @@ class DynamicSparse:
     def _random_mask(self, group: Group) -> Tensor:
         shape = group.root.view.shape
         n = math.prod(shape)
-        keep = n - round(self.config.sparsity * n)
+        keep = self.keep[group.root.tensor]
         order = torch.randperm(n, generator=self.generator)
         flat = torch.zeros(n)
         flat[order[:keep]] = 1.0
@@ -145,6 +163,59 @@ class DynamicSparse:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
         self.updates = int(state["updates"])
+
+
+def erk_densities(shapes: Mapping[str, Sequence[int]], sparsity: float) -> dict[str, float]:
+    """Per-layer density (fraction kept) of the Erdős–Rényi-Kernel distribution.
+
+    Evci et al. 2020 ("Rigging the Lottery", Sec. 3): layer ``l`` keeps a fraction proportional
+    to ``sum(shape) / prod(shape)``, i.e. ``(n_in + n_out + k_h + k_w) / (n_in n_out k_h k_w)``
+    for a convolution and ``(n_in + n_out) / (n_in n_out)`` for a linear layer (Erdős–Rényi),
+    with one factor ``eps`` for all layers chosen so that the kept weights add up to
+    ``(1 - sparsity) * N``. A layer whose density would exceed 1 is kept dense and ``eps`` is
+    solved again over the others; capping only ever raises ``eps``, so every layer over 1 can be
+    capped at once.
+    """
+    check_sparsity(sparsity)
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    raw = {name: sum(shape) / sizes[name] for name, shape in shapes.items()}
+    budget = (1.0 - sparsity) * sum(sizes.values())
+    dense: set[str] = set()
+    while True:
+        free = [name for name in shapes if name not in dense]
+        if not free:
+            return dict.fromkeys(shapes, 1.0)
+        left = budget - sum(sizes[name] for name in dense)
+        eps = left / sum(raw[name] * sizes[name] for name in free)
+        over = {name for name in free if eps * raw[name] > 1.0}
+        if not over:
+            return {name: 1.0 if name in dense else eps * raw[name] for name in shapes}
+        dense |= over
+
+
+def keep_counts(
+    shapes: Mapping[str, Sequence[int]], sparsity: float, distribution: Distribution = "uniform"
+) -> dict[str, int]:
+    """Weights each layer keeps under ``distribution``.
+
+    ``"uniform"``: every layer keeps ``n - round(sparsity * n)`` of its ``n``. ``"erk"``: the
+    :func:`erk_densities` times each layer's size, rounded by largest remainder so that exactly
+    ``N - round(sparsity * N)`` of the ``N`` weights are kept in all.
+    """
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    if distribution == "uniform":
+        return {name: n - round(check_sparsity(sparsity) * n) for name, n in sizes.items()}
+    if distribution != "erk":
+        raise ConfigError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
+    total = sum(sizes.values())
+    wanted = {name: d * sizes[name] for name, d in erk_densities(shapes, sparsity).items()}
+    counts = {name: min(math.floor(w), sizes[name]) for name, w in wanted.items()}
+    short = total - round(sparsity * total) - sum(counts.values())
+    open_layers = [name for name in wanted if counts[name] < sizes[name]]
+    by_remainder = sorted(open_layers, key=lambda name: wanted[name] - counts[name], reverse=True)
+    for name in by_remainder[: max(short, 0)]:
+        counts[name] += 1
+    return counts
 
 
 def layer_sparsity(model: nn.Module, names: Sequence[str]) -> dict[str, float]:
