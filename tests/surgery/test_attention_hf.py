@@ -119,6 +119,37 @@ def test_residual_width_is_pruned_and_verified_on_the_kept_units(transformers: A
     assert result.verification.complete
 
 
+def test_llama_residual_width_updates_hidden_size_for_from_pretrained(
+    transformers: Any, tmp_path: Path
+) -> None:
+    result = prunekit.prune(
+        llama(transformers), ids(), sparsity=0.5, granularity="channel", scope="layer"
+    )
+    assert isinstance(result, StructuralResult)
+    pruned: Any = result.model
+    assert pruned.config.hidden_size == pruned.model.embed_tokens.weight.shape[1] == 16
+    pruned.save_pretrained(tmp_path)
+    loaded = transformers.LlamaForCausalLM.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(**ids()).logits, pruned(**ids()).logits, atol=1e-6)
+
+
+def test_bert_hidden_size_keeps_its_value_when_head_sizes_derive_from_it(
+    transformers: Any,
+) -> None:
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=16,
+    )  # fmt: skip
+    result = prunekit.prune(
+        transformers.BertModel(config).eval(), ids(), sparsity=0.5, granularity="channel",
+        scope="layer",
+    )  # fmt: skip
+    assert isinstance(result, StructuralResult)
+    assert result.model.config.hidden_size == 32  # head size = hidden / heads: cannot describe
+
+
 def test_multihead_attention_loses_whole_heads() -> None:
     layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True).eval()
     result = prunekit.prune(

@@ -120,12 +120,32 @@ def update_hf_config(model: nn.Module) -> Changes:
                     key = "n_inner" if proj == "c_fc" else "intermediate_size"
                     found.setdefault(key, []).append(int(width))
                     break
+    _residual_width(model, config, found)
     values = {}
     for key, widths in found.items():
         value = _uniform(widths)
         if value is not None and hasattr(config, key) and key in config.to_dict():
             values[key] = value
     return set_attributes(config, _valid_values(config, values))
+
+
+HIDDEN_SIZE_KEYS = ("hidden_size", "n_embd", "d_model")
+"""Config fields naming the residual width, the first one present is updated."""
+
+
+def _residual_width(model: nn.Module, config: Any, found: dict[str, list[int]]) -> None:
+    """Record the residual width (the input embedding's) when attention shapes do not derive
+    from it: with an explicit ``head_dim`` in the config (LLaMA family) a smaller
+    ``hidden_size`` describes the model; where head sizes are ``hidden_size / heads`` (BERT,
+    GPT-2) it would not, so the field keeps its value and the width lives in the plan."""
+    embeddings = getattr(model, "get_input_embeddings", None)
+    fields = config.to_dict()
+    if not callable(embeddings) or not fields.get("head_dim"):
+        return
+    weight = getattr(embeddings(), "weight", None)
+    key = next((k for k in HIDDEN_SIZE_KEYS if k in fields), None)
+    if weight is not None and key is not None:
+        found.setdefault(key, []).append(int(weight.shape[-1]))
 
 
 def _valid_values(config: Any, values: dict[str, int]) -> dict[str, int]:
