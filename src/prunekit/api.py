@@ -226,25 +226,26 @@ def prune(
         round_to=round_to,
         normalize=normalize,
     )
+    surgery_options: dict[str, Any] = {
+        "config": config,
+        "include": include,
+        "exclude": exclude,
+        "verify_result": verify,
+        "atol": atol,
+        "metrics": metrics,
+        "latency": latency,
+        "inplace": inplace,
+    }
     if is_layer_granularity(granularity):
         if example_inputs is None or surgery is False:
             raise ConfigError(
                 "granularity 'layer' removes whole residual blocks by surgery: it needs "
                 "example_inputs (to find the blocks) and cannot mask (surgery=False)"
             )
+        lifted = block_estimator(estimator, **dict(estimator_options or {}))
+        scoring = as_scoring_data(data, loss_fn, n_batches)
         return prune_layers(
-            model,
-            example_inputs,
-            config=config,
-            estimator=block_estimator(estimator, **dict(estimator_options or {})),
-            data=as_scoring_data(data, loss_fn, n_batches),
-            include=include,
-            exclude=exclude,
-            verify_result=verify,
-            atol=atol,
-            metrics=metrics,
-            latency=latency,
-            inplace=inplace,
+            model, example_inputs, estimator=lifted, data=scoring, **surgery_options
         )
     gran = get_granularity(granularity)
     if gran.pattern is None and sparsity is None and threshold is None and not config.overrides:
@@ -259,21 +260,12 @@ def prune(
                 f"surgery removes whole units; granularity {gran.spec!r} is not structural "
                 "(use 'channel', or masks for element, N:M and block)"
             )
+        unit_estimator = get_estimator(estimator, **dict(estimator_options or {}))
+        scoring = as_scoring_data(data, loss_fn, n_batches)
         return prune_structured(
-            model,
-            example_inputs,
-            config=config,
-            estimator=get_estimator(estimator, **dict(estimator_options or {})),
-            data=as_scoring_data(data, loss_fn, n_batches),
-            include=include,
-            exclude=exclude,
-            verify_result=verify,
-            atol=atol,
-            metrics=metrics,
-            latency=latency,
-            inplace=inplace,
-            heads=heads,
-        )
+            model, example_inputs, estimator=unit_estimator, data=scoring, heads=heads,
+            **surgery_options,
+        )  # fmt: skip
     scored = score(
         model,
         granularity=gran,

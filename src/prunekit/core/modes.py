@@ -1,4 +1,5 @@
-"""Train/eval mode for a block of code, with every submodule's own flag given back afterwards.
+"""Modes for a block of code: train/eval with every submodule's own flag given back afterwards,
+and composite (unfused) attention.
 
 ``model.train(flag)`` sets the flag on every submodule; a user's model may have some submodules
 deliberately in another mode (e.g. frozen BatchNorm in eval during training), so restoring with
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 from torch import nn
 
 
@@ -30,3 +32,15 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode for the block."""
     with module_mode(model, training=False):
         yield model
+
+
+@contextmanager
+def composite_attention() -> Iterator[None]:
+    """Turn off ``nn.MultiheadAttention``'s fused inference path while tracing, so attention
+    runs as projections + SDPA, whose units the rules map (the fused op hides them)."""
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)

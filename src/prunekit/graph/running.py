@@ -3,27 +3,15 @@ path, and (by default) on ``meta`` stand-ins of the model's tensors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
+from prunekit.core.modes import composite_attention as composite_attention  # re-exported
 from prunekit.core.modes import eval_mode as eval_mode  # re-exported for the tracer
-
-
-@contextmanager
-def composite_attention() -> Iterator[None]:
-    """Turn off ``nn.MultiheadAttention``'s fused inference path while tracing, so attention
-    runs as projections + SDPA, whose units the rules map (the fused op hides them)."""
-    enabled = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(enabled)
 
 
 def as_args(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -23,8 +23,7 @@ zeroing a fraction of the weight removes exactly that fraction of the layer's MA
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from prunekit.core.modes import eval_mode
+from prunekit.core.modes import composite_attention, eval_mode
 from prunekit.measure.inputs import ExampleInputs, call_model
 from prunekit.measure.params import measured_layers
 
@@ -79,18 +78,6 @@ _EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _
 """Formulas for ops that ``FlopCounterMode`` does not know (PyTorch 2.13)."""
 
 
-@contextmanager
-def _no_mha_fastpath() -> Iterator[None]:
-    """Run ``nn.MultiheadAttention`` through its composite path: its fused inference kernel is
-    invisible to ``FlopCounterMode``, so attention MACs would go uncounted."""
-    enabled = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(enabled)
-
-
 def count_macs(model: nn.Module, example_inputs: ExampleInputs) -> MacCount:
     """Count the dense MACs of ``model(example_inputs)`` in eval mode, per module and per op.
 
@@ -98,7 +85,7 @@ def count_macs(model: nn.Module, example_inputs: ExampleInputs) -> MacCount:
     fails on parametrized (masked) weights under ``inference_mode`` in PyTorch 2.13.
     """
     counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
-    with eval_mode(model), torch.no_grad(), _no_mha_fastpath(), counter:
+    with eval_mode(model), torch.no_grad(), composite_attention(), counter:
         call_model(model, example_inputs, purpose="counting MACs")
     counts = counter.get_flop_counts()
     total = counter.get_total_flops() // 2

@@ -17,29 +17,32 @@ blocks that break it.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.utils import _pytree as pytree
+from torch import nn
 
 from prunekit.core.groups import Group, Selection
 from prunekit.core.selection import SelectionConfig, select
 from prunekit.errors import ConfigError
 from prunekit.estimators import Estimator, ScoringData
 from prunekit.graph import StructuralGroups
-from prunekit.graph.blocks import ResidualBlock, block_groups, find_residual_blocks, skipping
-from prunekit.graph.running import run_model
+from prunekit.graph.blocks import ResidualBlock, block_groups, find_residual_blocks
 from prunekit.masks import masks_of
 from prunekit.measure import measure
 from prunekit.surgery.apply import apply_plan, rebuild
 from prunekit.surgery.blocks import block_entry
 from prunekit.surgery.plan import Plan
 from prunekit.surgery.structured import StructuralResult
-from prunekit.surgery.verify import DEFAULT_ATOL, VerificationError, VerificationReport
+from prunekit.surgery.verify import (
+    DEFAULT_ATOL,
+    VerificationError,
+    VerificationReport,
+    compare_outputs,
+    run_outputs,
+)
 
 LAYER_GRANULARITIES: tuple[str, ...] = ("layer",)
 """Granularity names that remove whole residual blocks (``"block"`` already names weight tiles,
@@ -62,35 +65,6 @@ def remove_residual_blocks(
     return rebuild(model, plan), plan
 
 
-def _outputs(
-    model: nn.Module, inputs: Any, dtype: torch.dtype | None, skip: Sequence[str] = ()
-) -> list[Tensor]:
-    """The output tensors of a copy of ``model`` in ``dtype``, with blocks ``skip`` skipped."""
-    model = copy.deepcopy(model)
-    if dtype is not None:
-        model = model.to(dtype)
-        inputs = pytree.tree_map(
-            lambda v: v.to(dtype) if isinstance(v, Tensor) and v.is_floating_point() else v,
-            inputs,
-        )
-    model.eval()
-    with torch.no_grad(), skipping(*(model.get_submodule(name) for name in skip)):
-        out = run_model(model, inputs)
-    return [v for v in pytree.tree_leaves(out) if isinstance(v, Tensor)]
-
-
-def _difference(got: list[Tensor], want: list[Tensor], atol: float) -> tuple[float, float, float]:
-    """``(max |got - want|, max |want|, tolerance)``; shapes must agree."""
-    if len(got) != len(want) or any(g.shape != w.shape for g, w in zip(got, want, strict=True)):
-        raise VerificationError(
-            f"pruned outputs have shapes {[tuple(g.shape) for g in got]}, the original's "
-            f"{[tuple(w.shape) for w in want]}"
-        )
-    diff = max((float((g - w).abs().max()) for g, w in zip(got, want, strict=True)), default=0.0)
-    scale = max((float(w.abs().max()) for w in want if w.numel()), default=0.0)
-    return diff, scale, atol * scale if scale > 0 else atol
-
-
 def _mismatch(
     original: nn.Module,
     pruned: nn.Module,
@@ -101,9 +75,9 @@ def _mismatch(
 ) -> tuple[str | None, float, float, float]:
     """A description of how ``pruned`` differs from ``original`` with ``removed`` skipped
     (``None`` when it does not), and the difference, scale and tolerance."""
-    want = _outputs(original, inputs, dtype, removed)
+    want = run_outputs(original, inputs, dtype, removed)
     try:
-        diff, scale, tol = _difference(_outputs(pruned, inputs, dtype), want, atol)
+        diff, scale, tol = compare_outputs(run_outputs(pruned, inputs, dtype), want, atol)
     except VerificationError as err:
         return str(err), float("inf"), 0.0, 0.0
     except Exception as err:  # the pruned model failed to run

@@ -163,33 +163,22 @@ def prune_structured(
     report = None
     kept: tuple[str, ...] = ()
     if verify_result:
+
+        def check(pruned_model: nn.Module) -> VerificationReport:
+            return verify(
+                model, pruned_model, pool, selection, example_inputs, atol=atol,
+                inexact=traced.inexact, normalisations=traced.normalisations,
+            )  # fmt: skip
+
         try:
-            report = verify(
-                model,
-                pruned,
-                pool,
-                selection,
-                example_inputs,
-                atol=atol,
-                inexact=traced.inexact,
-                normalisations=traced.normalisations,
-            )
+            report = check(pruned)
         except UnverifiableGroupError as err:
             # an inexact group whose width is written in code: keep it whole and redo surgery
             kept = err.groups
             for name in kept:
                 selection[name] = torch.ones_like(selection[name], dtype=torch.bool)
             pruned, plan = apply_surgery(model, pool, selection)
-            report = verify(
-                model,
-                pruned,
-                pool,
-                selection,
-                example_inputs,
-                atol=atol,
-                inexact=traced.inexact,
-                normalisations=traced.normalisations,
-            )
+            report = check(pruned)
     if recalibrate and data is not None:
         # imported here: recovery builds on the one-call API, which builds on this module
         from prunekit.recovery.batchnorm import recalibrate_batchnorm

@@ -30,6 +30,7 @@ from torch.utils import _pytree as pytree
 
 from prunekit.core.groups import Group, Selection, get_tensor, selection_to_masks
 from prunekit.errors import PrunekitError
+from prunekit.graph.blocks import skipping
 from prunekit.graph.norms import Normalisation
 from prunekit.graph.tracer import run_model
 from prunekit.surgery.apply import apply_surgery
@@ -66,7 +67,7 @@ def _breaking_alone(
     for name in candidates:
         try:
             pruned, _ = apply_surgery(original, groups, {**keep_all, name: selection[name]})
-            _run(pruned, example_inputs, None)
+            run_outputs(pruned, example_inputs, None)
         except Exception:
             breaking.append(name)
     return breaking or list(candidates)
@@ -141,7 +142,11 @@ def reference_copy(
     return kept_units_reference(masked_copy(model, groups, selection), selection, normalisations)
 
 
-def _run(model: nn.Module, inputs: Any, dtype: torch.dtype | None) -> list[Tensor]:
+def run_outputs(
+    model: nn.Module, inputs: Any, dtype: torch.dtype | None, skip: Sequence[str] = ()
+) -> list[Tensor]:
+    """The output tensors of a copy of ``model`` run in ``dtype`` (``None``: its own) in eval
+    mode, with the blocks named in ``skip`` passing their input through."""
     model = copy.deepcopy(model)
     if dtype is not None:
         model = model.to(dtype)
@@ -150,12 +155,15 @@ def _run(model: nn.Module, inputs: Any, dtype: torch.dtype | None) -> list[Tenso
             inputs,
         )
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), skipping(*(model.get_submodule(name) for name in skip)):
         out = run_model(model, inputs)
     return [v for v in pytree.tree_leaves(out) if isinstance(v, Tensor)]
 
 
-def _compare(got: list[Tensor], want: list[Tensor], atol: float) -> tuple[float, float, float]:
+def compare_outputs(
+    got: list[Tensor], want: list[Tensor], atol: float
+) -> tuple[float, float, float]:
+    """``(max |got - want|, max |want|, tolerance)``; raises if the shapes differ."""
     if len(got) != len(want) or any(g.shape != w.shape for g, w in zip(got, want, strict=True)):
         raise VerificationError(
             f"pruned outputs have shapes {[tuple(g.shape) for g in got]}, the original's "
@@ -230,7 +238,7 @@ def verify(
     failure = f"the pruned model failed to run ({run_error})" if run_error is not None else None
     diff, scale, tol = float("inf"), 0.0, 0.0
     if got is not None:
-        diff, scale, tol = _compare(got, want, atol)
+        diff, scale, tol = compare_outputs(got, want, atol)
         if diff > tol:
             failure = f"max |pruned - masked| = {diff:.3g} > {tol:.3g}"
     if failure is not None:
@@ -265,7 +273,7 @@ def _try_run(
     """The outputs, or the error that running ``model`` raised (the caller finds the group
     responsible)."""
     try:
-        return _run(model, inputs, dtype), None
+        return run_outputs(model, inputs, dtype), None
     except Exception as err:
         return None, err
 
@@ -285,7 +293,7 @@ def _reference_outputs(
         checked = _keep(selection, reasons)
         try:
             reference = reference_copy(original, groups, checked, normalisations)
-            return _run(reference, example_inputs, dtype), checked
+            return run_outputs(reference, example_inputs, dtype), checked
         except KeptUnitsError as err:
             new = [n for n in err.groups if n in selection and n not in reasons]
             if not new or all(bool(selection[n].all()) for n in new):
@@ -313,11 +321,11 @@ def find_culprits(
         one = {**keep_all, group.name: selection[group.name]}
         try:
             pruned, _ = apply_surgery(original, groups, one)
-            got = _run(pruned, example_inputs, dtype)
-            want = _run(
+            got = run_outputs(pruned, example_inputs, dtype)
+            want = run_outputs(
                 reference_copy(original, groups, one, normalisations), example_inputs, dtype
             )
-            diff, _, tol = _compare(got, want, atol)
+            diff, _, tol = compare_outputs(got, want, atol)
             bad = diff > tol
         except Exception:
             bad = True
