@@ -10,15 +10,17 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.mark.parametrize(
-    ("script", "expected"),
+    ("command", "expected"),
     [
         ("quickstart.py", ["2:4 pattern", "accuracy", "effective MACs"]),
         ("grade_estimators.py", ["taylor", "random", "spearman"]),
+        ("layer_pruning.py --quick", ["| angular | 2 |", "| oracle | 1 |", "removable blocks"]),
     ],
 )
-def test_example_runs(script: str, expected: list[str], tmp_path: Path) -> None:
+def test_example_runs(command: str, expected: list[str], tmp_path: Path) -> None:
+    script, *args = command.split()
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / script)],
+        [sys.executable, str(EXAMPLES / script), *args],
         capture_output=True,
         text=True,
         timeout=300,

@@ -50,3 +50,59 @@ def test_recipe_files_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("prune: [unclosed")
     with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         load_recipe(bad)
+
+
+def layer_recipe(**prune: object) -> dict[str, object]:
+    return {"prune": {"granularity": "layer", "sparsity": 0.5, **prune}}
+
+
+@pytest.mark.parametrize(
+    ("estimator", "options", "built"),
+    [
+        ("angular", {}, "Angular"),
+        ("angular", {"per": "token"}, "Angular"),
+        ("oracle", {}, "SkipOracle"),  # the block oracle skips the block, it does not zero it
+        ("magnitude", {"reduction": "mean"}, "Magnitude"),  # lifted to blocks
+    ],
+)
+def test_layer_recipe_takes_block_and_lifted_estimators_and_implies_surgery(
+    estimator: str, options: dict[str, object], built: str
+) -> None:
+    recipe = parse_recipe(layer_recipe(estimator={"name": estimator, "options": options}))
+    assert recipe.prune.granularity == "layer" and recipe.prune.uses_surgery
+    assert type(recipe.prune.estimator.build(recipe.prune.granularity)).__name__ == built
+
+
+def test_layer_granularity_is_spelled_like_the_api() -> None:
+    recipe = parse_recipe(layer_recipe(granularity=" Layer ", surgery=True))
+    assert recipe.prune.granularity == "layer" and recipe.prune.uses_surgery
+
+
+@pytest.mark.parametrize(
+    ("prune", "message"),
+    [
+        ({"scope": "layer"}, "no meaning there: scope: 'layer'"),
+        ({"round_to": 8}, "no meaning there: round_to: 8"),
+        ({"normalize": "max"}, "no meaning there: normalize: 'max'"),
+        ({"min_keep": 2}, "no meaning there: min_keep: 2"),
+        ({"surgery": False}, "by surgery; it cannot mask"),
+        ({"sparsity": None}, "give sparsity .*candidate blocks"),
+        ({"estimator": {"name": "activation"}}, "scores output channels"),
+        ({"estimator": {"name": "angular", "options": {"per": "pixel"}}}, "per must be"),
+        ({"estimator": {"name": "angulr"}}, r"prune\.estimator.*did you mean 'angular'"),
+    ],
+)
+def test_bad_layer_recipes_are_refused_clearly(prune: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_recipe(layer_recipe(**prune), "x.yaml")
+
+
+def test_block_estimators_need_layer_granularity() -> None:
+    with pytest.raises(ConfigError, match="'angular' scores whole residual blocks.*'channel'"):
+        parse_recipe(
+            {"prune": {"granularity": "channel", "sparsity": 0.5, "estimator": {"name": "angular"}}}
+        )
+    with pytest.raises(ConfigError, match="output.curve: estimator 'angular'"):
+        parse_recipe({"prune": {"sparsity": 0.5}, "output": {"curve": ["angular"]}})
+    recipe = parse_recipe({**layer_recipe(), "output": {"curve": ["angular", "oracle"]}})
+    assert recipe.output.curve == ["angular", "oracle"]

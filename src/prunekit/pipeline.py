@@ -118,7 +118,9 @@ def prune_with(
 ) -> PruneResult | StructuralResult:
     """Run ``prunekit.prune`` on a copy of ``model`` with the recipe's pruning settings: masks,
     or verified surgery when the recipe's ``prune.surgery`` says so (the default for channel
-    granularity)."""
+    granularity, always for layer granularity, which removes whole residual blocks). Surgery
+    traces the model on its own ``example_input()``; the result's plan is saved with the model
+    (:func:`_write`) so :func:`prunekit.io.load` rebuilds the pruned shape."""
     spec = recipe.prune
     surgery = spec.uses_surgery
     kwargs: dict[str, Any] = {

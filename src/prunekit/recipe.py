@@ -2,19 +2,24 @@
 
 Every name is checked against its registry (model, data set, estimator, granularity), every option
 against the signature it is passed to, and every number against its range; a bad field is reported
-with its path in the file (e.g. ``prune.sparsity``).
+with its path in the file (e.g. ``prune.sparsity``). ``granularity: layer`` (whole residual blocks,
+:func:`prunekit.surgery.layers.prune_layers`) takes the block estimators (``angular``, ``oracle``)
+or any registry estimator lifted to blocks, and always prunes by surgery.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from prunekit.core.selection import SelectionConfig
-from prunekit.errors import ConfigError, PrunekitError
+from prunekit.errors import ConfigError, PrunekitError, closest
+
+if TYPE_CHECKING:
+    from prunekit.estimators import Estimator
 
 
 class _Strict(BaseModel):
@@ -77,16 +82,55 @@ class TrainSpec(_Strict):
     weight_decay: float = Field(0.0, ge=0)
 
 
+def _is_layer(granularity: str) -> bool:
+    from prunekit.surgery.layers import is_layer_granularity
+
+    return is_layer_granularity(granularity)
+
+
+def _is_block_estimator(name: str) -> bool:
+    from prunekit.estimators.blocks import BLOCK_ESTIMATORS
+
+    return name in BLOCK_ESTIMATORS
+
+
 class EstimatorSpec(_Strict):
+    """An estimator by registry name with its constructor options. A block estimator name
+    (``angular``, ``oracle``) is checked with the granularity, in :class:`PruneSpec`."""
+
     name: str = "magnitude"
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _buildable(self) -> EstimatorSpec:
-        from prunekit.estimators import get_estimator
+        from prunekit.estimators import ESTIMATORS, get_estimator
+        from prunekit.estimators.blocks import BLOCK_ESTIMATORS
 
+        if _is_block_estimator(self.name):
+            return self
+        if self.name not in ESTIMATORS:
+            known = sorted({*ESTIMATORS.names(), *BLOCK_ESTIMATORS.names()})
+            raise ValueError(
+                f"unknown estimator {self.name!r}{closest(self.name.lower(), known)}; known: "
+                f"{', '.join(known)} ({', '.join(BLOCK_ESTIMATORS.names())} score whole blocks "
+                "at granularity 'layer')"
+            )
         _registry_check(self.name, lambda n: get_estimator(n, **self.options))
         return self
+
+    def build(self, granularity: str) -> Estimator:
+        """The estimator for ``granularity``: lifted to whole blocks at layer granularity."""
+        from prunekit.estimators import ESTIMATORS, get_estimator
+        from prunekit.estimators.blocks import block_estimator
+
+        if _is_layer(granularity):
+            return block_estimator(self.name, **self.options)
+        if self.name not in ESTIMATORS and _is_block_estimator(self.name):
+            raise ConfigError(
+                f"estimator {self.name!r} scores whole residual blocks; it needs granularity "
+                f"'layer', not {granularity!r}"
+            )
+        return get_estimator(self.name, **self.options)
 
 
 class PruneSpec(_Strict):
@@ -106,7 +150,8 @@ class PruneSpec(_Strict):
     calibration_batches: int = Field(8, ge=1)
     surgery: bool | None = Field(
         None,
-        description="remove units physically (verified); None: yes for structural granularities",
+        description="remove units physically (verified); None: yes for structural granularities "
+        "(always for layer)",
     )
     verify: bool = True
 
@@ -115,14 +160,19 @@ class PruneSpec(_Strict):
     def _granularity(cls, value: str) -> str:
         from prunekit.granularity import get_granularity
 
+        if _is_layer(value):
+            return "layer"
         return _registry_check(value, get_granularity)
 
     @model_validator(mode="after")
     def _selection(self) -> PruneSpec:
         try:
             self.selection_config()
+            self.estimator.build(self.granularity)
         except ConfigError as err:
             raise ValueError(str(err)) from err
+        if _is_layer(self.granularity):
+            return self._layer_options()
         from prunekit.granularity import get_granularity
 
         if (
@@ -138,11 +188,37 @@ class PruneSpec(_Strict):
             )
         return self
 
+    def _layer_options(self) -> PruneSpec:
+        """Layer granularity: a block is one unit, ranked globally and removed by surgery."""
+        if self.sparsity is None and self.threshold is None:
+            raise ValueError(
+                "granularity 'layer': give sparsity (the fraction of candidate blocks removed) "
+                "or threshold"
+            )
+        if self.surgery is False:
+            raise ValueError(
+                "granularity 'layer' removes whole residual blocks by surgery; it cannot mask "
+                "(leave surgery unset or true)"
+            )
+        defaults = {"scope": "global", "round_to": 1, "normalize": "none", "min_keep": 1}
+        meaningless = [
+            f"{k}: {getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v
+        ]
+        if meaningless:
+            raise ValueError(
+                "granularity 'layer' ranks whole blocks globally, one unit each; remove what has "
+                f"no meaning there: {', '.join(meaningless)}"
+            )
+        return self
+
     @property
     def uses_surgery(self) -> bool:
-        """Whether pruning is physical: ``surgery``, or by default a structural granularity."""
+        """Whether pruning is physical: ``surgery``, or by default a structural granularity
+        (always at layer granularity)."""
         from prunekit.granularity import get_granularity
 
+        if _is_layer(self.granularity):
+            return True
         if self.surgery is not None:
             return self.surgery
         return get_granularity(self.granularity).structural
@@ -174,7 +250,7 @@ class OutputSpec(_Strict):
     def _estimators(cls, value: list[str]) -> list[str]:
         from prunekit.estimators import ESTIMATORS
 
-        return [_registry_check(v, ESTIMATORS.get) for v in value]
+        return [v if _is_block_estimator(v) else _registry_check(v, ESTIMATORS.get) for v in value]
 
     @field_validator("curve_sparsities")
     @classmethod
@@ -200,6 +276,15 @@ class Recipe(_Strict):
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads for the job; None keeps torch's default"
     )
+
+    @model_validator(mode="after")
+    def _curve_estimators(self) -> Recipe:
+        for name in self.output.curve:
+            try:
+                EstimatorSpec(name=name).build(self.prune.granularity)
+            except ConfigError as err:
+                raise ValueError(f"output.curve: {err}") from err
+        return self
 
 
 def parse_recipe(data: Any, source: str = "<recipe>") -> Recipe:

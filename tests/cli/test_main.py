@@ -7,7 +7,7 @@ import yaml
 from torch import nn
 from typer.testing import CliRunner
 
-from prunekit.cli.main import app, demo_recipe
+from prunekit.cli.main import app, demo_recipe, model_kwargs
 from prunekit.io import load, read_metadata
 
 runner = CliRunner()
@@ -25,6 +25,9 @@ def test_list_shows_every_registry() -> None:
         "conv_transpose",
         "lenet-5",
         "digits",
+        "angular",
+        "blocks (layer)",
+        "whole residual blocks",
     ):
         assert name in result.output
 
@@ -152,6 +155,45 @@ def test_channel_recipe_prunes_physically_and_saves_the_plan(tmp_path: Path) -> 
     model = load(tmp_path / "out" / "model", rebuild_hook=rebuild_hook)
     widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
     assert widths == [150, 50, 10]
+
+
+def test_prune_options_remove_whole_blocks_at_layer_granularity(tmp_path: Path) -> None:
+    from prunekit.surgery import rebuild_hook
+
+    args = ["prune", "--model", "small-resnet", "--model-arg", "width=4"]
+    args += ["--model-arg", "blocks=[2, 2, 2]", "--dataset", "digits", "--train-epochs", "0"]
+    args += ["--granularity", "layer", "--estimator", "angular", "--sparsity", "0.5"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "dense vs one-shot pruned" in result.output
+    meta = read_metadata(tmp_path / "model")
+    assert meta.plan is not None and len(meta.plan["blocks"]) == 2
+    assert meta.arch is not None and meta.arch["kwargs"]["blocks"] == [2, 2, 2]
+    model = load(tmp_path / "model", rebuild_hook=rebuild_hook)
+    identities = [m for m in model.modules() if type(m).__name__ == "IdentityBlock"]
+    assert len(identities) == 2
+
+
+def test_layer_options_are_validated_like_a_layer_recipe(tmp_path: Path) -> None:
+    base = ["prune", "--model", "small-resnet", "--granularity", "layer", "--out", str(tmp_path)]
+    for extra, message in [
+        (["--masks"], "it cannot mask"),
+        (["--scope", "layer"], "no meaning there: scope: 'layer'"),
+        (["--estimator", "apoz"], "estimator 'apoz' scores output channels"),
+    ]:
+        result = runner.invoke(app, [*base, "--sparsity", "0.5", *extra])
+        assert result.exit_code == 2 and message in " ".join(result.output.split())
+    result = runner.invoke(app, ["score", "--granularity", "layer"])
+    assert result.exit_code == 2
+    assert "prunekit prune --granularity layer" in " ".join(result.output.split())
+
+
+def test_model_args_are_yaml_values() -> None:
+    assert model_kwargs(["width=8", "blocks=[3, 3, 3]"]) == {"width": 8, "blocks": [3, 3, 3]}
+    result = runner.invoke(app, ["prune", "--model-arg", "width", "--sparsity", "0.5"])
+    assert result.exit_code == 2 and "expected KEY=VALUE" in result.output
+    result = runner.invoke(app, ["prune", "--model-arg", "widht=8", "--sparsity", "0.5"])
+    assert result.exit_code == 2 and "no argument 'widht'" in result.output
 
 
 def test_llm_commands_are_mounted() -> None:

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from prunekit.cli import views
 from prunekit.cli.llm import llm_app
-from prunekit.errors import PrunekitError
+from prunekit.errors import ConfigError, PrunekitError
 from prunekit.recipe import Recipe, load_recipe, parse_recipe
 
 app = typer.Typer(
@@ -86,13 +86,17 @@ def prune_command(
     model: Annotated[
         str, typer.Option(help="Reference model name (prunekit list).")
     ] = "lenet-300-100",
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option(help="Model argument KEY=VALUE (a YAML value, e.g. blocks=[3,3,3])."),
+    ] = None,
     checkpoint: Annotated[
         Path | None, typer.Option(help="prunekit save directory to load.")
     ] = None,
     dataset: Annotated[str, typer.Option(help="Data set name.")] = "mnist",
     estimator: Annotated[str, typer.Option(help="Importance estimator.")] = "magnitude",
     granularity: Annotated[
-        str, typer.Option(help="element, 2:4, block:4x4, channel ...")
+        str, typer.Option(help="element, 2:4, block:4x4, channel, layer (whole blocks) ...")
     ] = "element",
     sparsity: Annotated[
         float | None, typer.Option(help="Fraction of units removed, in [0, 1).")
@@ -102,7 +106,8 @@ def prune_command(
         bool | None,
         typer.Option(
             "--surgery/--masks",
-            help="Remove units physically (verified) or mask them; default: surgery for channel.",
+            help="Remove units physically (verified) or mask them; default: surgery for "
+            "channel, always for layer.",
         ),
     ] = None,
     exclude: Annotated[
@@ -117,7 +122,11 @@ def prune_command(
         recipe = _guarded(lambda: load_recipe(recipe_file))
     else:
         spec = {
-            "model": {"name": model, "checkpoint": str(checkpoint) if checkpoint else None},
+            "model": {
+                "name": model,
+                "kwargs": _guarded(lambda: model_kwargs(model_arg or [])),
+                "checkpoint": str(checkpoint) if checkpoint else None,
+            },
             "data": {"dataset": dataset},
             "train": {"epochs": train_epochs},
             "prune": {
@@ -135,6 +144,21 @@ def prune_command(
     _run(recipe)
 
 
+def model_kwargs(pairs: list[str]) -> dict[str, Any]:
+    """``["width=8", "blocks=[3, 3, 3]"]`` -> ``{"width": 8, "blocks": [3, 3, 3]}`` (values are
+    YAML, as in a recipe's ``model.kwargs``)."""
+    kwargs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model-arg {pair!r}: expected KEY=VALUE, e.g. blocks=[3,3,3]")
+        try:
+            kwargs[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--model-arg {pair!r}: the value is not valid YAML: {err}") from None
+    return kwargs
+
+
 def _run(recipe: Recipe) -> None:
     from prunekit.pipeline import run_recipe
 
@@ -143,6 +167,16 @@ def _run(recipe: Recipe) -> None:
         console.print(table)
     for name, path in report.files.items():
         console.print(f"wrote {name}: {path}", highlight=False)
+
+
+def _not_layer(granularity: str, command: str) -> None:
+    from prunekit.surgery.layers import is_layer_granularity
+
+    if is_layer_granularity(granularity):
+        raise ConfigError(
+            f"prunekit {command} does not take granularity 'layer' yet; whole blocks are scored "
+            "and removed by: prunekit prune --granularity layer --estimator angular|oracle|..."
+        )
 
 
 def _dense(
@@ -178,6 +212,7 @@ def score(
     import prunekit
 
     def run() -> prunekit.ScoreResult:
+        _not_layer(granularity, "score")
         dense, data = _dense(model, checkpoint, dataset, train_epochs, None)
         return prunekit.score(
             dense, granularity=granularity, estimator=estimator, data=data.train, n_batches=batches
@@ -209,6 +244,7 @@ def grade(
     from prunekit.analysis.grading import grade_model
 
     def run() -> Any:
+        _not_layer(granularity, "grade")
         dense, data = _dense(model, checkpoint, dataset, train_epochs, None)
         names = [n.strip() for n in estimators.split(",")] if estimators else None
         kwargs: dict[str, Any] = {"estimators": names} if names else {}

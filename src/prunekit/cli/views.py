@@ -18,22 +18,30 @@ def registry_tables() -> list[Table]:
     """One table per registry, with the names users type."""
     from prunekit.data import DATASETS
     from prunekit.estimators import ESTIMATORS
+    from prunekit.estimators.blocks import BLOCK_ESTIMATORS
     from prunekit.granularity import GRANULARITIES
     from prunekit.llm import LLM_METHODS
     from prunekit.models import MODELS
     from prunekit.ops import LAYER_RULES
+    from prunekit.surgery.layers import LAYER_GRANULARITIES
 
     estimators = Table("name", "needs data", "units", "what it computes", title="estimators")
     for name in ESTIMATORS.names():
         cls = ESTIMATORS.get(name)
         units = "neurons/channels" if cls.output_units_only else "any"
         estimators.add_row(name, "yes" if cls.needs_data else "no", units, cls.summary)
+    for name in BLOCK_ESTIMATORS.names():
+        cls = BLOCK_ESTIMATORS.get(name)
+        needs = "yes" if cls.needs_data else "no"
+        estimators.add_row(name, needs, "blocks (layer)", cls.summary)
     granularities = Table("name", "aliases", "spec examples", title="granularities")
     examples = {"nm": "2:4, 4:8, nm:1:4", "block": "block:1x4, block:4x4"}
     for name in GRANULARITIES.names():
         granularities.add_row(
             name, ", ".join(GRANULARITIES.aliases_of(name)), examples.get(name, name)
         )
+    for name in LAYER_GRANULARITIES:
+        granularities.add_row(name, "", f"{name} (whole residual blocks, by surgery)")
     rules = Table("name", "layer types", title="layer rules")
     for name in LAYER_RULES.names():
         rules.add_row(name, ", ".join(t.__name__ for t in LAYER_RULES.get(name).types))

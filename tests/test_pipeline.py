@@ -1,0 +1,44 @@
+"""A recipe job end to end on scikit-learn digits (seconds): layer granularity removes whole
+residual blocks, saves the plan with the model, and the saved model loads to the same outputs."""
+
+from pathlib import Path
+
+import torch
+
+from prunekit.io import load, read_metadata
+from prunekit.pipeline import run_recipe
+from prunekit.recipe import parse_recipe
+from prunekit.surgery import rebuild_hook
+from prunekit.surgery.structured import StructuralResult
+
+
+def test_layer_recipe_removes_blocks_and_saves_a_loadable_plan(tmp_path: Path) -> None:
+    recipe = parse_recipe(
+        {
+            "model": {"name": "small-resnet", "kwargs": {"width": 4, "blocks": [2, 2, 2]}},
+            "data": {"dataset": "digits", "batch_size": 64, "test_limit": 200},
+            "train": {"epochs": 0},
+            "prune": {
+                "granularity": "layer",
+                "estimator": {"name": "angular"},
+                "sparsity": 0.5,  # 2 of the 4 blocks without a downsampling shortcut
+                "calibration_batches": 2,
+            },
+            "output": {"dir": str(tmp_path), "plots": False},
+        }
+    )
+    report = run_recipe(recipe, progress=False, log=lambda _: None)
+    assert isinstance(report.result, StructuralResult)
+    assert report.result.verification is not None
+    removed = set(report.result.plan.blocks)
+    assert len(removed) == 2 and removed <= {"layer1.0", "layer1.1", "layer2.1", "layer3.1"}
+    assert report.pruned.params < report.before.params and report.pruned.macs < report.before.macs
+
+    meta = read_metadata(tmp_path / "model")
+    assert meta.plan is not None and set(meta.plan["blocks"]) == removed
+    loaded = load(tmp_path / "model", rebuild_hook=rebuild_hook)
+    pruned = report.result.model
+    x = pruned.example_input()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x), pruned.eval()(x))
+    assert sum(p.numel() for p in loaded.parameters()) == report.pruned.params
