@@ -42,7 +42,11 @@ def get_estimator(spec: str | Estimator, **options: Any) -> Estimator:
         if options:
             raise ConfigError("options cannot be given with an estimator instance")
         return spec
-    cls = ESTIMATORS.get(spec)
+    return build_estimator(ESTIMATORS.get(spec), options)
+
+
+def build_estimator(cls: type[Estimator], options: dict[str, Any]) -> Estimator:
+    """``cls(**options)``, refusing an option the estimator does not have by name."""
     valid = {f.name for f in fields(cls)}
     unknown = sorted(set(options) - valid)
     if unknown:
@@ -67,6 +71,7 @@ __all__ = [
     "ScoringData",
     "Taylor",
     "as_scoring_data",
+    "build_estimator",
     "default_forward",
     "get_estimator",
 ]

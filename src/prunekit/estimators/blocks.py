@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from prunekit.core.groups import Group, Scores
 from prunekit.core.modes import eval_mode
 from prunekit.errors import ConfigError
-from prunekit.estimators import Estimator, get_estimator
+from prunekit.estimators import Estimator, build_estimator, get_estimator
 from prunekit.estimators.collect import mean_loss, progress
 from prunekit.estimators.data import ScoringData
 from prunekit.graph.blocks import hidden_input, hidden_output, skipping
@@ -158,11 +158,7 @@ def block_estimator(spec: str | Estimator, **options: Any) -> Estimator:
     (lifted: its values reduce over the block's parameters, ``reduction="sum"`` or ``"mean"``),
     or an :class:`Estimator` instance."""
     if isinstance(spec, str) and spec in BLOCK_ESTIMATORS:
-        cls = BLOCK_ESTIMATORS.get(spec)
-        try:
-            return cls(**options)
-        except TypeError as err:
-            raise ConfigError(f"block estimator {spec!r}: {err}") from err
+        return build_estimator(BLOCK_ESTIMATORS.get(spec), options)
     estimator = get_estimator(spec, **options)
     if estimator.output_units_only:
         raise ConfigError(
