@@ -193,7 +193,7 @@ def test_block_estimator_names_and_errors() -> None:
         block_estimator("activation")
     with pytest.raises(ConfigError, match="per must be"):
         block_estimator("angular", per="pixel")
-    with pytest.raises(ConfigError, match="block estimator 'oracle'"):
+    with pytest.raises(ConfigError, match="estimator 'oracle' has no option 'sample'"):
         block_estimator("oracle", sample=3)
     channels = Group("zero", "zero", (Member("zero.conv.weight", AxisView((2, 2, 3, 3))),))
     with pytest.raises(ConfigError, match="has 2 units"):
