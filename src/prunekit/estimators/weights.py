@@ -34,8 +34,12 @@ class Magnitude(Estimator):
     def compute(
         self, model: nn.Module, groups: Sequence[Group], data: ScoringData | None
     ) -> Scores:
-        values = {n: t.float().abs().pow(self.p) for n, t in group_tensors(model, groups).items()}
+        values = {n: self._power(t.detach()) for n, t in group_tensors(model, groups).items()}
         return {g.name: g.reduce(values, self.reduction) for g in groups}
+
+    def _power(self, tensor: torch.Tensor) -> torch.Tensor:
+        values = tensor.float().abs()  # a new tensor: the in-place power below is safe
+        return values if self.p == 1 else values.pow_(self.p)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
@@ -60,7 +59,7 @@ def _tensor_names(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, tuple[
 def _slice(t: Tensor, cut: TensorCut) -> Tensor:
     out = t.detach()
     for dim in sorted(cut.removed):
-        index = torch.tensor(cut.kept(dim), dtype=torch.long, device=t.device)
+        index = cut.kept_index(dim).to(t.device)
         out = out.index_select(dim, index)
     return out.clone()
 

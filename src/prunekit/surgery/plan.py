@@ -46,8 +46,13 @@ class TensorCut:
         return tuple(n - len(self.removed.get(d, ())) for d, n in enumerate(self.shape_before))
 
     def kept(self, dim: int) -> list[int]:
-        gone = set(self.removed.get(dim, ()))
-        return [i for i in range(self.shape_before[dim]) if i not in gone]
+        return self.kept_index(dim).tolist()
+
+    def kept_index(self, dim: int) -> Tensor:
+        """The kept positions along ``dim``, ascending, as a long tensor."""
+        keep = torch.ones(self.shape_before[dim], dtype=torch.bool)
+        keep[torch.as_tensor(self.removed.get(dim, ()), dtype=torch.long)] = False
+        return keep.nonzero().flatten()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,8 +140,9 @@ def check_selection(groups: Sequence[Group], selection: Selection) -> None:
 def removed_positions(view: UnitView, keep: Tensor) -> list[int]:
     """Positions along the view's dimension that belong to a removed unit."""
     if isinstance(view, AxisView):
-        gone = (~keep).nonzero().flatten().tolist()
-        return [view.offset + u * view.repeat + r for u in gone for r in range(view.repeat)]
+        gone = (~keep).nonzero().flatten()
+        steps = torch.arange(view.repeat)
+        return (view.offset + gone[:, None] * view.repeat + steps).flatten().tolist()
     if isinstance(view, IndexView):
         return sorted(p for u in (~keep).nonzero().flatten().tolist() for p in view.index[u])
     raise ConfigError(
