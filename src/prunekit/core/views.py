@@ -141,7 +141,21 @@ class AxisView(UnitView):
         return span.reshape(self.units, -1)
 
     def reduce(self, t: Tensor, how: Reduction = "sum") -> Tensor:
-        return _reduce_rows(self._covered(t), how)
+        if how not in ("sum", "mean", "max"):
+            return _reduce_rows(self._covered(t), how)  # raises, naming the choices
+        # reduce the other dims in place of moving ``dim`` first: no copy of the tensor
+        span = t.narrow(self.dim, self.offset, self.units * self.repeat)
+        others = [d for d in range(t.dim()) if d != self.dim]
+        if how == "max":
+            per_position = span.amax(dim=others) if others else span
+            return per_position.reshape(self.units, self.repeat).amax(dim=-1)
+        per_position = span.sum(dim=others) if others else span
+        sums = per_position.reshape(self.units, self.repeat).sum(dim=-1)
+        return (
+            sums / (math.prod(self.shape) // self.shape[self.dim] * self.repeat)
+            if how == "mean"
+            else sums
+        )
 
     def counts(self) -> Tensor:
         per_unit = math.prod(self.shape) // self.shape[self.dim] * self.repeat
