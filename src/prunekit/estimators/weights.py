@@ -10,7 +10,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from prunekit.core.groups import Group, Scores, group_tensors
+from prunekit.core.groups import Group, Member, Scores, get_tensor, group_tensors
 from prunekit.errors import ConfigError
 from prunekit.estimators.base import Estimator
 from prunekit.estimators.data import ScoringData
@@ -34,11 +34,47 @@ class Magnitude(Estimator):
     def compute(
         self, model: nn.Module, groups: Sequence[Group], data: ScoringData | None
     ) -> Scores:
-        values = {n: self._power(t.detach()) for n, t in group_tensors(model, groups).items()}
-        return {g.name: g.reduce(values, self.reduction) for g in groups}
+        if self.reduction == "max":
+            values = {n: self._power(t) for n, t in group_tensors(model, groups).items()}
+            return {g.name: g.reduce(values, "max") for g in groups}
+        return self._sums(model, groups)
+
+    def _sums(self, model: nn.Module, groups: Sequence[Group]) -> Scores:
+        """``sum`` / ``mean`` of ``|w|^p`` per unit, one tensor at a time: each tensor's
+        ``|w|^p`` is written into one reused buffer and reduced for every group that has it
+        (structural groups score every weight of a model; fresh copies cost page faults)."""
+        members: dict[str, list[tuple[Group, Member]]] = {}
+        for group in groups:
+            for member in group.members:
+                if member.scored:
+                    members.setdefault(member.tensor, []).append((group, member))
+        totals: dict[str, torch.Tensor] = {}
+        buffer = torch.empty(0)
+        for name, users in members.items():
+            tensor = get_tensor(model, name).detach()
+            buffer = buffer.resize_(tensor.numel()) if buffer.numel() < tensor.numel() else buffer
+            values = torch.abs(tensor.float(), out=buffer[: tensor.numel()].view(tensor.shape))
+            if self.p != 1:
+                values.pow_(self.p)
+            for group, member in users:
+                part = member.view.reduce(values, "sum")
+                if part.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr():
+                    part = part.clone()  # a view of the buffer (element units): keep a copy
+                totals[group.name] = totals[group.name] + part if group.name in totals else part
+        scores: Scores = {}
+        for group in groups:
+            if group.name not in totals:
+                names = group.tensor_names()
+                raise KeyError(f"group {group.name!r}: no scored member among {names}")
+            scores[group.name] = totals[group.name]
+            if self.reduction == "mean":
+                counts = sum(m.view.counts() for m in group.members if m.scored)
+                assert isinstance(counts, torch.Tensor)
+                scores[group.name] = totals[group.name] / counts.to(totals[group.name])
+        return scores
 
     def _power(self, tensor: torch.Tensor) -> torch.Tensor:
-        values = tensor.float().abs()  # a new tensor: the in-place power below is safe
+        values = tensor.detach().float().abs()  # a new tensor: the in-place power below is safe
         return values if self.p == 1 else values.pow_(self.p)
 
 
