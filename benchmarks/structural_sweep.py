@@ -24,7 +24,6 @@ import argparse
 import copy
 import json
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -38,91 +37,17 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, environment, markdown_table, read_config, write_results
-
-# --- models -------------------------------------------------------------------------------------
-
-
-def _vision() -> Any:
-    from prunekit.compat.torchvision_shim import ensure_torchvision_ops
-
-    ensure_torchvision_ops()
-    import torchvision
-
-    return torchvision
-
-
-def model_names(config: Mapping[str, Any]) -> list[str]:
-    names = [f"hf:{n}" for n in config.get("hf") or {}]
-    names += [f"timm:{n}" for n in config.get("timm") or []]
-    tv = config.get("torchvision") or []
-    if tv == "all":
-        tv = sorted(_vision().models.list_models(module=_vision().models))
-    return names + [f"torchvision:{n}" for n in tv]
-
-
-def build(name: str, config: Mapping[str, Any]) -> tuple[nn.Module, Any, list[str]]:
-    """The model (eval mode, seeded), its example inputs and the names of its output layers."""
-    torch.manual_seed(0)
-    source, _, key = name.partition(":")
-    if source == "torchvision":
-        size = 299 if key == "inception_v3" else 224
-        kwargs = {"aux_logits": False, "init_weights": False} if key == "inception_v3" else {}
-        if key == "googlenet":
-            kwargs = {"aux_logits": False, "init_weights": False}
-        model = _vision().models.get_model(key, weights=None, **kwargs).eval()
-        return model, torch.randn(1, 3, size, size), []
-    if source == "timm":
-        _vision()
-        import timm
-
-        model = timm.create_model(key, pretrained=False).eval()
-        cfg: Any = model.pretrained_cfg
-        size = cfg.get("input_size", (3, 224, 224))
-        return model, torch.randn(1, *size), []
-    _vision()
-    import transformers
-
-    spec = dict(config["hf"][key])
-    cfg_kwargs = dict(spec["config"])
-    cfg = getattr(transformers, cfg_kwargs.pop("model_type"))(**cfg_kwargs)
-    model = getattr(transformers, spec["model"])(cfg).eval()
-    if "image" in spec:
-        inputs: Any = {"pixel_values": torch.randn(1, 3, spec["image"], spec["image"])}
-    else:
-        inputs = {"input_ids": torch.randint(0, cfg.vocab_size, (1, spec["tokens"]))}
-    return model, inputs, []
-
-
-def redraw_zero_weights(model: nn.Module) -> list[str]:
-    """Re-draw every all-zero weight matrix (std 0.02): a zero-initialised classifier (torchvision
-    ViT's head with ``weights=None``) makes every output 0, and verification then proves nothing."""
-    names = []
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.dim() >= 2 and param.is_floating_point() and not bool(param.any()):
-                param.normal_(0.0, 0.02)
-                names.append(name)
-    return names
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def output_leaves(out: Any) -> list[torch.Tensor]:
-    from torch.utils import _pytree as pytree
-
-    if hasattr(out, "to_tuple"):
-        out = out.to_tuple()
-    return [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
-
-
-def call(model: nn.Module, inputs: Any) -> Any:
-    with torch.no_grad():
-        return model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
-
-
-# --- one model ----------------------------------------------------------------------------------
+from sweep_models import (
+    build,
+    call,
+    model_names,
+    n_params,
+    output_leaves,
+    prunekit_options,
+    redraw_zero_weights,
+    torch_pruning_prune,
+)
+from sweep_speed import speed
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -136,14 +61,7 @@ def run_prunekit(model: nn.Module, inputs: Any, config: Mapping[str, Any]) -> di
     from prunekit.measure import count_macs, measure_latency
 
     row: dict[str, Any] = {}
-    kwargs = {
-        "sparsity": config["sparsity"],
-        "granularity": "channel",
-        "estimator": config["estimator"],
-        "scope": config["scope"],
-        "verify": False,
-        "metrics": False,
-    }
+    kwargs = prunekit_options(config)
     _, row["time_s"] = _timed(lambda: prunekit.prune(model, inputs, **kwargs))
     kwargs["verify"] = True  # the same call with verification (what a user gets by default)
     result, total = _timed(lambda: prunekit.prune(model, inputs, **kwargs))
@@ -165,19 +83,7 @@ def run_prunekit(model: nn.Module, inputs: Any, config: Mapping[str, Any]) -> di
     return row
 
 
-def _final_layers(model: nn.Module, inputs: Any) -> list[nn.Module]:
-    """Layers whose outputs are model outputs (Torch-Pruning must be told to keep them)."""
-    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    ignored: list[nn.Module] = list(layers[-1:])
-    for attr in ("lm_head", "classifier", "head", "fc"):
-        m = getattr(model, attr, None)
-        if isinstance(m, nn.Module):
-            ignored += [x for x in m.modules() if isinstance(x, (nn.Linear, nn.Conv2d))]
-    return ignored
-
-
 def run_torch_pruning(model: nn.Module, inputs: Any, config: Mapping[str, Any]) -> dict[str, Any]:
-    import torch_pruning as tp
 
     from prunekit.measure import count_macs
 
@@ -185,16 +91,8 @@ def run_torch_pruning(model: nn.Module, inputs: Any, config: Mapping[str, Any]) 
     target = copy.deepcopy(model)
     want = [t.shape for t in output_leaves(call(model, inputs))]
 
-    def prune() -> None:
-        pruner = tp.pruner.MagnitudePruner(
-            target, inputs, importance=tp.importance.MagnitudeImportance(p=1),
-            pruning_ratio=config["sparsity"], ignored_layers=_final_layers(target, inputs),
-            output_transform=lambda out: output_leaves(out)[0],
-        )  # fmt: skip
-        pruner.step()
-
     try:
-        _, row["time_s"] = _timed(prune)
+        _, row["time_s"] = _timed(lambda: torch_pruning_prune(target, inputs, config))
         got = [t.shape for t in output_leaves(call(target, inputs))]
     except Exception as err:
         row["ok"] = f"fails: {type(err).__name__}: {str(err).splitlines()[0][:80]}"
@@ -252,81 +150,6 @@ def run_one(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
 
 def _too_slow(signum: int, frame: Any) -> None:
     raise TimeoutError("Torch-Pruning ran past its time limit")
-
-
-# --- speed ----------------------------------------------------------------------------------------
-
-
-def _full_prune(
-    lib: str, model: nn.Module, inputs: Any, config: Mapping[str, Any]
-) -> tuple[float, float]:
-    """CPU and wall seconds of one whole channel prune at the sweep's settings. prunekit works on
-    its own copy (the user's model is untouched, the copy is timed); Torch-Pruning prunes in
-    place, so it gets a copy made before the clock starts."""
-    import torch_pruning as tp
-
-    import prunekit
-
-    target = copy.deepcopy(model) if lib == "torch_pruning" else model
-    wall, cpu = time.perf_counter(), time.process_time()
-    if lib == "prunekit":
-        prunekit.prune(
-            model, inputs, sparsity=config["sparsity"], granularity="channel",
-            estimator=config["estimator"], scope=config["scope"], verify=False, metrics=False,
-        )  # fmt: skip
-    else:
-        tp.pruner.MagnitudePruner(
-            target, inputs, importance=tp.importance.MagnitudeImportance(p=1),
-            pruning_ratio=config["sparsity"], ignored_layers=_final_layers(target, inputs),
-            output_transform=lambda out: output_leaves(out)[0],
-        ).step()  # fmt: skip
-    return time.process_time() - cpu, time.perf_counter() - wall
-
-
-def speed(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Trace + group, prunekit vs Torch-Pruning, interleaved in one process; medians."""
-    import torch_pruning as tp
-
-    from prunekit.graph import build_structural_groups
-
-    torch.set_num_threads(1)
-    spec = config["speed"]
-    rows = {}
-    for key in spec["models"]:
-        model, inputs, _ = build(f"torchvision:{key}", config)
-        times: dict[str, list[tuple[float, float]]] = {"prunekit": [], "torch_pruning": []}
-        build_structural_groups(model, inputs)  # imports and first-call caches, both libraries
-        list(tp.DependencyGraph().build_dependency(model, example_inputs=inputs).get_all_groups())
-        full: dict[str, list[tuple[float, float]]] = {"prunekit": [], "torch_pruning": []}
-        for _ in range(spec["repeats"]):
-            for lib in times:
-                wall, cpu = time.perf_counter(), time.process_time()
-                if lib == "prunekit":
-                    build_structural_groups(model, inputs)
-                else:
-                    graph = tp.DependencyGraph().build_dependency(model, example_inputs=inputs)
-                    list(graph.get_all_groups())
-                times[lib].append((time.process_time() - cpu, time.perf_counter() - wall))
-            for lib in full:  # the whole prune: trace, score, select, remove
-                full[lib].append(_full_prune(lib, model, inputs, config))
-        med = {
-            lib: (statistics.median(c for c, _ in v), statistics.median(w for _, w in v))
-            for lib, v in times.items()
-        }
-        whole = {lib: statistics.median(c for c, _ in v) for lib, v in full.items()}
-        rows[key] = {
-            "prune_prunekit_cpu_s": whole["prunekit"],
-            "prune_torch_pruning_cpu_s": whole["torch_pruning"],
-            "prune_ratio_cpu": whole["prunekit"] / whole["torch_pruning"],
-            "prunekit_cpu_s": med["prunekit"][0],
-            "torch_pruning_cpu_s": med["torch_pruning"][0],
-            "prunekit_wall_s": med["prunekit"][1],
-            "torch_pruning_wall_s": med["torch_pruning"][1],
-            "ratio_cpu": med["prunekit"][0] / med["torch_pruning"][0],
-            "ratio_wall": med["prunekit"][1] / med["torch_pruning"][1],
-        }
-        print(key, rows[key], flush=True)
-    return rows
 
 
 # --- driver ---------------------------------------------------------------------------------------
