@@ -3,9 +3,12 @@ targets (2x within 0.5 pp, 4x within 1.5 pp, prunekit's best >= Torch-Pruning's 
 
 from __future__ import annotations
 
+import argparse
 import itertools
+import json
 import statistics
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from common import markdown_table
@@ -146,3 +149,56 @@ def markdown(results: Mapping[str, Any]) -> str:
 
 def _pp(value: float | None) -> str:
     return "-" if value is None else f"{value:+.2f}"
+
+
+def plot(results: Mapping[str, Any], path: Path) -> None:
+    """One panel per (model, MACs target): every arm's median test accuracy with its min-max
+    over seeds, prunekit and Torch-Pruning in two colours, dense and the tolerance as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        (
+            model,
+            target,
+            [r for r in results["summary"] if (r["model"], r["target"]) == (model, target)],
+        )
+        for model, target in dict.fromkeys((r["model"], r["target"]) for r in results["summary"])
+    ]
+    height = max(len(rows) for _, _, rows in panels) * 0.28 + 1.8
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), height), squeeze=False)
+    for ax, (model, target, rows) in zip(axes[0], panels, strict=True):
+        rows = sorted(rows, key=lambda r: r["median"])
+        dense = results["models"][model]["dense_accuracy"]
+        tol = results["config"]["tolerance_pp"]
+        tol = tol.get(target, tol.get(str(target)))
+        for y, r in enumerate(rows):
+            colour = "tab:blue" if r["library"] == "prunekit" else "tab:orange"
+            err = [[r["median"] - r["min"]], [r["max"] - r["median"]]]
+            ax.errorbar(r["median"], y, xerr=err, fmt="o", color=colour, capsize=2)
+        ax.set_yticks(range(len(rows)), [_label(r) for r in rows], fontsize=7)
+        ax.axvline(dense, color="black", lw=1, label=f"dense {dense:.2f}%")
+        if tol is not None:
+            ax.axvline(dense - tol, color="grey", ls="--", lw=1, label=f"dense - {tol} pp")
+        ax.set_xlabel("test accuracy (%), median and min-max over seeds")
+        ax.set_title(f"{model}, {target}x fewer MACs")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    """``python benchmarks/channels_report.py RESULTS_JSON --plot PNG``: redraw a finished run."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--plot", type=Path, required=True)
+    args = parser.parse_args()
+    plot(json.loads(args.results.read_text()), args.plot)
+    print(f"wrote {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,7 @@ BatchNorm statistics are recalibrated after every surgery, and distillation arms
 dense model, which is trained once and shared (read-only) by every arm.
 
 ``results.json`` and ``results.md`` are rewritten after every arm, so a stopped run keeps the
-arms it finished.
+arms it finished; ``accuracy.png`` plots every arm at the end.
 
 Parts: ``channels_setup`` (data, dense model, recovery), ``channels_prunekit``,
 ``channels_tp`` (Torch-Pruning), ``channels_report`` (medians, verdicts, tables).
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch_pruning as tp
 from channels_prunekit import prunekit_arm
-from channels_report import markdown, summarise, verdicts
+from channels_report import markdown, plot, summarise, verdicts
 from channels_setup import Arm, Context, accuracy, load_context, n_params
 from channels_tp import torch_pruning_arm
 from common import environment, parse_args, write_results
@@ -115,6 +115,7 @@ def _write(
     }
     if final:
         write_results(out, results, markdown(results))
+        plot(results, out / "accuracy.png")
         return
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -1,0 +1,110 @@
+"""BatchNorm recalibration as a recovery step on its own: accuracy of a channel-pruned CNN before
+and after re-estimating its BatchNorm statistics, with no weight changed.
+
+    python benchmarks/bn_recalibration.py benchmarks/configs/bn_recalibration.yaml [--quick]
+
+The dense model is the cached one of the channel benchmark (``channels_setup.load_context``).
+Each ``sparsity`` removes that fraction of channels by L1 magnitude (``scope: layer`` takes the
+same fraction from every layer, ``global`` ranks all channels together after per-group
+normalisation) through ``prunekit.prune`` with surgery and verification; then
+``recalibrate_batchnorm`` runs ``k`` training batches for each ``k`` in ``batches`` (0 = the
+pruned model with the dense model's statistics). Seeds change the recalibration batches.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from channels_setup import Context, accuracy, load_context, train_loader
+from common import environment, markdown_table, parse_args, write_results
+from torch import nn
+
+import prunekit
+from prunekit.masks import clone_model
+from prunekit.recovery import recalibrate_batchnorm
+
+Row = dict[str, Any]
+
+
+def pruned_model(ctx: Context, sparsity: float, scope: str) -> nn.Module:
+    """``sparsity`` of the channels removed by magnitude, BatchNorm statistics left as they were."""
+    result = prunekit.prune(
+        ctx.dense,
+        ctx.example,
+        sparsity=sparsity,
+        granularity="channel",
+        estimator="magnitude",
+        scope=scope,  # type: ignore[arg-type]
+        normalize="mean",
+    )
+    return result.model
+
+
+def recalibrated(ctx: Context, model: nn.Module, batches: int, seed: int) -> float:
+    """Test accuracy after recalibrating a copy of ``model`` on ``batches`` training batches."""
+    if batches == 0:
+        return accuracy(model, ctx.test_loader)
+    copy = clone_model(model)
+    recalibrate_batchnorm(copy, train_loader(ctx, seed), max_batches=batches)
+    return accuracy(copy, ctx.test_loader)
+
+
+def measure(ctx: Context, config: Mapping[str, Any]) -> list[Row]:
+    rows = []
+    for sparsity, scope in itertools.product(config["sparsities"], config["scopes"]):
+        model = pruned_model(ctx, sparsity, scope)
+        for batches in config["batches"]:
+            seeds = config["seeds"] if batches else [0]
+            accs = [recalibrated(ctx, model, batches, seed) for seed in seeds]
+            row = {
+                "sparsity": sparsity,
+                "scope": scope,
+                "batches": batches,
+                "median": statistics.median(accs),
+                "min": min(accs),
+                "max": max(accs),
+            }
+            print(row, flush=True)
+            rows.append(row)
+    return rows
+
+
+def markdown(dense: float, rows: Sequence[Row]) -> str:
+    header = ["channels removed", "scope", "recalibration batches", "median acc %", "[min-max]"]
+    table = [
+        [
+            f"{r['sparsity']:.0%}",
+            r["scope"],
+            r["batches"],
+            r["median"],
+            f"{r['min']:.2f}-{r['max']:.2f}",
+        ]
+        for r in rows
+    ]
+    return f"Dense accuracy {dense:.2f}%.\n\n" + markdown_table(header, table)
+
+
+def main() -> None:
+    config, out = parse_args(__doc__)
+    torch.set_num_threads(config.get("threads", 1))
+    start = time.perf_counter()
+    ctx = load_context(config, config["model"])
+    dense = accuracy(ctx.dense, ctx.test_loader)
+    rows = measure(ctx, config)
+    results = {
+        "config": config,
+        "environment": environment(),
+        "dense_accuracy": dense,
+        "rows": rows,
+        "seconds": time.perf_counter() - start,
+    }
+    write_results(out, results, markdown(dense, rows))
+
+
+if __name__ == "__main__":
+    main()
