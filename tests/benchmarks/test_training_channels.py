@@ -74,3 +74,4 @@ def test_prunekit_and_torch_pruning_reach_the_mac_targets(tmp_path: Path) -> Non
         ("small-vgg", 4),
     }
     assert "torch-pruning" in (out / "results.md").read_text()
+    assert (out / "accuracy.png").stat().st_size > 0
