@@ -15,6 +15,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
         ("quickstart.py", ["2:4 pattern", "accuracy", "effective MACs"]),
         ("grade_estimators.py", ["taylor", "random", "spearman"]),
         ("layer_pruning.py --quick", ["| angular | 2 |", "| oracle | 1 |", "removable blocks"]),
+        (
+            "training_time_pruning.py --quick",
+            ["| gradual to 90% | 90.0% |", "| + BN recalibration | 36,682 |", "distillation"],
+        ),
     ],
 )
 def test_example_runs(command: str, expected: list[str], tmp_path: Path) -> None:
