@@ -17,6 +17,7 @@ statistics are re-estimated, and ``finetune`` distils it from the dense model
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -48,7 +49,7 @@ FULL = Size(train_images=20000, test_images=5000, epochs=2)
 QUICK = Size(train_images=1000, test_images=500, epochs=1)
 
 
-def accuracy(model: nn.Module, loader: torch.utils.data.DataLoader) -> float:  # type: ignore[type-arg]
+def accuracy(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
     return 100 * evaluate(model, loader).accuracy
 
 
@@ -59,8 +60,11 @@ def weight_sparsity(model: nn.Module) -> float:
 
 
 def your_loop(
-    model: nn.Module, loader: torch.utils.data.DataLoader, epochs: int, stepper: Stepper | None
-) -> None:  # type: ignore[type-arg]
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    epochs: int,
+    stepper: Stepper | None,
+) -> None:
     """An ordinary training loop; pruning is one call after each optimizer step."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
