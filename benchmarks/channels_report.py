@@ -190,14 +190,40 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def merge(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One result from several runs of the same dense models (e.g. two configs with the same
+    budget and different arms): their arms pooled, summaries and verdicts recomputed, the
+    first run's config (tolerances) kept."""
+    first = runs[0]
+    models: dict[str, Any] = {}
+    for run in runs:
+        for name, result in run["models"].items():
+            if name in models and models[name]["dense_accuracy"] != result["dense_accuracy"]:
+                raise ValueError(f"{name}: the runs start from different dense models")
+            models.setdefault(name, {**result, "runs": []})["runs"] += result["runs"]
+    summary = [row for name, result in models.items() for row in summarise(name, result)]
+    return {
+        "config": first["config"],
+        "models": models,
+        "summary": summary,
+        "verdicts": verdicts(first["config"], summary),
+    }
+
+
 def main() -> None:
-    """``python benchmarks/channels_report.py RESULTS_JSON --plot PNG``: redraw a finished run."""
+    """``python benchmarks/channels_report.py RESULTS_JSON [MORE_JSON ...] --plot PNG
+    [--markdown MD]``: redraw finished runs, pooled into one table when several are given."""
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("results", type=Path)
+    parser.add_argument("results", type=Path, nargs="+")
     parser.add_argument("--plot", type=Path, required=True)
+    parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args()
-    plot(json.loads(args.results.read_text()), args.plot)
+    results = merge([json.loads(path.read_text()) for path in args.results])
+    plot(results, args.plot)
     print(f"wrote {args.plot}")
+    if args.markdown is not None:
+        args.markdown.write_text(markdown(results) + "\n")
+        print(f"wrote {args.markdown}")
 
 
 if __name__ == "__main__":

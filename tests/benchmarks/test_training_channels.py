@@ -75,3 +75,15 @@ def test_prunekit_and_torch_pruning_reach_the_mac_targets(tmp_path: Path) -> Non
     }
     assert "torch-pruning" in (out / "results.md").read_text()
     assert (out / "accuracy.png").stat().st_size > 0
+
+    # the report redraws finished runs, pooled into one table (4 arm rows + 2 verdict rows)
+    pooled = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "channels_report.py"), str(out / "results.json"),
+         str(out / "results.json"), "--plot", str(tmp_path / "pooled.png"),
+         "--markdown", str(tmp_path / "pooled.md")],
+        capture_output=True, text=True, timeout=120,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert pooled.returncode == 0, pooled.stderr[-3000:]
+    assert (tmp_path / "pooled.png").stat().st_size > 0
+    assert (tmp_path / "pooled.md").read_text().count("| small-vgg |") == 4 + 2
