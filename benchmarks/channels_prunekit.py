@@ -39,8 +39,10 @@ def score(
     every unit the model's masks already remove ranked below every other unit."""
     scorer = SCORERS.get(name) or get_estimator(name).score
     raw = scorer(model, groups, data)
-    scores = normalize_scores({g.name: raw[g.name].float() for g in groups}, how)  # type: ignore[arg-type]
     removed = removed_units(model, groups)
+    # normalised over the units still present, as the physically pruned model would be
+    raw = {g.name: raw[g.name].float() for g in groups}
+    scores = normalize_scores(raw, how, exclude=removed)  # type: ignore[arg-type]
     floor = min(float(s.min()) for s in scores.values()) - 1.0
     return {n: torch.where(removed[n], torch.full_like(s, floor), s) for n, s in scores.items()}
 

@@ -3,7 +3,8 @@ import itertools
 import torch
 from torch import nn
 
-from prunekit.masks import masks_of
+from prunekit.core.scores import normalize_scores
+from prunekit.masks import apply_masks, masks_of
 from prunekit.schedules import Iterative, Polynomial, PruneSpec, Stepper, prune_further
 from prunekit.train import train
 
@@ -61,3 +62,34 @@ def test_prune_further_keeps_earlier_selection_with_random_estimator() -> None:
     for name, keep in again.selection.items():
         assert bool((keep <= first.selection[name]).all())
     assert _removed(model) == round(0.6 * (16 * 12 + 12 * 4))
+
+
+def test_prune_further_normalises_over_the_units_still_present() -> None:
+    """Regression: with ``normalize="mean"`` the zeros of masked rows once entered a layer's
+    mean, inflating its remaining scores (2x here) so that the next step spared it whole."""
+    model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.Linear(8, 8, bias=False))
+    with torch.no_grad():
+        first = torch.tensor([3.0, 3.0, 3.0, 3.0, 0.6, 0.8, 1.2, 1.4])  # rows 0-3 masked below
+        model[0].weight.copy_(first[:, None] * torch.tensor([1.0, 0.0, 0.0, 0.0]))
+        model[1].weight.copy_(torch.eye(8))  # every row of the second layer has norm 1
+    keep = torch.ones(8, 4)
+    keep[:4] = 0
+    apply_masks(model, {"0.weight": keep})
+    spec = PruneSpec(granularity="channel", normalize="mean")
+    result = prune_further(model, 6 / 16, spec)
+    # kept rows of layer 0 normalise to 0.6 / 0.8 / 1.2 / 1.4 (mean of the kept rows), layer 1's
+    # to 1.0: the two new removals are layer 0's rows 4 and 5, not rows of layer 1
+    assert result.selection["0"].tolist() == [False] * 6 + [True, True]
+    assert bool(result.selection["1"].all())
+
+
+def test_normalize_scores_exclude_matches_the_subset() -> None:
+    scores = {"a": torch.tensor([0.0, 0.0, 2.0, 4.0]), "b": torch.tensor([1.0, 3.0])}
+    exclude = {"a": torch.tensor([True, True, False, False])}
+    for how in ("max", "sum", "l2", "mean"):
+        out = normalize_scores(scores, how, exclude=exclude)
+        subset = normalize_scores({"a": scores["a"][2:]}, how)["a"]
+        assert torch.allclose(out["a"][2:], subset), how
+        assert torch.equal(out["b"], normalize_scores({"b": scores["b"]}, how)["b"])
+    everything = {"a": torch.ones(4, dtype=torch.bool)}
+    assert torch.equal(normalize_scores(scores, "mean", exclude=everything)["a"], scores["a"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -36,12 +36,21 @@ def check_scores(scores: Scores, groups: Sequence[Group], *, allow_nan: bool = F
             )
 
 
-def normalize_scores(scores: Scores, how: Normalization = "none") -> Scores:
+def normalize_scores(
+    scores: Scores,
+    how: Normalization = "none",
+    *,
+    exclude: Mapping[str, torch.Tensor] | None = None,
+) -> Scores:
     """Rescale each group's scores so groups compare on one scale in a global selection.
 
     ``max`` divides by the group's largest score, ``sum`` by its total, ``l2`` by its Euclidean
     norm, ``mean`` by its mean; ``none`` returns the scores unchanged. A group of all-zero scores
-    stays zero.
+    stays zero. ``exclude`` (group name -> boolean per unit) leaves units out of the scale: a
+    schedule passes the units its masks already removed, so that a masked model's scores are
+    normalised as the physically pruned model's would be (the zeros of removed units would
+    otherwise shrink a group's mean and inflate its remaining scores in proportion to how much
+    of it is gone).
     """
     if how not in NORMALIZATIONS:
         raise ValueError(f"unknown normalisation {how!r}; choose from {NORMALIZATIONS}")
@@ -50,11 +59,17 @@ def normalize_scores(scores: Scores, how: Normalization = "none") -> Scores:
     out: Scores = {}
     for name, s in scores.items():
         s = s.float()
+        present = s
+        if exclude is not None and name in exclude:
+            present = s[~exclude[name].to(s.device)]
+        if present.numel() == 0:
+            out[name] = s
+            continue
         scale = {
             "max": lambda s: s.abs().max(),
             "sum": lambda s: s.abs().sum(),
             "l2": lambda s: s.norm(),
             "mean": lambda s: s.abs().mean(),
-        }[how](s)
+        }[how](present)
         out[name] = s / scale if scale > 0 else s
     return out

@@ -88,9 +88,10 @@ def prune_further(
     groups = list(groups)
     scoring_data = as_scoring_data(data, loss_fn, spec.n_batches)
     raw = est.score(model, groups, scoring_data)
+    removed = removed_units(model, groups)
     scores = _rank_removed_last(
-        normalize_scores({g.name: raw[g.name] for g in groups}, spec.normalize),
-        removed_units(model, groups),
+        normalize_scores({g.name: raw[g.name] for g in groups}, spec.normalize, exclude=removed),
+        removed,
     )
     config = SelectionConfig(sparsity=sparsity, scope=spec.scope, min_keep=spec.min_keep)
     selection = select(scores, groups, config)
