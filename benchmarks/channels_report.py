@@ -77,6 +77,10 @@ def verdicts(
     return out
 
 
+def _arm(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (row["target"], row["library"], row["estimator"], row["schedule"], row["recovery"])
+
+
 def _label(row: Mapping[str, Any]) -> str:
     return f"{row['library']} {row['estimator']} {row['schedule']} {row['recovery']}"
 
@@ -193,14 +197,17 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
 def merge(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One result from several runs of the same dense models (e.g. two configs with the same
     budget and different arms): their arms pooled, summaries and verdicts recomputed, the
-    first run's config (tolerances) kept."""
+    first run's config (tolerances) kept. An arm (target, library, estimator, schedule,
+    recovery) that a later run measured again is taken from the later run only."""
     first = runs[0]
     models: dict[str, Any] = {}
     for run in runs:
         for name, result in run["models"].items():
             if name in models and models[name]["dense_accuracy"] != result["dense_accuracy"]:
                 raise ValueError(f"{name}: the runs start from different dense models")
-            models.setdefault(name, {**result, "runs": []})["runs"] += result["runs"]
+            pooled = models.setdefault(name, {**result, "runs": []})
+            again = {_arm(r) for r in result["runs"]}
+            pooled["runs"] = [r for r in pooled["runs"] if _arm(r) not in again] + result["runs"]
     summary = [row for name, result in models.items() for row in summarise(name, result)]
     return {
         "config": first["config"],

@@ -76,7 +76,8 @@ def test_prunekit_and_torch_pruning_reach_the_mac_targets(tmp_path: Path) -> Non
     assert "torch-pruning" in (out / "results.md").read_text()
     assert (out / "accuracy.png").stat().st_size > 0
 
-    # the report redraws finished runs, pooled into one table (4 arm rows + 2 verdict rows)
+    # the report redraws finished runs pooled into one table (4 arm rows + 2 verdict rows;
+    # an arm measured again replaces the earlier one)
     pooled = subprocess.run(
         [sys.executable, str(SCRIPT.parent / "channels_report.py"), str(out / "results.json"),
          str(out / "results.json"), "--plot", str(tmp_path / "pooled.png"),
