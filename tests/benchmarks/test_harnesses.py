@@ -57,3 +57,27 @@ def test_grading_summarises_seeds(tmp_path: Path) -> None:
     results = run("grading.py", config, tmp_path)
     assert set(results["summary"]) == {"magnitude", "taylor", "random"}
     assert len(results["runs"]) == 2
+
+
+def test_bn_recalibration_measures_every_setting(tmp_path: Path) -> None:
+    """Every (sparsity, scope, batches) row of the BatchNorm-recalibration harness, the
+    un-recalibrated row once (its seeds agree)."""
+    config = {
+        "batch_size": 64,
+        "threads": 1,
+        "model": {"name": "small-vgg", "kwargs": {"in_size": 8, "width": 8}, "epochs": 2},
+        "sparsities": [0.5],
+        "scopes": ["layer", "global"],
+        "batches": [0, 2],
+        "seeds": [0, 1],
+    }
+    rows = run("bn_recalibration.py", config, tmp_path)["rows"]
+    assert [(r["scope"], r["batches"]) for r in rows] == [
+        ("layer", 0),
+        ("layer", 2),
+        ("global", 0),
+        ("global", 2),
+    ]
+    for row in rows:
+        assert 0.0 <= row["min"] <= row["median"] <= row["max"] <= 100.0
+    assert all(r["min"] == r["max"] for r in rows if r["batches"] == 0)
