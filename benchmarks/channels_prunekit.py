@@ -6,19 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import torch
 from channels_setup import Arm, Context, recalibrate, scoring_data, tune
 from torch import nn
 
 from prunekit.core.groups import Group, Scores, Selection, selection_to_masks
-from prunekit.core.scores import normalize_scores
 from prunekit.core.selection import SelectionConfig, select
 from prunekit.estimators import ScoringData, get_estimator
 from prunekit.graph import build_structural_groups
 from prunekit.masks import apply_masks, bake_masks, clone_model
 from prunekit.measure import count_macs
 from prunekit.methods import bn_scale_scores
-from prunekit.schedules import Polynomial, removed_units
+from prunekit.schedules import Polynomial, rank_remaining, removed_units
 from prunekit.surgery import apply_surgery
 
 Scorer = Callable[[nn.Module, Sequence[Group], ScoringData], Scores]
@@ -39,12 +37,8 @@ def score(
     every unit the model's masks already remove ranked below every other unit."""
     scorer = SCORERS.get(name) or get_estimator(name).score
     raw = scorer(model, groups, data)
-    removed = removed_units(model, groups)
-    # normalised over the units still present, as the physically pruned model would be
-    raw = {g.name: raw[g.name].float() for g in groups}
-    scores = normalize_scores(raw, how, exclude=removed)  # type: ignore[arg-type]
-    floor = min(float(s.min()) for s in scores.values()) - 1.0
-    return {n: torch.where(removed[n], torch.full_like(s, floor), s) for n, s in scores.items()}
+    scores = {g.name: raw[g.name].float() for g in groups}
+    return rank_remaining(scores, removed_units(model, groups), how)  # type: ignore[arg-type]
 
 
 def select_for_macs(

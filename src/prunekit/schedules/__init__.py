@@ -10,7 +10,13 @@ from typing import Any
 
 from prunekit.registry import Registry
 from prunekit.schedules.formulas import Constant, Iterative, OneShot, Polynomial, Schedule, Spacing
-from prunekit.schedules.stepper import PruneSpec, Stepper, prune_further, removed_units
+from prunekit.schedules.stepper import (
+    PruneSpec,
+    Stepper,
+    prune_further,
+    rank_remaining,
+    removed_units,
+)
 
 SCHEDULES: Registry[type[Schedule]] = Registry("schedule")
 SCHEDULES.register("one-shot", OneShot, aliases=("oneshot",))
@@ -36,5 +42,6 @@ __all__ = [
     "Stepper",
     "get_schedule",
     "prune_further",
+    "rank_remaining",
     "removed_units",
 ]

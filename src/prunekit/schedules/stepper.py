@@ -57,6 +57,15 @@ def removed_units(model: nn.Module, groups: Sequence[Group]) -> dict[str, torch.
     return removed
 
 
+def rank_remaining(
+    scores: Scores, removed: Mapping[str, torch.Tensor], normalize: Normalization = "none"
+) -> Scores:
+    """Scores for pruning a masked model further: normalised per group over the units still
+    present (as the physically pruned model's would be), and every ``removed`` unit ranked
+    below every other unit of every group, so that it stays removed."""
+    return _rank_removed_last(normalize_scores(scores, normalize, exclude=removed), removed)
+
+
 def _rank_removed_last(scores: Scores, removed: Mapping[str, torch.Tensor]) -> Scores:
     """Scores in which every removed unit ranks below every other unit of every group."""
     values = torch.cat([s.float().flatten().cpu() for s in scores.values()])
@@ -88,10 +97,8 @@ def prune_further(
     groups = list(groups)
     scoring_data = as_scoring_data(data, loss_fn, spec.n_batches)
     raw = est.score(model, groups, scoring_data)
-    removed = removed_units(model, groups)
-    scores = _rank_removed_last(
-        normalize_scores({g.name: raw[g.name] for g in groups}, spec.normalize, exclude=removed),
-        removed,
+    scores = rank_remaining(
+        {g.name: raw[g.name] for g in groups}, removed_units(model, groups), spec.normalize
     )
     config = SelectionConfig(sparsity=sparsity, scope=spec.scope, min_keep=spec.min_keep)
     selection = select(scores, groups, config)
