@@ -60,7 +60,7 @@ def verdicts(
             for lib in LIBRARIES
         }
         pk, tpb = best["prunekit"], best["torch-pruning"]
-        tol = config["tolerance_pp"].get(target, config["tolerance_pp"].get(str(target)))
+        tol = _tolerance(config, target)
         out.append(
             {
                 "model": model,
@@ -75,6 +75,12 @@ def verdicts(
             }
         )
     return out
+
+
+def _tolerance(config: Mapping[str, Any], target: Any) -> float | None:
+    """The allowed accuracy drop at ``target`` (YAML keys are ints, JSON keys strings)."""
+    tolerances = config["tolerance_pp"]
+    return tolerances.get(target, tolerances.get(str(target)))
 
 
 def _arm(row: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -178,8 +184,7 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
     for ax, (model, target, rows) in zip(axes[0], panels, strict=True):
         rows = sorted(rows, key=lambda r: r["median"])
         dense = results["models"][model]["dense_accuracy"]
-        tol = results["config"]["tolerance_pp"]
-        tol = tol.get(target, tol.get(str(target)))
+        tol = _tolerance(results["config"], target)
         for y, r in enumerate(rows):
             colour = "tab:blue" if r["library"] == "prunekit" else "tab:orange"
             err = [[r["median"] - r["min"]], [r["max"] - r["median"]]]

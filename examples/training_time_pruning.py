@@ -27,8 +27,7 @@ from torch import nn
 import prunekit
 from prunekit.data import load_dataset, make_loader
 from prunekit.masks import clone_model
-from prunekit.measure import count_macs
-from prunekit.measure.effective import effective_parameters
+from prunekit.measure import count_macs, count_params, layer_sparsity
 from prunekit.models import build_model
 from prunekit.recovery import DistillConfig, FinetuneConfig, finetune, recalibrate_batchnorm
 from prunekit.schedules import Polynomial, PruneSpec, Stepper
@@ -54,9 +53,9 @@ def accuracy(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor
 
 
 def weight_sparsity(model: nn.Module) -> float:
-    """Fraction of zero weights in the model's Linear and Conv layers (masks applied)."""
-    weights = [w for name, w in effective_parameters(model).items() if name.endswith("weight")]
-    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    """Fraction of zero entries over the weights of the model's prunable layers (masks applied)."""
+    stats = layer_sparsity(model).values()
+    return 1 - sum(s.nonzeros for s in stats) / sum(s.params for s in stats)
 
 
 def your_loop(
@@ -122,7 +121,7 @@ def part_two(size: Size) -> None:
     print("|---|---|---|---|")
 
     def row(stage: str, model: nn.Module) -> None:
-        params = sum(p.numel() for p in model.parameters())
+        params = count_params(model)
         macs = count_macs(model, example).total
         print(
             f"| {stage} | {params:,} | {macs / 1e6:.2f} M | {accuracy(model, test_loader):.2f}% |"
