@@ -4,7 +4,7 @@ removed), surgery, and the three schedules (one-shot, iterative, gradual)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from channels_setup import Arm, Context, recalibrate, scoring_data, tune
 from torch import nn
@@ -15,28 +15,16 @@ from prunekit.estimators import ScoringData, get_estimator
 from prunekit.graph import build_structural_groups
 from prunekit.masks import apply_masks, bake_masks, clone_model
 from prunekit.measure import count_macs
-from prunekit.methods import bn_scale_scores
 from prunekit.schedules import Polynomial, rank_remaining, removed_units
 from prunekit.surgery import apply_surgery
-
-Scorer = Callable[[nn.Module, Sequence[Group], ScoringData], Scores]
-
-
-def _bn_scale(model: nn.Module, groups: Sequence[Group], _data: ScoringData) -> Scores:
-    return bn_scale_scores(model, groups)
-
-
-SCORERS: dict[str, Scorer] = {"bn-scale": _bn_scale}
-"""Scores that are not in the estimator registry (network-slimming BN scales)."""
 
 
 def score(
     name: str, model: nn.Module, groups: Sequence[Group], data: ScoringData, how: str
 ) -> Scores:
-    """Scores of ``name`` (an estimator or a :data:`SCORERS` entry), normalised per group, with
-    every unit the model's masks already remove ranked below every other unit."""
-    scorer = SCORERS.get(name) or get_estimator(name).score
-    raw = scorer(model, groups, data)
+    """Scores of estimator ``name``, normalised per group, with every unit the model's masks
+    already remove ranked below every other unit."""
+    raw = get_estimator(name).score(model, groups, data)
     scores = {g.name: raw[g.name].float() for g in groups}
     return rank_remaining(scores, removed_units(model, groups), how)  # type: ignore[arg-type]
 

@@ -12,7 +12,7 @@ from prunekit.estimators.base import Estimator
 from prunekit.estimators.data import ScoringData, as_scoring_data, default_forward
 from prunekit.estimators.gradients import Fisher, Gradient, Hessian, Taylor
 from prunekit.estimators.oracle import Oracle
-from prunekit.estimators.weights import Magnitude, Random
+from prunekit.estimators.weights import BNScale, Magnitude, Random
 from prunekit.registry import Registry
 
 ESTIMATORS: Registry[type[Estimator]] = Registry(
@@ -33,6 +33,7 @@ ESTIMATORS: Registry[type[Estimator]] = Registry(
         )
     },
 )
+ESTIMATORS.register(BNScale.name, BNScale, aliases=("bn-scale", "slimming"))
 
 
 def get_estimator(spec: str | Estimator, **options: Any) -> Estimator:
@@ -60,6 +61,7 @@ __all__ = [
     "ESTIMATORS",
     "APoZ",
     "Activation",
+    "BNScale",
     "Estimator",
     "Fisher",
     "Gradient",

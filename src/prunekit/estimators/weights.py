@@ -1,4 +1,4 @@
-"""Data-free estimators: weight magnitude and the random control."""
+"""Data-free estimators: weight magnitude, BatchNorm scale and the random control."""
 
 from __future__ import annotations
 
@@ -76,6 +76,43 @@ class Magnitude(Estimator):
     def _power(self, tensor: torch.Tensor) -> torch.Tensor:
         values = tensor.detach().float().abs()  # a new tensor: the in-place power below is safe
         return values if self.p == 1 else values.pow_(self.p)
+
+
+@dataclass(frozen=True)
+class BNScale(Estimator):
+    """``|gamma|`` of the BatchNorm entries of a channel (summed when a coupled group holds
+    several): the channel importance of network slimming (Liu et al. 2017, "Learning Efficient
+    Convolutional Networks through Network Slimming"), usually after training with
+    :func:`prunekit.methods.bn_scale_penalty`. Scores output channels only; a group without an
+    affine BatchNorm entry is an error naming it (its channels have no scale to rank by)."""
+
+    name: ClassVar[str] = "bn_scale"
+    summary: ClassVar[str] = "|BatchNorm scale| of a channel (network slimming)"
+    output_units_only: ClassVar[bool] = True
+
+    def compute(
+        self, model: nn.Module, groups: Sequence[Group], data: ScoringData | None
+    ) -> Scores:
+        scales = {
+            f"{name}.weight"
+            for name, module in model.named_modules()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine
+        }
+        scores: Scores = {}
+        for group in groups:
+            members = [m for m in group.members if m.tensor in scales]
+            if not members:
+                raise ConfigError(
+                    f"estimator 'bn_scale': group {group.name!r} has no BatchNorm scale to score "
+                    f"(tensors: {group.tensor_names()}); use a model with BatchNorm after these "
+                    "channels or another estimator"
+                )
+            parts = [
+                m.view.reduce(get_tensor(model, m.tensor).detach().abs().float(), self.reduction)
+                for m in members
+            ]
+            scores[group.name] = torch.stack(parts).sum(dim=0)
+        return scores
 
 
 @dataclass(frozen=True)

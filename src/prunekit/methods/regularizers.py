@@ -82,18 +82,10 @@ def _bn_weight(module: nn.Module) -> Tensor:
 
 def bn_scale_scores(model: nn.Module, groups: Sequence[Group]) -> Scores:
     """One score per unit: ``|gamma|`` of the BatchNorm entries in the group (summed if there
-    are several). Every group must contain a BatchNorm weight (structural groups do)."""
-    names = {f"{n}.weight" for n, _ in _batchnorms(model)}
-    tensors = _named_tensors(model)
-    scores: Scores = {}
-    for group in groups:
-        members = [m for m in group.members if m.tensor in names]
-        if not members:
-            raise ConfigError(f"group {group.name!r} has no BatchNorm scale to score")
-        scores[group.name] = sum(  # type: ignore[assignment]
-            m.view.reduce(tensors[m.tensor].detach().abs().float(), "sum") for m in members
-        )
-    return scores
+    are several); the ``bn_scale`` estimator (:class:`prunekit.estimators.BNScale`)."""
+    from prunekit.estimators.weights import BNScale
+
+    return BNScale().score(model, groups)
 
 
 def with_penalty(
