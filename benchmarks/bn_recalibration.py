@@ -3,10 +3,12 @@ and after re-estimating its BatchNorm statistics, with no weight changed.
 
     python benchmarks/bn_recalibration.py benchmarks/configs/bn_recalibration.yaml [--quick]
 
-The dense model is the cached one of the channel benchmark (``channels_setup.load_context``).
-Each ``sparsity`` removes that fraction of channels by L1 magnitude (``scope: layer`` takes the
-same fraction from every layer, ``global`` ranks all channels together after per-group
-normalisation) through ``prunekit.prune`` with surgery and verification; then
+Each of ``models`` (a registry name, optional ``kwargs`` such as ``{width: 32}``, training
+epochs) is trained once and cached like the channel benchmark's (``channels_setup.load_context``).
+Each ``sparsity`` removes that fraction of channels, ranked by each of ``estimators`` (data-free:
+``magnitude`` is the L1 filter norm, ``bn_scale`` the BatchNorm scale), ``scope: layer`` taking
+the same fraction from every layer and ``global`` ranking all channels together after per-group
+normalisation, through ``prunekit.prune`` with surgery and verification; then
 ``recalibrate_batchnorm`` runs ``k`` training batches for each ``k`` in ``batches`` (0 = the
 pruned model with the dense model's statistics). Seeds change the recalibration batches.
 """
@@ -31,14 +33,14 @@ from prunekit.recovery import recalibrate_batchnorm
 Row = dict[str, Any]
 
 
-def pruned_model(ctx: Context, sparsity: float, scope: str) -> nn.Module:
-    """``sparsity`` of the channels removed by magnitude, BatchNorm statistics left as they were."""
+def pruned_model(ctx: Context, estimator: str, sparsity: float, scope: str) -> nn.Module:
+    """``sparsity`` of the channels removed by ``estimator``, BatchNorm statistics as they were."""
     result = prunekit.prune(
         ctx.dense,
         ctx.example,
         sparsity=sparsity,
         granularity="channel",
-        estimator="magnitude",
+        estimator=estimator,
         scope=scope,  # type: ignore[arg-type]
         normalize="mean",
     )
@@ -54,14 +56,24 @@ def recalibrated(ctx: Context, model: nn.Module, batches: int, seed: int) -> flo
     return accuracy(copy, ctx.test_loader)
 
 
-def measure(ctx: Context, config: Mapping[str, Any]) -> list[Row]:
+def model_label(spec: Mapping[str, Any]) -> str:
+    """``small-vgg`` or, for a variant, ``small-vgg (width=32)``."""
+    kwargs = spec.get("kwargs") or {}
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
+    return f"{spec['name']} ({extra})" if extra else spec["name"]
+
+
+def measure(ctx: Context, label: str, config: Mapping[str, Any]) -> list[Row]:
     rows = []
-    for sparsity, scope in itertools.product(config["sparsities"], config["scopes"]):
-        model = pruned_model(ctx, sparsity, scope)
+    grid = itertools.product(config["estimators"], config["sparsities"], config["scopes"])
+    for estimator, sparsity, scope in grid:
+        model = pruned_model(ctx, estimator, sparsity, scope)
         for batches in config["batches"]:
             seeds = config["seeds"] if batches else [0]
             accs = [recalibrated(ctx, model, batches, seed) for seed in seeds]
             row = {
+                "model": label,
+                "estimator": estimator,
                 "sparsity": sparsity,
                 "scope": scope,
                 "batches": batches,
@@ -74,10 +86,22 @@ def measure(ctx: Context, config: Mapping[str, Any]) -> list[Row]:
     return rows
 
 
-def markdown(dense: float, rows: Sequence[Row]) -> str:
-    header = ["channels removed", "scope", "recalibration batches", "median acc %", "[min-max]"]
+def markdown(dense: Mapping[str, float], rows: Sequence[Row]) -> str:
+    header = [
+        "model",
+        "dense acc %",
+        "ranked by",
+        "channels removed",
+        "scope",
+        "recalibration batches",
+        "median acc %",
+        "[min-max]",
+    ]
     table = [
         [
+            r["model"],
+            round(dense[r["model"]], 2),
+            r["estimator"],
             f"{r['sparsity']:.0%}",
             r["scope"],
             r["batches"],
@@ -86,24 +110,29 @@ def markdown(dense: float, rows: Sequence[Row]) -> str:
         ]
         for r in rows
     ]
-    return f"Dense accuracy {dense:.2f}%.\n\n" + markdown_table(header, table)
+    return markdown_table(header, table)
 
 
 def main() -> None:
     config, out = parse_args(__doc__)
     torch.set_num_threads(config.get("threads", 1))
     start = time.perf_counter()
-    ctx = load_context(config, config["model"])
-    dense = accuracy(ctx.dense, ctx.test_loader)
-    rows = measure(ctx, config)
-    results = {
-        "config": config,
-        "environment": environment(),
-        "dense_accuracy": dense,
-        "rows": rows,
-        "seconds": time.perf_counter() - start,
-    }
-    write_results(out, results, markdown(dense, rows))
+    dense: dict[str, float] = {}
+    rows: list[Row] = []
+    for spec in config["models"]:
+        label = model_label(spec)
+        ctx = load_context(config, spec)
+        dense[label] = accuracy(ctx.dense, ctx.test_loader)
+        print(f"{label}: dense {dense[label]:.2f}%", flush=True)
+        rows += measure(ctx, label, config)
+        results = {
+            "config": config,
+            "environment": environment(),
+            "dense_accuracy": dense,
+            "rows": rows,
+            "seconds": time.perf_counter() - start,
+        }
+        write_results(out, results, markdown(dense, rows))  # after every model
 
 
 if __name__ == "__main__":

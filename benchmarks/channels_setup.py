@@ -65,7 +65,8 @@ def dense_model(
     cache = Path(config.get("cache_dir", ROOT.parent / "runs" / "bench" / "dense"))
     kwargs = dict(spec.get("kwargs", {}))
     key = (
-        f"{spec['name']}-{config['dataset']}-cos-e{spec['epochs']}-n{config.get('train_limit')}-s0"
+        f"{spec['name']}{_kwargs_tag(kwargs)}-{config['dataset']}-cos-e{spec['epochs']}"
+        f"-n{config.get('train_limit')}-s0"
     )
     model = build_model(spec["name"], **kwargs)
     if (cache / key / "prunekit.json").exists():
@@ -78,6 +79,11 @@ def dense_model(
     finetune(model, loader, None, settings)
     save(model, cache / key, arch={"model": spec["name"], "kwargs": kwargs})
     return model
+
+
+def _kwargs_tag(kwargs: Mapping[str, Any]) -> str:
+    """``""`` for the default model, else e.g. ``"-width32"`` (the cache key of a variant)."""
+    return "".join(f"-{k}{v}" for k, v in sorted(kwargs.items()))
 
 
 def accuracy(model: nn.Module, loader: DataLoader[Any]) -> float:

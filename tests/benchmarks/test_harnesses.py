@@ -60,23 +60,31 @@ def test_grading_summarises_seeds(tmp_path: Path) -> None:
 
 
 def test_bn_recalibration_measures_every_setting(tmp_path: Path) -> None:
-    """Every (sparsity, scope, batches) row of the BatchNorm-recalibration harness, the
-    un-recalibrated row once (its seeds agree)."""
+    """Every (model, estimator, sparsity, scope, batches) row of the BatchNorm-recalibration
+    harness, the un-recalibrated row once (its seeds agree)."""
     config = {
         "batch_size": 64,
         "threads": 1,
-        "model": {"name": "small-vgg", "kwargs": {"in_size": 8, "width": 8}, "epochs": 2},
+        "models": [
+            {"name": "small-vgg", "kwargs": {"in_size": 8, "width": 8}, "epochs": 2},
+            {"name": "small-resnet", "kwargs": {"in_size": 8, "width": 4}, "epochs": 1},
+        ],
+        "estimators": ["magnitude", "bn_scale"],
         "sparsities": [0.5],
         "scopes": ["layer", "global"],
         "batches": [0, 2],
         "seeds": [0, 1],
     }
-    rows = run("bn_recalibration.py", config, tmp_path)["rows"]
-    assert [(r["scope"], r["batches"]) for r in rows] == [
-        ("layer", 0),
-        ("layer", 2),
-        ("global", 0),
-        ("global", 2),
+    results = run("bn_recalibration.py", config, tmp_path)
+    rows = results["rows"]
+    labels = ["small-vgg (in_size=8, width=8)", "small-resnet (in_size=8, width=4)"]
+    assert list(results["dense_accuracy"]) == labels
+    assert [(r["model"], r["estimator"], r["scope"], r["batches"]) for r in rows] == [
+        (label, estimator, scope, batches)
+        for label in labels
+        for estimator in ("magnitude", "bn_scale")
+        for scope in ("layer", "global")
+        for batches in (0, 2)
     ]
     for row in rows:
         assert 0.0 <= row["min"] <= row["median"] <= row["max"] <= 100.0
