@@ -12,7 +12,10 @@ BatchNorm statistics are recalibrated after every surgery, and distillation arms
 dense model, which is trained once and shared (read-only) by every arm.
 
 ``results.json`` and ``results.md`` are rewritten after every arm, so a stopped run keeps the
-arms it finished; ``accuracy.png`` plots every arm at the end.
+arms it finished; ``accuracy.png`` plots every arm at the end. ``workers: N`` in the config runs
+N arms at a time in separate processes (each with ``threads`` threads, all reading the one cached
+dense model); an arm's result does not depend on the process it ran in (each arm seeds itself),
+and the rows keep the order of the grid.
 
 Parts: ``channels_setup`` (data, dense model, recovery), ``channels_prunekit``,
 ``channels_tp`` (Torch-Pruning), ``channels_report`` (medians, verdicts, tables).
@@ -22,8 +25,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import multiprocessing
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +81,9 @@ def run_arm(ctx: Context, model: str, arm: Arm, ratio: float, seed: int) -> Row:
     return row
 
 
+Job = tuple[str, Arm, float, int]  # model name, arm, MACs ratio, seed
+
+
 def main() -> None:
     config, out = parse_args(__doc__)
     torch.set_num_threads(config.get("threads", 1))
@@ -83,7 +91,7 @@ def main() -> None:
     models: dict[str, Any] = {}
     for spec in config["models"]:
         name = spec["name"]
-        ctx = load_context(config, spec)
+        ctx = load_context(config, spec)  # trains and caches the dense model before any worker
         dense_acc = accuracy(ctx.dense, ctx.test_loader)
         print(f"{name}: dense {dense_acc:.2f}% ({time.perf_counter() - start:.0f} s)", flush=True)
         result: dict[str, Any] = {
@@ -94,10 +102,41 @@ def main() -> None:
         }
         models[name] = result
         grid = itertools.product(config["mac_targets"], arms(config), config["seeds"])
-        for ratio, arm, seed in grid:
-            result["runs"].append(run_arm(ctx, name, arm, ratio, seed))
+        jobs = [(name, arm, float(ratio), seed) for ratio, arm, seed in grid]
+        for row in run_jobs(config, spec, ctx, jobs):
+            result["runs"].append(row)
             _write(out, config, models, start, final=False)
     _write(out, config, models, start, final=True)
+
+
+def run_jobs(
+    config: Mapping[str, Any], spec: Mapping[str, Any], ctx: Context, jobs: Sequence[Job]
+) -> Iterator[Row]:
+    """Every job's row, in order: here, or in ``config["workers"]`` spawned processes."""
+    workers = int(config.get("workers", 1))
+    if workers <= 1:
+        yield from (run_arm(ctx, *job) for job in jobs)
+        return
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(dict(config), dict(spec)),
+    ) as pool:
+        yield from pool.map(_run_job, jobs)
+
+
+_WORKER: dict[str, Context] = {}
+"""A worker process's context (data and dense model), loaded once by :func:`_start_worker`."""
+
+
+def _start_worker(config: dict[str, Any], spec: dict[str, Any]) -> None:
+    torch.set_num_threads(config.get("threads", 1))
+    _WORKER["ctx"] = load_context(config, spec)
+
+
+def _run_job(job: Job) -> Row:
+    return run_arm(_WORKER["ctx"], *job)
 
 
 def _write(

@@ -88,3 +88,48 @@ def test_prunekit_and_torch_pruning_reach_the_mac_targets(tmp_path: Path) -> Non
     assert pooled.returncode == 0, pooled.stderr[-3000:]
     assert (tmp_path / "pooled.png").stat().st_size > 0
     assert (tmp_path / "pooled.md").read_text().count("| small-vgg |") == 4 + 2
+
+
+def _run_harness(config: dict[str, object], tmp_path: Path, name: str) -> list[dict[str, object]]:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / name
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs: list[dict[str, object]] = json.loads((out / "results.json").read_text())["models"][
+        "small-vgg"
+    ]["runs"]
+    return runs
+
+
+def test_workers_give_the_rows_of_one_process_in_grid_order(tmp_path: Path) -> None:
+    """Arms run in two spawned processes measure exactly what one process measures."""
+    config = {
+        **CONFIG,
+        "cache_dir": str(tmp_path / "dense"),
+        "mac_targets": [2],
+        "seeds": [0, 1],
+        "arms": {
+            "prunekit": {
+                "estimators": ["bn-scale"],
+                "schedules": ["one-shot", "gradual"],
+                "recovery": ["finetune"],
+            }
+        },
+    }
+    serial = _run_harness(config, tmp_path, "serial")
+    parallel = _run_harness({**config, "workers": 2}, tmp_path, "parallel")
+    keys = ("schedule", "seed", "accuracy", "macs_ratio", "params_ratio")
+    assert [[r[k] for k in keys] for r in parallel] == [[r[k] for k in keys] for r in serial]
+    assert [(r["schedule"], r["seed"]) for r in serial] == [
+        ("one-shot", 0),
+        ("one-shot", 1),
+        ("gradual", 0),
+        ("gradual", 1),
+    ]
