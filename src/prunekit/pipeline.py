@@ -20,7 +20,8 @@ from prunekit.data import load_dataset, make_loader
 from prunekit.io import load, save
 from prunekit.measure import ModelStats, layer_sparsity, measure
 from prunekit.models import build_model
-from prunekit.recipe import Recipe, TrainSpec
+from prunekit.recipe import DistillSpec, Recipe, TrainSpec
+from prunekit.recovery import DistillConfig, train_distilled
 from prunekit.report.plots import plot_layer_sparsity, plot_metric_vs_sparsity
 from prunekit.surgery import rebuild_hook
 from prunekit.surgery.structured import StructuralResult
@@ -60,19 +61,30 @@ def _data(recipe: Recipe) -> _Data:
     return _Data(train_loader, test_loader, example)
 
 
-def _fit(model: nn.Module, loader: DataLoader[Any], spec: TrainSpec, progress: bool) -> None:
+def _fit(
+    model: nn.Module,
+    loader: DataLoader[Any],
+    spec: TrainSpec,
+    progress: bool,
+    distill: DistillSpec | None = None,
+    teacher: nn.Module | None = None,
+) -> None:
+    """Train ``model`` as ``spec`` says; with ``distill``, distil from ``teacher``."""
     if spec.epochs == 0 and spec.max_steps is None:
         return
-    train(
-        model,
-        loader,
-        epochs=max(spec.epochs, 1),
-        max_steps=spec.max_steps,
-        lr=spec.lr,
-        optimizer=spec.optimizer,
-        weight_decay=spec.weight_decay,
-        progress=progress,
-    )
+    options: dict[str, Any] = {
+        "epochs": max(spec.epochs, 1),
+        "max_steps": spec.max_steps,
+        "lr": spec.lr,
+        "optimizer": spec.optimizer,
+        "weight_decay": spec.weight_decay,
+        "progress": progress,
+    }
+    if distill is None or teacher is None:
+        train(model, loader, **options)
+        return
+    config = DistillConfig(alpha=distill.alpha, temperature=distill.temperature)
+    train_distilled(model, teacher, loader, config, **options)
 
 
 def dense_model(
@@ -186,10 +198,10 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> Jo
     pruned = measure(result.model, data.example, eval_fn=eval_fn)
     after = None
     if recipe.finetune.epochs or recipe.finetune.max_steps:
-        log(
-            "fine-tuning" + ("" if isinstance(result, StructuralResult) else " with the masks kept")
-        )
-        _fit(result.model, data.train, recipe.finetune, progress)
+        distill = recipe.finetune.distill
+        kept = "" if isinstance(result, StructuralResult) else " with the masks kept"
+        log(f"fine-tuning{kept}" + (", distilling from the unpruned model" if distill else ""))
+        _fit(result.model, data.train, recipe.finetune, progress, distill, teacher=model)
         after = measure(result.model, data.example, eval_fn=eval_fn)
     curves = sparsity_curves(recipe, model, data, log) if recipe.output.curve else {}
     files = _write(recipe, result, curves)

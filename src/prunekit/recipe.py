@@ -82,6 +82,27 @@ class TrainSpec(_Strict):
     weight_decay: float = Field(0.0, ge=0)
 
 
+class DistillSpec(_Strict):
+    """Distillation from the unpruned model while fine-tuning (Hinton et al. 2015): ``alpha``
+    weighs the KL term on logits softened by ``temperature`` against the label loss."""
+
+    alpha: float = Field(0.5, ge=0, le=1)
+    temperature: float = Field(2.0, gt=0)
+
+
+class FinetuneSpec(TrainSpec):
+    """Fine-tuning after pruning: :class:`TrainSpec`, plus ``distill`` to learn from the
+    unpruned model's logits instead of the labels alone."""
+
+    distill: DistillSpec | None = None
+
+    @model_validator(mode="after")
+    def _distill_needs_training(self) -> FinetuneSpec:
+        if self.distill is not None and self.epochs == 0 and self.max_steps is None:
+            raise ValueError("distill needs fine-tuning: set finetune.epochs or max_steps")
+        return self
+
+
 def _is_layer(granularity: str) -> bool:
     from prunekit.surgery.layers import is_layer_granularity
 
@@ -270,7 +291,7 @@ class Recipe(_Strict):
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     prune: PruneSpec
-    finetune: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=0))
+    finetune: FinetuneSpec = Field(default_factory=lambda: FinetuneSpec(epochs=0))
     output: OutputSpec = Field(default_factory=OutputSpec)
     seed: int = 0
     threads: int | None = Field(

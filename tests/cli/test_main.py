@@ -174,6 +174,22 @@ def test_prune_options_remove_whole_blocks_at_layer_granularity(tmp_path: Path) 
     assert len(identities) == 2
 
 
+def test_prune_options_distil_by_bn_scale_on_channels(tmp_path: Path) -> None:
+    args = ["prune", "--model", "small-vgg", "--model-arg", "width=4", "--dataset", "digits"]
+    args += ["--granularity", "channel", "--estimator", "bn-scale", "--sparsity", "0.25"]
+    args += ["--finetune-epochs", "1", "--distill", "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "distilling from the unpruned model" in result.output
+    meta = read_metadata(tmp_path / "model")
+    assert meta.plan is not None
+    recipe = meta.extra["recipe"]
+    assert recipe["prune"]["estimator"]["name"] == "bn-scale"
+    assert recipe["finetune"]["distill"] == {"alpha": 0.5, "temperature": 2.0}
+    result = runner.invoke(app, [*args[:-2], "--finetune-epochs", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "distill needs fine-tuning" in " ".join(result.output.split())
+
+
 def test_layer_options_are_validated_like_a_layer_recipe(tmp_path: Path) -> None:
     base = ["prune", "--model", "small-resnet", "--granularity", "layer", "--out", str(tmp_path)]
     for extra, message in [

@@ -66,3 +66,55 @@ def test_finetune_with_distillation_and_feature_adapter() -> None:
     masked = prune(teacher, sparsity=0.5).model
     result = finetune(masked, data, data, FinetuneConfig(epochs=2, progress=False))
     assert float((masked[0].weight == 0).float().mean()) >= 0.4
+
+
+def _mlp(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=gen)
+    return [(x[i : i + 16], torch.randint(0, 3, (16,), generator=gen)) for i in range(0, 64, 16)]
+
+
+def test_train_distilled_with_alpha_zero_is_plain_training() -> None:
+    from prunekit.recovery import train_distilled
+    from prunekit.train import train
+
+    plain, distilled, teacher = _mlp(0), _mlp(0), _mlp(1)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    stats = train(plain, _batches(), epochs=2, lr=0.01, progress=False)
+    distilled_stats = train_distilled(
+        distilled, teacher, _batches(), DistillConfig(alpha=0.0), epochs=2, lr=0.01, progress=False
+    )
+    assert distilled_stats.steps == stats.steps == 8
+    for a, b in zip(plain.parameters(), distilled.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_train_distilled_moves_the_student_towards_the_teacher() -> None:
+    from prunekit.recovery import train_distilled
+
+    student, teacher = _mlp(0), _mlp(1)
+    x = torch.cat([b[0] for b in _batches()])
+
+    def gap() -> float:
+        with torch.no_grad():
+            return float(soft_kl(student(x), teacher(x), 1.0))
+
+    start = gap()
+    train_distilled(
+        student,
+        teacher,
+        _batches(),
+        DistillConfig(alpha=1.0, temperature=1.0),
+        epochs=20,
+        lr=0.01,
+        progress=False,
+    )
+    assert gap() < 0.2 * start
+    with pytest.raises(ConfigError, match="loss_fn"):
+        train_distilled(student, teacher, _batches(), loss_fn=lambda o, t: o.sum())

@@ -115,6 +115,13 @@ def prune_command(
     ] = None,
     train_epochs: Annotated[int, typer.Option(help="Dense training epochs (no checkpoint).")] = 1,
     finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs after pruning.")] = 0,
+    distill: Annotated[
+        bool,
+        typer.Option(
+            help="Fine-tune by distilling from the unpruned model (alpha 0.5, temperature 2; "
+            "a recipe's finetune.distill sets them)."
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/prune"),
 ) -> None:
     """Prune a model from a YAML recipe, or from options."""
@@ -137,7 +144,7 @@ def prune_command(
                 "surgery": surgery,
                 "exclude": exclude or [],
             },
-            "finetune": {"epochs": finetune_epochs},
+            "finetune": {"epochs": finetune_epochs, "distill": {} if distill else None},
             "output": {"dir": str(out)},
         }
         recipe = _guarded(lambda: parse_recipe(spec, "command line"))

@@ -4,7 +4,13 @@ atomic checkpoints that let long pruning jobs resume after being killed."""
 from prunekit.recovery.batchnorm import batchnorm_layers, recalibrate_batchnorm
 from prunekit.recovery.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from prunekit.recovery.distill import DistillConfig, distillation_loss, feature_loss, soft_kl
-from prunekit.recovery.finetune import EpochRecord, FinetuneConfig, FinetuneResult, finetune
+from prunekit.recovery.finetune import (
+    EpochRecord,
+    FinetuneConfig,
+    FinetuneResult,
+    finetune,
+    train_distilled,
+)
 from prunekit.recovery.resume import CHECKPOINT_NAME, train_resumable
 
 __all__ = [
@@ -23,5 +29,6 @@ __all__ = [
     "rng_state",
     "save_checkpoint",
     "soft_kl",
+    "train_distilled",
     "train_resumable",
 ]

@@ -5,6 +5,8 @@ rate schedule, evaluates after each epoch, and keeps the best epoch's weights. W
 ``teacher`` the loss is :func:`~prunekit.recovery.distill.distillation_loss` on the teacher's
 logits for the same batch, plus (optionally) feature matching between named modules of the
 student and the teacher through 1x1 adapters where a pruned student is narrower (FitNets).
+:func:`train_distilled` is ``train`` with the distillation loss, for loops that need ``train``'s
+exact step and epoch semantics (the recipe pipeline).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from prunekit.errors import ConfigError
 from prunekit.masks import clone_model, masks_of
 from prunekit.recovery.distill import DistillConfig, distillation_loss, feature_loss
-from prunekit.train import LossFn, StepCallback, evaluate, make_optimizer, train
+from prunekit.train import LossFn, StepCallback, TrainStats, evaluate, make_optimizer, train
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,27 @@ class _Distiller(nn.Module):
     def close(self) -> None:
         for hook in self.hooks:
             hook.remove()
+
+
+def train_distilled(
+    student: nn.Module,
+    teacher: nn.Module,
+    loader: Iterable[Any],
+    distill: DistillConfig | None = None,
+    **train_options: Any,
+) -> TrainStats:
+    """:func:`prunekit.train.train` of ``student`` (in place) on the distillation loss
+    ``alpha * T^2 KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) CE`` (Hinton et
+    al. 2015, "Distilling the Knowledge in a Neural Network") from a frozen copy of ``teacher``.
+    ``train_options`` are ``train``'s (``epochs``, ``max_steps``, ``lr``, ``optimizer``, ...),
+    with the same meaning, so a plain fine-tune becomes a distillation by changing the call."""
+    if "loss_fn" in train_options:
+        raise ConfigError("train_distilled: the loss is the distillation loss; loss_fn not allowed")
+    distiller = _Distiller(student, teacher, distill or DistillConfig(), {})
+    try:
+        return train(distiller, loader, loss_fn=distiller.loss, **train_options)
+    finally:
+        distiller.close()
 
 
 def _nonzero_masks(model: nn.Module) -> int:
