@@ -13,9 +13,9 @@ from prunekit.core.groups import Group, Scores, Selection, selection_to_masks
 from prunekit.core.selection import SelectionConfig, select
 from prunekit.estimators import ScoringData, get_estimator
 from prunekit.graph import build_structural_groups
-from prunekit.masks import apply_masks, bake_masks, clone_model
+from prunekit.masks import apply_masks, clone_model
 from prunekit.measure import count_macs
-from prunekit.schedules import Polynomial, rank_remaining, removed_units
+from prunekit.schedules import Polynomial, rank_remaining, remove_masked_units, removed_units
 from prunekit.surgery import apply_surgery
 
 
@@ -98,10 +98,9 @@ class GradualMacs:
         self.applied = progress
 
     def finish(self, model: nn.Module) -> nn.Module:
-        """Make the masks permanent and remove the masked channels (exact: they output zero)."""
+        """The physically smaller model without the masked channels (exact: they output zero)."""
         assert self.selection is not None and self.applied == 1.0
-        bake_masks(model)
-        pruned, _ = apply_surgery(model, self.groups, self.selection)
+        pruned, _ = remove_masked_units(model, self.groups)
         return pruned
 
 

@@ -15,6 +15,7 @@ from prunekit.schedules.stepper import (
     Stepper,
     prune_further,
     rank_remaining,
+    remove_masked_units,
     removed_units,
 )
 
@@ -43,5 +44,6 @@ __all__ = [
     "get_schedule",
     "prune_further",
     "rank_remaining",
+    "remove_masked_units",
     "removed_units",
 ]

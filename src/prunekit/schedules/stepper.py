@@ -4,7 +4,9 @@
 masked: units removed earlier are ranked below every other unit, so they stay removed and the
 model ends with exactly ``round(sparsity * units)`` units removed (per layer or globally), not
 the union of two unrelated selections. :class:`Stepper` calls it at the right steps and is a
-plain ``(step, model)`` callable, the ``on_step`` hook of :func:`prunekit.train.train`.
+plain ``(step, model)`` callable, the ``on_step`` hook of :func:`prunekit.train.train`. With
+structural groups (coupled channels), :func:`remove_masked_units` turns the masked model at the
+end of training into the physically smaller one.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from prunekit.errors import check_sparsity
 from prunekit.estimators import as_scoring_data, get_estimator
 from prunekit.estimators.data import LossFn
 from prunekit.granularity import build_groups, get_granularity
-from prunekit.masks import apply_masks, masks_of
+from prunekit.masks import apply_masks, bake_masks, clone_model, masks_of
 from prunekit.schedules.formulas import Schedule
+from prunekit.surgery import Plan, apply_surgery
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,20 @@ def prune_further(
     masks = selection_to_masks(groups, selection)
     apply_masks(model, masks)
     return PruneResult(model, groups, raw, selection, masks, config, est, gran)
+
+
+def remove_masked_units(model: nn.Module, groups: Sequence[Group]) -> tuple[nn.Module, Plan]:
+    """A physically smaller copy of ``model`` without the units its masks remove, and the plan.
+
+    ``groups`` are the structural groups the masks were chosen on (those given to
+    :class:`Stepper` or :func:`prune_further`): a unit whose root slice is masked out is cut
+    from every member of its group, so the copy computes what the masked model computes (each
+    member slice of a removed unit is zero). ``model`` keeps its masks; the copy has none.
+    """
+    keep = {name: ~removed for name, removed in removed_units(model, groups).items()}
+    baked = clone_model(model)
+    bake_masks(baked)
+    return apply_surgery(baked, groups, keep)
 
 
 class Stepper:
