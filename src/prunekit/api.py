@@ -122,6 +122,7 @@ def prune(
     latency: bool = ...,
     inplace: bool = ...,
     heads: bool = ...,
+    recalibrate: bool = ...,
 ) -> PruneResult: ...
 
 
@@ -152,6 +153,7 @@ def prune(
     latency: bool = ...,
     inplace: bool = ...,
     heads: bool = ...,
+    recalibrate: bool = ...,
 ) -> PruneResult | StructuralResult: ...
 
 
@@ -181,6 +183,7 @@ def prune(
     latency: bool = False,
     inplace: bool = False,
     heads: bool = True,
+    recalibrate: bool = True,
 ) -> PruneResult | StructuralResult:
     """Score, select and mask (or remove) in one call.
 
@@ -208,7 +211,9 @@ def prune(
     rounds kept widths up to a multiple, ``min_keep`` is the narrowest a group may become.
     ``heads=True`` (the default) lets whole heads of ``nn.MultiheadAttention`` go: the working
     copy holds an exact drop-in replacement (:mod:`prunekit.ops.mha`) whose inner width may
-    shrink; ``heads=False`` keeps their width.
+    shrink; ``heads=False`` keeps their width. With ``recalibrate=True`` (the default) and
+    ``data``, the pruned model's BatchNorm statistics are re-estimated on the scoring batches
+    (the cheapest recovery step); without data a warning says they were only sliced.
 
     **Layers** (``granularity="layer"``, with ``example_inputs``): whole residual blocks are the
     units (:func:`~prunekit.surgery.layers.prune_layers`); ``sparsity`` is the fraction of
@@ -264,7 +269,7 @@ def prune(
         scoring = as_scoring_data(data, loss_fn, n_batches)
         return prune_structured(
             model, example_inputs, estimator=unit_estimator, data=scoring, heads=heads,
-            **surgery_options,
+            recalibrate=recalibrate, **surgery_options,
         )  # fmt: skip
     scored = score(
         model,

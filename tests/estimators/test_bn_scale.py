@@ -104,3 +104,23 @@ def test_element_groups_are_refused_with_a_pointer_to_channels() -> None:
     model = vgg_like()
     with pytest.raises(ConfigError, match="channel"):
         prunekit.prune(model, sparsity=0.5, granularity="element", estimator="bn-scale")
+
+
+def test_surgery_without_data_warns_that_batchnorm_statistics_are_stale() -> None:
+    import warnings
+
+    model, x = vgg_like(), torch.randn(1, 1, 8, 8)
+    with pytest.warns(UserWarning, match=r"2 BatchNorm layer\(s\) keep the dense model's"):
+        prunekit.prune(model, x, sparsity=0.5, granularity="channel", metrics=False)
+    batches = [(torch.randn(8, 1, 8, 8), torch.randint(0, 3, (8,)))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opted_out = prunekit.prune(
+            model, x, sparsity=0.5, granularity="channel", metrics=False, recalibrate=False
+        )
+        with_data = prunekit.prune(
+            model, x, sparsity=0.5, granularity="channel", metrics=False, data=batches
+        )
+    kept = opted_out.model[1].running_mean
+    assert torch.equal(kept, model[1].running_mean[opted_out.selection["0"]])  # only sliced
+    assert not torch.equal(with_data.model[1].running_mean, kept)  # re-estimated on the data

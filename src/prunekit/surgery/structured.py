@@ -13,6 +13,7 @@ applies the already verified plan to the user's model only at the end.
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -179,11 +180,8 @@ def prune_structured(
                 selection[name] = torch.ones_like(selection[name], dtype=torch.bool)
             pruned, plan = apply_surgery(model, pool, selection)
             report = check(pruned)
-    if recalibrate and data is not None:
-        # imported here: recovery builds on the one-call API, which builds on this module
-        from prunekit.recovery.batchnorm import recalibrate_batchnorm
-
-        recalibrate_batchnorm(pruned, data.batches, max_batches=None)
+    if recalibrate:
+        _recalibrate(pruned, data, removed=any(not bool(k.all()) for k in selection.values()))
     before = after = None
     if metrics:
         # the working copy: the same function and parameters, and with heads converted its
@@ -197,4 +195,26 @@ def prune_structured(
         pruned = original
     return StructuralResult(
         pruned, plan, traced, scores, selection, config, estimator, report, before, after, kept
+    )
+
+
+def _recalibrate(pruned: nn.Module, data: ScoringData | None, removed: bool) -> None:
+    """Re-estimate the pruned model's BatchNorm statistics on ``data``; without data, warn
+    when channels were removed from a model with BatchNorm (its statistics are only sliced)."""
+    # imported here: recovery builds on the one-call API, which builds on this module
+    from prunekit.recovery.batchnorm import batchnorm_layers, recalibrate_batchnorm
+
+    layers = batchnorm_layers(pruned)
+    if not layers or not removed:
+        return
+    if data is not None:
+        recalibrate_batchnorm(pruned, data.batches, max_batches=None)
+        return
+    warnings.warn(
+        f"channels were removed but the {len(layers)} BatchNorm layer(s) keep the dense "
+        "model's running statistics (sliced), which no longer match their inputs: pass data= "
+        "to re-estimate them (the default), or call "
+        "prunekit.recovery.recalibrate_batchnorm(model, loader) before evaluating",
+        UserWarning,
+        stacklevel=4,  # the caller of prunekit.prune
     )
