@@ -113,7 +113,9 @@ def warm_up() -> None:
 
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 3))
     x = torch.randn(1, 3, 8, 8)
-    prunekit.prune(net, x, sparsity=0.5, granularity="channel", verify=False, metrics=False)
+    prunekit.prune(
+        net, x, sparsity=0.5, granularity="channel", verify=False, metrics=False, recalibrate=False
+    )
     importance = tp.importance.MagnitudeImportance(p=1)
     tp.pruner.MagnitudePruner(copy.deepcopy(net), x, importance=importance).step()
 

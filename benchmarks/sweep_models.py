@@ -113,6 +113,7 @@ def prunekit_options(config: Mapping[str, Any]) -> dict[str, Any]:
         "scope": config["scope"],
         "verify": False,
         "metrics": False,
+        "recalibrate": False,  # no data here; Torch-Pruning does not recalibrate either
     }
 
 
