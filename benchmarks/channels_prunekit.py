@@ -30,10 +30,17 @@ def score(
 
 
 def select_for_macs(
-    ctx: Context, reference: nn.Module, groups: Sequence[Group], scores: Scores, target: float
+    ctx: Context,
+    reference: nn.Module,
+    groups: Sequence[Group],
+    scores: Scores,
+    target: float,
+    at_least: int = 0,
 ) -> Selection:
-    """The global selection removing the fewest channels whose pruned ``reference`` has at most
-    ``target`` MACs (bisection on the number removed: MACs fall as more units go)."""
+    """The global selection removing the fewest channels, and at least ``at_least``, whose
+    pruned ``reference`` has at most ``target`` MACs (bisection on the number removed: MACs
+    fall as more units go). A gradual schedule passes the number its masks already remove:
+    those rank lowest, so the selection keeps them removed instead of reviving masked units."""
     total = sum(g.n_units for g in groups)
     round_to = ctx.config.get("round_to", 1)
 
@@ -43,7 +50,7 @@ def select_for_macs(
         pruned, _ = apply_surgery(reference, groups, selection)
         return count_macs(pruned, ctx.example).total, selection
 
-    lo, hi = 0, total - len(groups)  # min_keep=1: every group keeps a unit
+    lo, hi = at_least, total - len(groups)  # min_keep=1: every group keeps a unit
     macs, best = attempt(hi)
     if macs > target:
         raise RuntimeError(f"cannot reach {target:.0f} MACs: {macs} with all but one unit removed")
@@ -93,7 +100,10 @@ class GradualMacs:
             self.arm.estimator, model, self.groups, self.data, self.ctx.config["normalize"]
         )
         target = self.ctx.dense_macs / self.ratio**progress
-        self.selection = select_for_macs(self.ctx, self.reference, self.groups, scores, target)
+        gone = sum(int(r.sum()) for r in removed_units(model, self.groups).values())
+        self.selection = select_for_macs(
+            self.ctx, self.reference, self.groups, scores, target, at_least=gone
+        )
         apply_masks(model, selection_to_masks(self.groups, self.selection))
         self.applied = progress
 

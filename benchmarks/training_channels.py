@@ -102,7 +102,7 @@ def main() -> None:
         }
         models[name] = result
         grid = itertools.product(config["mac_targets"], arms(config), config["seeds"])
-        jobs = [(name, arm, float(ratio), seed) for ratio, arm, seed in grid]
+        jobs = [(name, arm, ratio, seed) for ratio, arm, seed in grid]
         for row in run_jobs(config, spec, ctx, jobs):
             result["runs"].append(row)
             _write(out, config, models, start, final=False)
