@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from common import ROOT
+from common import ROOT, cached_model
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from prunekit.data import load_dataset, make_loader
 from prunekit.estimators import ScoringData
-from prunekit.io import load, save
+from prunekit.io import save
 from prunekit.measure import count_macs
 from prunekit.models import build_model
 from prunekit.recovery import DistillConfig, FinetuneConfig, finetune, recalibrate_batchnorm
@@ -61,17 +61,22 @@ def load_context(config: Mapping[str, Any], spec: Mapping[str, Any]) -> Context:
 def dense_model(
     config: Mapping[str, Any], spec: Mapping[str, Any], train_set: TensorDataset
 ) -> nn.Module:
-    """Train the dense model once (Adam, cosine LR), cached by its settings under ``cache_dir``."""
+    """Train the dense model once (Adam, cosine LR), cached by its settings under ``cache_dir``.
+
+    A model shipped under ``benchmarks/models/`` with the same key is used first
+    (:func:`common.cached_model`): the documented runs started from it.
+    """
     cache = Path(config.get("cache_dir", ROOT.parent / "runs" / "bench" / "dense"))
     kwargs = dict(spec.get("kwargs", {}))
     key = (
         f"{spec['name']}{_kwargs_tag(kwargs)}-{config['dataset']}-cos-e{spec['epochs']}"
         f"-n{config.get('train_limit')}-s0"
     )
+    seed_everything(0)  # before building: the initialisation is part of the cached model
     model = build_model(spec["name"], **kwargs)
-    if (cache / key / "prunekit.json").exists():
-        return load(cache / key, model)
-    seed_everything(0)
+    found = cached_model(key, cache, model)
+    if found is not None:
+        return found
     loader = make_loader(train_set, config["batch_size"], shuffle=True, seed=0)
     settings = FinetuneConfig(
         epochs=spec["epochs"], lr=spec.get("lr", 1e-3), keep_best=False, progress=False

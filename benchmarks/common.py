@@ -49,6 +49,19 @@ def loaders(
     )
 
 
+SHIPPED = ROOT / "models"
+"""Dense models the documented runs started from, kept in the repository (safetensors, see
+``benchmarks/models/README.md``): found before the local cache, so those runs reproduce."""
+
+
+def cached_model(key: str, cache: Path, model: nn.Module) -> nn.Module | None:
+    """``model`` loaded from the shipped or the cached save named ``key``, if there is one."""
+    for folder in (SHIPPED / key, cache / key):
+        if (folder / "prunekit.json").exists():
+            return load(folder, model)
+    return None
+
+
 def dense_model(config: Mapping[str, Any], train_loader: DataLoader[Any], cache: Path) -> nn.Module:
     """Train the config's dense model once (cached by a key of its settings)."""
     spec = config["model"]
@@ -62,10 +75,11 @@ def dense_model(config: Mapping[str, Any], train_loader: DataLoader[Any], cache:
         ]
     )
     path = cache / key
+    seed_everything(config.get("seed", 0))  # before building: the initialisation is seeded too
     model = build_model(spec["name"], **spec.get("kwargs", {}))
-    if (path / "prunekit.json").exists():
-        return load(path, model)
-    seed_everything(config.get("seed", 0))
+    found = cached_model(key, cache, model)
+    if found is not None:
+        return found
     train(model, train_loader, epochs=spec["epochs"], lr=spec.get("lr", 1e-3), progress=False)
     save(model, path, arch={"model": spec["name"], "kwargs": spec.get("kwargs", {})})
     return model
