@@ -224,15 +224,29 @@ def merge(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def only_targets(run: Mapping[str, Any], targets: Sequence[float]) -> dict[str, Any]:
+    """``run`` with only the measurements at the given MAC targets."""
+    models = {
+        name: {**result, "runs": [r for r in result["runs"] if r["target"] in targets]}
+        for name, result in run["models"].items()
+    }
+    return {**run, "models": models}
+
+
 def main() -> None:
     """``python benchmarks/channels_report.py RESULTS_JSON [MORE_JSON ...] --plot PNG
-    [--markdown MD]``: redraw finished runs, pooled into one table when several are given."""
+    [--markdown MD] [--targets 2 4]``: redraw finished runs, pooled into one table when several
+    are given (``--targets`` keeps only those MAC targets)."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("results", type=Path, nargs="+")
     parser.add_argument("--plot", type=Path, required=True)
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--targets", type=float, nargs="+", default=None)
     args = parser.parse_args()
-    results = merge([json.loads(path.read_text()) for path in args.results])
+    runs = [json.loads(path.read_text()) for path in args.results]
+    if args.targets is not None:
+        runs = [only_targets(run, args.targets) for run in runs]
+    results = merge(runs)
     plot(results, args.plot)
     print(f"wrote {args.plot}")
     if args.markdown is not None:
