@@ -189,8 +189,13 @@ def default_oracle(groups: Sequence[Group]) -> Oracle:
 
 
 def default_estimators() -> list[str]:
-    """Every registered estimator except the oracle."""
-    return [name for name in ESTIMATORS.names() if name != Oracle.name]
+    """Every registered estimator except the oracle and those that need structural groups
+    (``bn_scale``: grading scores per-layer groups, which hold no BatchNorm)."""
+    return [
+        name
+        for name in ESTIMATORS.names()
+        if name != Oracle.name and not ESTIMATORS.get(name).structural_only
+    ]
 
 
 def compare(

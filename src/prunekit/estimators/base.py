@@ -35,6 +35,9 @@ class Estimator(ABC):
     """True for activation-based estimators: they score neurons/channels, not single weights."""
     partial: ClassVar[bool] = False
     """True if some units may be left unscored (NaN), e.g. a sampled oracle."""
+    structural_only: ClassVar[bool] = False
+    """True if it needs structural groups (a channel with its BatchNorm entries, from
+    :func:`prunekit.graph.build_structural_groups`): per-layer groups cannot be scored."""
 
     reduction: Reduction = "sum"
 

@@ -89,6 +89,7 @@ class BNScale(Estimator):
     name: ClassVar[str] = "bn_scale"
     summary: ClassVar[str] = "|BatchNorm scale| of a channel (network slimming)"
     output_units_only: ClassVar[bool] = True
+    structural_only: ClassVar[bool] = True
 
     def compute(
         self, model: nn.Module, groups: Sequence[Group], data: ScoringData | None
