@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -41,18 +42,7 @@ CONFIG = {
 
 def test_prunekit_and_torch_pruning_reach_the_mac_targets(tmp_path: Path) -> None:
     config = {**CONFIG, "cache_dir": str(tmp_path / "dense")}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), str(path), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads((out / "results.json").read_text())
+    results, out = _run_harness(config, tmp_path, "out")
     runs = results["models"]["small-vgg"]["runs"]
     arms = {(r["library"], r["estimator"], r["schedule"], r["recovery"], r["target"]) for r in runs}
     assert arms == {
@@ -90,7 +80,10 @@ def test_prunekit_and_torch_pruning_reach_the_mac_targets(tmp_path: Path) -> Non
     assert (tmp_path / "pooled.md").read_text().count("| small-vgg |") == 4 + 2
 
 
-def _run_harness(config: dict[str, object], tmp_path: Path, name: str) -> list[dict[str, object]]:
+def _run_harness(
+    config: dict[str, object], tmp_path: Path, name: str
+) -> tuple[dict[str, Any], Path]:
+    """The harness run on ``config`` in a subprocess: its results and output folder."""
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / name
@@ -102,10 +95,7 @@ def _run_harness(config: dict[str, object], tmp_path: Path, name: str) -> list[d
         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    runs: list[dict[str, object]] = json.loads((out / "results.json").read_text())["models"][
-        "small-vgg"
-    ]["runs"]
-    return runs
+    return json.loads((out / "results.json").read_text()), out
 
 
 def test_workers_give_the_rows_of_one_process_in_grid_order(tmp_path: Path) -> None:
@@ -123,8 +113,10 @@ def test_workers_give_the_rows_of_one_process_in_grid_order(tmp_path: Path) -> N
             }
         },
     }
-    serial = _run_harness(config, tmp_path, "serial")
-    parallel = _run_harness({**config, "workers": 2}, tmp_path, "parallel")
+    serial = _run_harness(config, tmp_path, "serial")[0]["models"]["small-vgg"]["runs"]
+    parallel = _run_harness({**config, "workers": 2}, tmp_path, "parallel")[0]["models"][
+        "small-vgg"
+    ]["runs"]
     keys = ("schedule", "seed", "accuracy", "macs_ratio", "params_ratio")
     assert [[r[k] for k in keys] for r in parallel] == [[r[k] for k in keys] for r in serial]
     assert [(r["schedule"], r["seed"]) for r in serial] == [
