@@ -118,3 +118,14 @@ def test_train_distilled_moves_the_student_towards_the_teacher() -> None:
     assert gap() < 0.2 * start
     with pytest.raises(ConfigError, match="loss_fn"):
         train_distilled(student, teacher, _batches(), loss_fn=lambda o, t: o.sum())
+
+
+def test_train_distilled_refuses_a_teacher_with_other_outputs() -> None:
+    from prunekit.recovery import train_distilled
+
+    student = _mlp(0)
+    before = [p.clone() for p in student.parameters()]
+    teacher = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 5))
+    with pytest.raises(ConfigError, match=r"outputs \(16, 3\) and the teacher's \(16, 5\)"):
+        train_distilled(student, teacher, _batches(), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, student.parameters(), strict=True))

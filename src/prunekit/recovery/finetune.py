@@ -110,6 +110,12 @@ class _Distiller(nn.Module):
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         assert self.teacher_logits is not None
+        if outputs.shape != self.teacher_logits.shape:
+            raise ConfigError(
+                f"distillation: the student's outputs {tuple(outputs.shape)} and the teacher's "
+                f"{tuple(self.teacher_logits.shape)} differ in shape; the teacher must be the "
+                "unpruned model (its classifier keeps the same classes)"
+            )
         total = distillation_loss(outputs, self.teacher_logits, targets, self.config)
         for s in self.features:
             s_feat = self.seen[f"s:{s}"]
