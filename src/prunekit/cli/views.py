@@ -29,6 +29,7 @@ def registry_tables() -> list[Table]:
     for name in ESTIMATORS.names():
         cls = ESTIMATORS.get(name)
         units = "neurons/channels" if cls.output_units_only else "any"
+        units = "channels (structural)" if cls.structural_only else units
         estimators.add_row(name, "yes" if cls.needs_data else "no", units, cls.summary)
     for name in BLOCK_ESTIMATORS.names():
         cls = BLOCK_ESTIMATORS.get(name)
