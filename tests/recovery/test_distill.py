@@ -129,3 +129,25 @@ def test_train_distilled_refuses_a_teacher_with_other_outputs() -> None:
     with pytest.raises(ConfigError, match=r"outputs \(16, 3\) and the teacher's \(16, 5\)"):
         train_distilled(student, teacher, _batches(), progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, student.parameters(), strict=True))
+
+
+def test_finetune_takes_a_loss_with_a_penalty() -> None:
+    from prunekit.methods import bn_scale_penalty, with_penalty
+    from prunekit.recovery import FinetuneConfig, finetune
+
+    def cnn() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)
+        )
+
+    gen = torch.Generator().manual_seed(0)
+    data = [(torch.randn(8, 1, 6, 6, generator=gen), torch.randint(0, 3, (8,), generator=gen))]
+    config = FinetuneConfig(epochs=20, lr=0.01, keep_best=False, progress=False)
+    plain, slimmed = cnn(), cnn()
+    finetune(plain, data, None, config)
+    finetune(slimmed, data, None, config, loss_fn=with_penalty(bn_scale_penalty, slimmed, 1.0))
+    # Adam moves each scale by at most ~lr per step: 4 scales, 20 steps, cosine LR
+    assert float(bn_scale_penalty(slimmed)) < float(bn_scale_penalty(plain)) - 0.4
+    with pytest.raises(ConfigError, match="not both"):
+        finetune(plain, data, None, config, teacher=cnn(), loss_fn=nn.functional.cross_entropy)

@@ -165,17 +165,22 @@ def finetune(
     distill: DistillConfig | None = None,
     features: Mapping[str, str] | None = None,
     on_step: StepCallback | None = None,
+    loss_fn: LossFn | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` in place; with ``teacher``, distil from it (``features`` maps student
-    module names to teacher module names for feature matching).
+    module names to teacher module names for feature matching). ``loss_fn(outputs, targets)``
+    replaces cross-entropy when there is no teacher, e.g. with a sparsity penalty
+    (:func:`prunekit.methods.with_penalty`).
 
     ``keep_best`` restores the epoch with the best eval accuracy among the epochs whose masks
     are the final ones (so a schedule still pruning in early epochs cannot win with a denser
     model). ``on_step(step, model)`` gets the student and a step counted over all epochs.
     """
     config = config or FinetuneConfig()
+    if teacher is not None and loss_fn is not None:
+        raise ConfigError("finetune: give teacher= (distillation) or loss_fn=, not both")
     net: nn.Module = model
-    loss_fn: LossFn = torch.nn.functional.cross_entropy
+    loss_fn = loss_fn or torch.nn.functional.cross_entropy
     distiller = None
     if teacher is not None:
         distiller = _Distiller(model, teacher, distill or DistillConfig(), features or {})
