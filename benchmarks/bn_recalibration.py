@@ -58,9 +58,11 @@ def recalibrated(ctx: Context, model: nn.Module, batches: int, seed: int) -> flo
 
 
 def model_label(spec: Mapping[str, Any]) -> str:
-    """``small-vgg`` or, for a variant, ``small-vgg (width=32)``."""
-    kwargs = spec.get("kwargs") or {}
-    extra = ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
+    """``small-vgg`` or, for a variant, ``small-vgg (width=32)`` / ``small-vgg (slimming=1e-4)``."""
+    settings = dict(spec.get("kwargs") or {})
+    if spec.get("slimming"):
+        settings["slimming"] = f"{spec['slimming']:g}"
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
     return f"{spec['name']} ({extra})" if extra else spec["name"]
 
 

@@ -18,6 +18,7 @@ from prunekit.data import load_dataset, make_loader
 from prunekit.estimators import ScoringData
 from prunekit.io import save
 from prunekit.measure import count_macs
+from prunekit.methods import bn_scale_penalty, with_penalty
 from prunekit.models import build_model
 from prunekit.recovery import DistillConfig, FinetuneConfig, finetune, recalibrate_batchnorm
 from prunekit.train import StepCallback, evaluate, seed_everything
@@ -63,14 +64,16 @@ def dense_model(
 ) -> nn.Module:
     """Train the dense model once (Adam, cosine LR), cached by its settings under ``cache_dir``.
 
-    A model shipped under ``benchmarks/models/`` with the same key is used first
-    (:func:`common.cached_model`): the documented runs started from it.
+    ``spec["slimming"]`` (a strength) trains with network slimming's L1 penalty on the
+    BatchNorm scales (Liu et al. 2017). A model shipped under ``benchmarks/models/`` with the
+    same key is used first (:func:`common.cached_model`): the documented runs started from it.
     """
     cache = Path(config.get("cache_dir", ROOT.parent / "runs" / "bench" / "dense"))
     kwargs = dict(spec.get("kwargs", {}))
+    slimming = spec.get("slimming")
     key = (
         f"{spec['name']}{_kwargs_tag(kwargs)}-{config['dataset']}-cos-e{spec['epochs']}"
-        f"-n{config.get('train_limit')}-s0"
+        f"-n{config.get('train_limit')}-s0" + (f"-slim{slimming:g}" if slimming else "")
     )
     seed_everything(0)  # before building: the initialisation is part of the cached model
     model = build_model(spec["name"], **kwargs)
@@ -81,7 +84,8 @@ def dense_model(
     settings = FinetuneConfig(
         epochs=spec["epochs"], lr=spec.get("lr", 1e-3), keep_best=False, progress=False
     )
-    finetune(model, loader, None, settings)
+    penalty = with_penalty(bn_scale_penalty, model, float(slimming)) if slimming else None
+    finetune(model, loader, None, settings, loss_fn=penalty)
     save(model, cache / key, arch={"model": spec["name"], "kwargs": kwargs})
     return model
 

@@ -59,6 +59,9 @@ def test_grading_summarises_seeds(tmp_path: Path) -> None:
     assert len(results["runs"]) == 2
 
 
+VGG8 = {"name": "small-vgg", "kwargs": {"in_size": 8, "width": 8}, "epochs": 2}
+
+
 def test_bn_recalibration_measures_every_setting(tmp_path: Path) -> None:
     """Every (model, estimator, sparsity, scope, batches) row of the BatchNorm-recalibration
     harness, the un-recalibrated row once (its seeds agree)."""
@@ -66,8 +69,9 @@ def test_bn_recalibration_measures_every_setting(tmp_path: Path) -> None:
         "batch_size": 64,
         "threads": 1,
         "models": [
-            {"name": "small-vgg", "kwargs": {"in_size": 8, "width": 8}, "epochs": 2},
+            VGG8,
             {"name": "small-resnet", "kwargs": {"in_size": 8, "width": 4}, "epochs": 1},
+            {**VGG8, "slimming": 0.001},
         ],
         "estimators": ["magnitude", "bn_scale"],
         "sparsities": [0.5],
@@ -77,7 +81,11 @@ def test_bn_recalibration_measures_every_setting(tmp_path: Path) -> None:
     }
     results = run("bn_recalibration.py", config, tmp_path)
     rows = results["rows"]
-    labels = ["small-vgg (in_size=8, width=8)", "small-resnet (in_size=8, width=4)"]
+    labels = [
+        "small-vgg (in_size=8, width=8)",
+        "small-resnet (in_size=8, width=4)",
+        "small-vgg (in_size=8, slimming=0.001, width=8)",
+    ]
     assert list(results["dense_accuracy"]) == labels
     assert [(r["model"], r["estimator"], r["scope"], r["batches"]) for r in rows] == [
         (label, estimator, scope, batches)
