@@ -240,6 +240,7 @@ def prune(
         "metrics": metrics,
         "latency": latency,
         "inplace": inplace,
+        "recalibrate": recalibrate,
     }
     if is_layer_granularity(granularity):
         if example_inputs is None or surgery is False:
@@ -269,7 +270,7 @@ def prune(
         scoring = as_scoring_data(data, loss_fn, n_batches)
         return prune_structured(
             model, example_inputs, estimator=unit_estimator, data=scoring, heads=heads,
-            recalibrate=recalibrate, **surgery_options,
+            **surgery_options,
         )  # fmt: skip
     scored = score(
         model,

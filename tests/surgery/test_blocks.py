@@ -264,3 +264,23 @@ def test_llama_decoder_layers_are_removed_and_verified() -> None:
     torch.testing.assert_close(result.model(ids).logits, want, rtol=0, atol=0)
     cached = result.model.generate(ids, max_new_tokens=6, do_sample=False)  # with a KV cache
     assert torch.equal(cached, generated)
+
+
+def test_layer_pruning_follows_recalibrate_like_channel_pruning() -> None:
+    import warnings
+
+    from prunekit.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("small-resnet", width=4, blocks=(2, 2, 2), in_size=8).eval()
+    x = torch.randn(1, 1, 8, 8)
+    options: dict[str, Any] = {"granularity": "layer", "sparsity": 0.5, "metrics": False}
+    with pytest.warns(UserWarning, match="keep the dense model's running statistics"):
+        prunekit.prune(model, x, **options)
+    batches = [(torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,)))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kept = prunekit.prune(model, x, recalibrate=False, **options).model
+        redone = prunekit.prune(model, x, data=batches, **options).model
+    assert torch.equal(kept.bn1.running_mean, model.bn1.running_mean)  # left as they were
+    assert not torch.equal(redone.bn1.running_mean, model.bn1.running_mean)  # re-estimated

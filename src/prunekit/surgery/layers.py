@@ -35,7 +35,7 @@ from prunekit.measure import measure
 from prunekit.surgery.apply import apply_plan, rebuild
 from prunekit.surgery.blocks import block_entry
 from prunekit.surgery.plan import Plan
-from prunekit.surgery.structured import StructuralResult
+from prunekit.surgery.structured import StructuralResult, recalibrate_after_surgery
 from prunekit.surgery.verify import (
     DEFAULT_ATOL,
     VerificationError,
@@ -203,11 +203,8 @@ def prune_layers(
     report = None
     if verify_result:
         report = verify_blocks(model, pruned, plan, example_inputs, atol=atol)
-    if recalibrate and data is not None:
-        # imported here: recovery builds on the one-call API, which builds on this module
-        from prunekit.recovery.batchnorm import recalibrate_batchnorm
-
-        recalibrate_batchnorm(pruned, data.batches, max_batches=None)
+    if recalibrate:
+        recalibrate_after_surgery(pruned, data, removed=bool(removed))
     before = after = None
     if metrics:
         before = measure(model, example_inputs, latency=latency)

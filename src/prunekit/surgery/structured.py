@@ -181,7 +181,9 @@ def prune_structured(
             pruned, plan = apply_surgery(model, pool, selection)
             report = check(pruned)
     if recalibrate:
-        _recalibrate(pruned, data, removed=any(not bool(k.all()) for k in selection.values()))
+        recalibrate_after_surgery(
+            pruned, data, removed=any(not bool(k.all()) for k in selection.values())
+        )
     before = after = None
     if metrics:
         # the working copy: the same function and parameters, and with heads converted its
@@ -198,9 +200,10 @@ def prune_structured(
     )
 
 
-def _recalibrate(pruned: nn.Module, data: ScoringData | None, removed: bool) -> None:
-    """Re-estimate the pruned model's BatchNorm statistics on ``data``; without data, warn
-    when channels were removed from a model with BatchNorm (its statistics are only sliced)."""
+def recalibrate_after_surgery(pruned: nn.Module, data: ScoringData | None, removed: bool) -> None:
+    """Re-estimate the pruned model's BatchNorm statistics on ``data`` when ``removed`` (units
+    or blocks were cut); without data, warn that a model with BatchNorm keeps the dense model's
+    statistics (they no longer match the inputs). Structural and layer pruning both call it."""
     # imported here: recovery builds on the one-call API, which builds on this module
     from prunekit.recovery.batchnorm import batchnorm_layers, recalibrate_batchnorm
 
@@ -211,7 +214,7 @@ def _recalibrate(pruned: nn.Module, data: ScoringData | None, removed: bool) -> 
         recalibrate_batchnorm(pruned, data.batches, max_batches=None)
         return
     warnings.warn(
-        f"channels were removed but the {len(layers)} BatchNorm layer(s) keep the dense "
+        f"units were removed but the {len(layers)} BatchNorm layer(s) keep the dense "
         "model's running statistics (sliced), which no longer match their inputs: pass data= "
         "to re-estimate them (the default), or call "
         "prunekit.recovery.recalibrate_batchnorm(model, loader) before evaluating",
