@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from prunekit.core.groups import Group, Scores
 from prunekit.errors import ConfigError
+from prunekit.estimators.weights import BNScale
 from prunekit.train.loop import LossFn
 
 Penalty = Callable[[nn.Module], Tensor]
@@ -83,8 +84,6 @@ def _bn_weight(module: nn.Module) -> Tensor:
 def bn_scale_scores(model: nn.Module, groups: Sequence[Group]) -> Scores:
     """One score per unit: ``|gamma|`` of the BatchNorm entries in the group (summed if there
     are several); the ``bn_scale`` estimator (:class:`prunekit.estimators.BNScale`)."""
-    from prunekit.estimators.weights import BNScale
-
     return BNScale().score(model, groups)
 
 
