@@ -1,33 +1,23 @@
 """The benchmark harnesses run end to end on a tiny real config (digits) and write their results."""
 
-import json
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import yaml
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+RunBench = Callable[..., tuple[dict[str, Any], Path]]  # the run_bench fixture (conftest.py)
 
 
-def run(script: str, config: dict, tmp_path: Path) -> dict:
+def run(run_bench: RunBench, script: str, config: dict, tmp_path: Path) -> dict[str, Any]:
+    """``script`` on ``config`` with scikit-learn digits and a dense cache under ``tmp_path``."""
     config = {**config, "dataset": "digits", "cache_dir": str(tmp_path / "dense")}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, str(BENCH / script), str(path), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    results, out = run_bench(script, config, tmp_path)
     assert (out / "results.md").read_text().count("|") > 10
-    return json.loads((out / "results.json").read_text())
+    return results
 
 
-def test_sparsity_sweep_runs_prunekit_and_torch_side_by_side(tmp_path: Path) -> None:
+def test_sparsity_sweep_runs_prunekit_and_torch_side_by_side(
+    run_bench: RunBench, tmp_path: Path
+) -> None:
     config = {
         "model": {"name": "lenet-300-100", "kwargs": {"in_size": 8}, "epochs": 2},
         "sparsities": [0.5, 0.9],
@@ -37,7 +27,7 @@ def test_sparsity_sweep_runs_prunekit_and_torch_side_by_side(tmp_path: Path) -> 
             {"name": "torch", "kind": "torch"},
         ],
     }
-    results = run("sparsity_sweep.py", config, tmp_path)
+    results = run(run_bench, "sparsity_sweep.py", config, tmp_path)
     rows = {(r["method"], r["sparsity"]): r for r in results["rows"]}
     for s in (0.5, 0.9):
         assert abs(rows[("magnitude", s)]["achieved"] - s) < 1e-3
@@ -45,7 +35,7 @@ def test_sparsity_sweep_runs_prunekit_and_torch_side_by_side(tmp_path: Path) -> 
         assert rows[("magnitude", s)]["one_shot"] == rows[("torch", s)]["one_shot"]
 
 
-def test_grading_summarises_seeds(tmp_path: Path) -> None:
+def test_grading_summarises_seeds(run_bench: RunBench, tmp_path: Path) -> None:
     config = {
         "model": {"name": "lenet-5", "kwargs": {"in_size": 8}, "epochs": 2},
         "granularity": "channel",
@@ -54,7 +44,7 @@ def test_grading_summarises_seeds(tmp_path: Path) -> None:
         "exclude": ["fc3"],
         "estimators": ["magnitude", "taylor", "random"],
     }
-    results = run("grading.py", config, tmp_path)
+    results = run(run_bench, "grading.py", config, tmp_path)
     assert set(results["summary"]) == {"magnitude", "taylor", "random"}
     assert len(results["runs"]) == 2
 
@@ -62,7 +52,7 @@ def test_grading_summarises_seeds(tmp_path: Path) -> None:
 VGG8 = {"name": "small-vgg", "kwargs": {"in_size": 8, "width": 8}, "epochs": 2}
 
 
-def test_bn_recalibration_measures_every_setting(tmp_path: Path) -> None:
+def test_bn_recalibration_measures_every_setting(run_bench: RunBench, tmp_path: Path) -> None:
     """Every (model, estimator, sparsity, scope, batches) row of the BatchNorm-recalibration
     harness, the un-recalibrated row once (its seeds agree)."""
     config = {
@@ -79,7 +69,7 @@ def test_bn_recalibration_measures_every_setting(tmp_path: Path) -> None:
         "batches": [0, 2],
         "seeds": [0, 1],
     }
-    results = run("bn_recalibration.py", config, tmp_path)
+    results = run(run_bench, "bn_recalibration.py", config, tmp_path)
     rows = results["rows"]
     labels = [
         "small-vgg (in_size=8, width=8)",

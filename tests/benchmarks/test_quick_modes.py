@@ -4,15 +4,15 @@ runs end to end and writes a results table. Dense models are trained into a temp
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+RunBench = Callable[..., tuple[dict[str, Any], Path]]  # the run_bench fixture (conftest.py)
 
 QUICK = [
     ("training_channels.py", "training_channels.yaml"),
@@ -22,20 +22,11 @@ QUICK = [
 
 
 @pytest.mark.parametrize(("script", "config"), QUICK, ids=[c for _, c in QUICK])
-def test_quick_mode_runs_on_the_real_config(script: str, config: str, tmp_path: Path) -> None:
+def test_quick_mode_runs_on_the_real_config(
+    run_bench: RunBench, script: str, config: str, tmp_path: Path
+) -> None:
     settings = yaml.safe_load((BENCH / "configs" / config).read_text())
     settings["cache_dir"] = str(tmp_path / "dense")
-    path = tmp_path / config
-    path.write_text(yaml.safe_dump(settings))
-    out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, str(BENCH / script), str(path), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads((out / "results.json").read_text())
+    results, out = run_bench(script, settings, tmp_path, "--quick", timeout=600)
     assert results["config"]["train_limit"] == settings["quick"]["train_limit"]
     assert (out / "results.md").read_text().count("\n|") >= 2

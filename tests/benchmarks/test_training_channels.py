@@ -1,15 +1,14 @@
 """The channel-pruning harness runs end to end on a tiny real config (digits, small VGG at 8x8):
 one prunekit arm and one Torch-Pruning arm reach both MAC targets in one run."""
 
-import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "training_channels.py"
+RunBench = Callable[..., tuple[dict[str, Any], Path]]  # the run_bench fixture (conftest.py)
 
 CONFIG = {
     "dataset": "digits",
@@ -40,9 +39,11 @@ CONFIG = {
 }
 
 
-def test_prunekit_and_torch_pruning_reach_the_mac_targets(tmp_path: Path) -> None:
+def test_prunekit_and_torch_pruning_reach_the_mac_targets(
+    run_bench: RunBench, tmp_path: Path
+) -> None:
     config = {**CONFIG, "cache_dir": str(tmp_path / "dense")}
-    results, out = _run_harness(config, tmp_path, "out")
+    results, out = run_bench("training_channels.py", config, tmp_path, timeout=120)
     runs = results["models"]["small-vgg"]["runs"]
     arms = {(r["library"], r["estimator"], r["schedule"], r["recovery"], r["target"]) for r in runs}
     assert arms == {
@@ -80,25 +81,9 @@ def test_prunekit_and_torch_pruning_reach_the_mac_targets(tmp_path: Path) -> Non
     assert (tmp_path / "pooled.md").read_text().count("| small-vgg |") == 4 + 2
 
 
-def _run_harness(
-    config: dict[str, object], tmp_path: Path, name: str
-) -> tuple[dict[str, Any], Path]:
-    """The harness run on ``config`` in a subprocess: its results and output folder."""
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    out = tmp_path / name
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), str(path), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((out / "results.json").read_text()), out
-
-
-def test_workers_give_the_rows_of_one_process_in_grid_order(tmp_path: Path) -> None:
+def test_workers_give_the_rows_of_one_process_in_grid_order(
+    run_bench: RunBench, tmp_path: Path
+) -> None:
     """Arms run in two spawned processes measure exactly what one process measures."""
     config = {
         **CONFIG,
@@ -113,10 +98,13 @@ def test_workers_give_the_rows_of_one_process_in_grid_order(tmp_path: Path) -> N
             }
         },
     }
-    serial = _run_harness(config, tmp_path, "serial")[0]["models"]["small-vgg"]["runs"]
-    parallel = _run_harness({**config, "workers": 2}, tmp_path, "parallel")[0]["models"][
-        "small-vgg"
-    ]["runs"]
+    runs = {
+        name: run_bench("training_channels.py", cfg, tmp_path / name, timeout=180)[0]["models"][
+            "small-vgg"
+        ]["runs"]
+        for name, cfg in (("serial", config), ("parallel", {**config, "workers": 2}))
+    }
+    serial, parallel = runs["serial"], runs["parallel"]
     keys = ("schedule", "seed", "accuracy", "macs_ratio", "params_ratio")
     assert [[r[k] for k in keys] for r in parallel] == [[r[k] for k in keys] for r in serial]
     assert [(r["schedule"], r["seed"]) for r in serial] == [

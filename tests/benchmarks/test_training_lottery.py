@@ -1,13 +1,12 @@
 """The lottery harness: its batches are make_loader's, a replayed dense run gives the same curve
 as a fresh one, and the script runs end to end on a tiny real config (digits)."""
 
-import json
-import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
-import yaml
 
 from prunekit.data import load_dataset, make_loader
 
@@ -51,19 +50,10 @@ def test_replayed_dense_run_gives_the_same_curve_as_a_fresh_one() -> None:
     assert lottery.run_seed(CONFIG, data, shared, "imp-late", 0) == fresh
 
 
-def test_lottery_script_writes_curve_and_verdicts(tmp_path: Path) -> None:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(CONFIG))
-    out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, str(BENCH / "training_lottery.py"), str(path), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads((out / "results.json").read_text())
+def test_lottery_script_writes_curve_and_verdicts(
+    run_bench: Callable[..., tuple[dict[str, Any], Path]], tmp_path: Path
+) -> None:
+    results, out = run_bench("training_lottery.py", CONFIG, tmp_path)
     assert set(results["summary"]) == set(CONFIG["methods"])
     assert [round(p["weights_left"], 3) for p in results["summary"]["imp-init"]] == [1.0, 0.5, 0.25]
     dense = {points[0]["median"] for points in results["summary"].values()}
