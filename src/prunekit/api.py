@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any
 
 from torch import nn
 
-from prunekit.core.groups import Group, Masks, Scores, Selection, selection_to_masks
-from prunekit.core.scores import Normalization
-from prunekit.core.selection import Scope, SelectionConfig, select
+from prunekit.config import PruneConfig, make_config
+from prunekit.core.groups import Group, Scores, selection_to_masks
+from prunekit.core.selection import select
 from prunekit.errors import ConfigError
 from prunekit.estimators import Estimator, ScoringData, as_scoring_data, get_estimator
 from prunekit.estimators.blocks import block_estimator
@@ -27,9 +27,9 @@ from prunekit.estimators.data import LossFn
 from prunekit.granularity import Granularity, build_groups, get_granularity
 from prunekit.masks import apply_masks, clone_model
 from prunekit.measure import ExampleInputs
-from prunekit.surgery.layers import is_layer_granularity, prune_layers
-from prunekit.surgery.structured import StructuralResult, prune_structured
-from prunekit.surgery.verify import DEFAULT_ATOL
+from prunekit.result import PruneResult
+from prunekit.surgery.layers import prune_layers
+from prunekit.surgery.structured import measure_both, prune_structured
 
 DataLike = ScoringData | Iterable[Any] | None
 
@@ -42,28 +42,6 @@ class ScoreResult:
     scores: Scores
     estimator: Estimator
     granularity: Granularity
-
-
-@dataclass(frozen=True)
-class PruneResult:
-    """What :func:`prune` did: the masked model and every intermediate, as plain data."""
-
-    model: nn.Module
-    groups: list[Group]
-    scores: Scores
-    selection: Selection
-    masks: Masks
-    config: SelectionConfig
-    estimator: Estimator
-    granularity: Granularity
-
-    @property
-    def removed_units(self) -> int:
-        return sum(int((~keep).sum()) for keep in self.selection.values())
-
-    @property
-    def total_units(self) -> int:
-        return sum(keep.numel() for keep in self.selection.values())
 
 
 def score(
@@ -95,198 +73,126 @@ def score(
     return ScoreResult(groups, est.score(model, groups, scoring_data), est, gran)
 
 
-@overload
-def prune(
-    model: nn.Module,
-    example_inputs: None = None,
-    *,
-    sparsity: float | None = ...,
-    threshold: float | None = ...,
-    granularity: str | Granularity = ...,
-    estimator: str | Estimator = ...,
-    estimator_options: Mapping[str, Any] | None = ...,
-    data: DataLike = ...,
-    loss_fn: LossFn | None = ...,
-    n_batches: int | None = ...,
-    scope: Scope = ...,
-    include: Sequence[str] = ...,
-    exclude: Sequence[str] = ...,
-    overrides: Mapping[str, float] | None = ...,
-    min_keep: int = ...,
-    round_to: int = ...,
-    normalize: Normalization = ...,
-    surgery: Literal[False] | None = ...,
-    verify: bool = ...,
-    atol: float = ...,
-    metrics: bool = ...,
-    latency: bool = ...,
-    inplace: bool = ...,
-    heads: bool = ...,
-    recalibrate: bool = ...,
-) -> PruneResult: ...
-
-
-@overload
 def prune(
     model: nn.Module,
     example_inputs: ExampleInputs | None = None,
     *,
-    sparsity: float | None = ...,
-    threshold: float | None = ...,
-    granularity: str | Granularity = ...,
-    estimator: str | Estimator = ...,
-    estimator_options: Mapping[str, Any] | None = ...,
-    data: DataLike = ...,
-    loss_fn: LossFn | None = ...,
-    n_batches: int | None = ...,
-    scope: Scope = ...,
-    include: Sequence[str] = ...,
-    exclude: Sequence[str] = ...,
-    overrides: Mapping[str, float] | None = ...,
-    min_keep: int = ...,
-    round_to: int = ...,
-    normalize: Normalization = ...,
-    surgery: bool | None = ...,
-    verify: bool = ...,
-    atol: float = ...,
-    metrics: bool = ...,
-    latency: bool = ...,
-    inplace: bool = ...,
-    heads: bool = ...,
-    recalibrate: bool = ...,
-) -> PruneResult | StructuralResult: ...
-
-
-def prune(
-    model: nn.Module,
-    example_inputs: ExampleInputs | None = None,
-    *,
-    sparsity: float | None = None,
-    threshold: float | None = None,
-    granularity: str | Granularity = "element",
-    estimator: str | Estimator = "magnitude",
-    estimator_options: Mapping[str, Any] | None = None,
+    config: PruneConfig | Mapping[str, Any] | None = None,
     data: DataLike = None,
     loss_fn: LossFn | None = None,
-    n_batches: int | None = 8,
-    scope: Scope = "global",
-    include: Sequence[str] = ("*",),
-    exclude: Sequence[str] = (),
-    overrides: Mapping[str, float] | None = None,
-    min_keep: int = 1,
-    round_to: int = 1,
-    normalize: Normalization = "none",
-    surgery: bool | None = None,
-    verify: bool = True,
-    atol: float = DEFAULT_ATOL,
-    metrics: bool = True,
-    latency: bool = False,
     inplace: bool = False,
-    heads: bool = True,
-    recalibrate: bool = True,
-) -> PruneResult | StructuralResult:
+    **options: Any,
+) -> PruneResult:
     """Score, select and mask (or remove) in one call.
+
+    Options are the fields of :class:`~prunekit.config.PruneConfig` (``sparsity``,
+    ``granularity``, ``estimator``, ``target``, ``scope``, ``exclude``, ...), given as keywords,
+    as ``config=`` or both (keywords win); an unknown option is an error with a did-you-mean.
+    ``estimator`` may also be an :class:`~prunekit.estimators.Estimator` instance and
+    ``granularity`` a :class:`~prunekit.granularity.Granularity`.
 
     The user's model is not modified unless ``inplace=True``; every check (names, sparsity,
     data, finite scores, feasible selection, verification) runs before the model is touched, so
-    a failure leaves it as it was. N:M granularities fix the sparsity at ``1 - N/M`` and need no
-    ``sparsity``.
+    a failure leaves it as it was. The result is a :class:`~prunekit.result.PruneResult` for
+    every granularity.
 
-    **Masks** (the default, and whenever ``example_inputs`` is not given): returns a
-    :class:`PruneResult` whose ``model`` is the masked model.
+    **Masks** (the default, and whenever ``example_inputs`` is not given): ``result.model`` is
+    the masked model and ``result.plan`` is ``None``. N:M granularities fix the sparsity at
+    ``1 - N/M``.
 
     **Surgery** (``example_inputs`` given with a structural granularity such as ``"channel"``,
     or ``surgery=True``): the model is traced on ``example_inputs`` (a tensor, a tuple of
     positional arguments or a dict of keyword arguments) into coupled groups (a conv's filters
-    with their BatchNorm entries, the next layer's inputs and every residual partner), the
-    groups are scored with ``estimator``, the selected units are removed physically, and,
-    with ``verify=True``, the pruned model is checked against the original with the removed
-    units zeroed (float64, relative tolerance ``atol``; a mismatch raises
-    :class:`~prunekit.surgery.VerificationError` naming the group). Returns a
-    :class:`~prunekit.surgery.structured.StructuralResult` with ``.model``, ``.plan``
-    (``.plan.to_json()`` for :func:`prunekit.io.save`), ``.verification`` and before / after
-    measurements (``.params_ratio``, ``.macs_ratio``, ``.metrics``; ``latency=True`` also times
-    both). ``exclude`` (the issue's ``ignore``) names modules whose outputs keep their width; the
-    model's outputs always keep theirs, so the final classifier never shrinks. ``round_to``
-    rounds kept widths up to a multiple, ``min_keep`` is the narrowest a group may become.
-    ``heads=True`` (the default) lets whole heads of ``nn.MultiheadAttention`` go: the working
-    copy holds an exact drop-in replacement (:mod:`prunekit.ops.mha`) whose inner width may
-    shrink; ``heads=False`` keeps their width. With ``recalibrate=True`` (the default) and
-    ``data``, the pruned model's BatchNorm statistics are re-estimated on the scoring batches
-    (the cheapest recovery step); without data a warning says they were only sliced.
+    with their BatchNorm entries, the next layer's inputs and every residual partner), scored,
+    selected (``target={"macs": 0.5}`` searches the selection that keeps half the dense MACs),
+    removed physically and verified against the original with the removed units zeroed (a
+    mismatch raises :class:`~prunekit.surgery.VerificationError` naming the group); see
+    :func:`~prunekit.surgery.structured.prune_structured`. The model's outputs keep their
+    width, so the final classifier never shrinks.
 
     **Layers** (``granularity="layer"``, with ``example_inputs``): whole residual blocks are the
     units (:func:`~prunekit.surgery.layers.prune_layers`); ``sparsity`` is the fraction of
-    candidate blocks removed, ``estimator`` is ``"angular"``, ``"oracle"`` (loss increase when
-    the block is skipped) or any registry name lifted to blocks; the result is a
-    :class:`~prunekit.surgery.structured.StructuralResult` whose plan records the removed
-    blocks.
+    candidate blocks removed; ``estimator`` is ``"angular"``, ``"oracle"`` or any registry name
+    lifted to blocks.
     """
-    config = SelectionConfig(
-        sparsity=sparsity,
-        threshold=threshold,
-        scope=scope,
-        overrides=dict(overrides or {}),
-        min_keep=min_keep,
-        round_to=round_to,
-        normalize=normalize,
-    )
-    surgery_options: dict[str, Any] = {
-        "config": config,
-        "include": include,
-        "exclude": exclude,
-        "verify_result": verify,
-        "atol": atol,
-        "metrics": metrics,
-        "latency": latency,
-        "inplace": inplace,
-        "recalibrate": recalibrate,
-    }
-    if is_layer_granularity(granularity):
-        if example_inputs is None or surgery is False:
+    estimator_obj, options = _instances(options)
+    cfg = make_config(config, options, estimator_instance=estimator_obj is not None)
+    if cfg.is_layer:
+        if example_inputs is None:
             raise ConfigError(
                 "granularity 'layer' removes whole residual blocks by surgery: it needs "
-                "example_inputs (to find the blocks) and cannot mask (surgery=False)"
+                "example_inputs (to find the blocks)"
             )
-        lifted = block_estimator(estimator, **dict(estimator_options or {}))
-        scoring = as_scoring_data(data, loss_fn, n_batches)
-        return prune_layers(
-            model, example_inputs, estimator=lifted, data=scoring, **surgery_options
-        )
-    gran = get_granularity(granularity)
-    if gran.pattern is None and sparsity is None and threshold is None and not config.overrides:
-        raise ConfigError("prune() needs sparsity= or threshold= (or an N:M granularity)")
+        lifted = block_estimator(estimator_obj or cfg.estimator, **_options_for(cfg, estimator_obj))
+        scoring = as_scoring_data(data, loss_fn, cfg.n_batches)
+        return prune_layers(model, example_inputs, cfg, estimator=lifted, data=scoring,
+                            inplace=inplace)  # fmt: skip
+    gran = get_granularity(cfg.granularity)
+    surgery = cfg.surgery
     if surgery is None:
         surgery = example_inputs is not None and gran.structural
-    if surgery:
+    if surgery or cfg.target is not None:
         if example_inputs is None:
-            raise ConfigError("surgery needs example_inputs to trace the model's dependencies")
-        if not gran.structural:
             raise ConfigError(
-                f"surgery removes whole units; granularity {gran.spec!r} is not structural "
-                "(use 'channel', or masks for element, N:M and block)"
+                "surgery (and a MACs or params target) needs example_inputs to trace the "
+                "model's dependencies, e.g. prunekit.prune(model, torch.randn(1, 3, 224, 224), ...)"
             )
-        unit_estimator = get_estimator(estimator, **dict(estimator_options or {}))
-        scoring = as_scoring_data(data, loss_fn, n_batches)
-        return prune_structured(
-            model, example_inputs, estimator=unit_estimator, data=scoring, heads=heads,
-            **surgery_options,
-        )  # fmt: skip
+        unit_estimator = get_estimator(estimator_obj or cfg.estimator,
+                                       **_options_for(cfg, estimator_obj))  # fmt: skip
+        scoring = as_scoring_data(data, loss_fn, cfg.n_batches)
+        return prune_structured(model, example_inputs, cfg, estimator=unit_estimator,
+                                data=scoring, inplace=inplace)  # fmt: skip
+    return _prune_masks(model, example_inputs, cfg, estimator_obj, data, loss_fn, inplace)
+
+
+def _instances(options: Mapping[str, Any]) -> tuple[Estimator | None, dict[str, Any]]:
+    """Split a user's estimator instance out of ``options``; a granularity instance becomes
+    its spec string."""
+    options = dict(options)
+    estimator = options.get("estimator")
+    instance = None
+    if isinstance(estimator, Estimator):
+        instance = estimator
+        options["estimator"] = estimator.name
+    if isinstance(options.get("granularity"), Granularity):
+        options["granularity"] = options["granularity"].spec()
+    return instance, options
+
+
+def _options_for(config: PruneConfig, instance: Estimator | None) -> dict[str, Any]:
+    return {} if instance is not None else dict(config.estimator_options)
+
+
+def _prune_masks(
+    model: nn.Module,
+    example_inputs: ExampleInputs | None,
+    cfg: PruneConfig,
+    estimator: Estimator | None,
+    data: DataLike,
+    loss_fn: LossFn | None,
+    inplace: bool,
+) -> PruneResult:
     scored = score(
         model,
-        granularity=gran,
-        estimator=estimator,
-        estimator_options=estimator_options,
+        granularity=cfg.granularity,
+        estimator=estimator or cfg.estimator,
+        estimator_options=_options_for(cfg, estimator),
         data=data,
         loss_fn=loss_fn,
-        n_batches=n_batches,
-        include=include,
-        exclude=exclude,
+        n_batches=cfg.n_batches,
+        include=cfg.include,
+        exclude=cfg.exclude,
     )
-    selection = select(scored.scores, scored.groups, config)
+    selection = select(scored.scores, scored.groups, cfg.selection())
     masks = selection_to_masks(scored.groups, selection)
     target = model if inplace else clone_model(model)
     apply_masks(target, masks)
+    before = after = None
+    notes: tuple[str, ...] = ()
+    if cfg.metrics and example_inputs is not None:
+        before, after, notes = measure_both(model, target, example_inputs, cfg.latency)
     return PruneResult(
-        target, scored.groups, scored.scores, selection, masks, config, scored.estimator, gran
-    )
+        model=target, config=cfg, groups=scored.groups, scores=scored.scores,
+        selection=selection, estimator=scored.estimator, granularity=scored.granularity.spec(),
+        masks=masks, before=before, after=after, notes=notes,
+    )  # fmt: skip

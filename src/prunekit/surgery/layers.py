@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunekit.config import PruneConfig
 from prunekit.core.groups import Group, Selection
 from prunekit.core.selection import SelectionConfig, select
 from prunekit.errors import ConfigError
@@ -31,11 +32,11 @@ from prunekit.estimators import Estimator, ScoringData
 from prunekit.graph import StructuralGroups
 from prunekit.graph.blocks import ResidualBlock, block_groups, find_residual_blocks
 from prunekit.masks import masks_of
-from prunekit.measure import measure
 from prunekit.surgery.apply import apply_plan, rebuild
 from prunekit.surgery.blocks import block_entry
 from prunekit.surgery.plan import Plan
-from prunekit.surgery.structured import StructuralResult, recalibrate_after_surgery
+from prunekit.result import PruneResult
+from prunekit.surgery.structured import measure_both, recalibrate_after_surgery
 from prunekit.surgery.verify import (
     DEFAULT_ATOL,
     VerificationError,
@@ -161,25 +162,18 @@ def _find(
 def prune_layers(
     model: nn.Module,
     example_inputs: Any,
+    config: PruneConfig,
     *,
-    config: SelectionConfig,
     estimator: Estimator,
     data: ScoringData | None = None,
-    include: Sequence[str] = ("*",),
-    exclude: Sequence[str] = (),
-    verify_result: bool = True,
-    atol: float = DEFAULT_ATOL,
-    metrics: bool = True,
-    latency: bool = False,
     inplace: bool = False,
-    recalibrate: bool = True,
-) -> StructuralResult:
+) -> PruneResult:
     """Remove the lowest-scored residual blocks of ``model`` (see the module docstring).
 
     ``config.sparsity`` is the fraction of candidate blocks removed (``round(sparsity * n)``);
-    ``include`` / ``exclude`` are glob patterns on block paths. Everything runs on copies;
-    ``inplace=True`` replaces the blocks in the user's model only after verification. With
-    ``recalibrate`` and scoring ``data``, BatchNorm statistics of the pruned model are
+    ``config.include`` / ``config.exclude`` are glob patterns on block paths. Everything runs on
+    copies; ``inplace=True`` replaces the blocks in the user's model only after verification.
+    With ``config.recalibrate`` and scoring ``data``, BatchNorm statistics of the pruned model are
     re-estimated on those batches.
     """
     if masks_of(model):
@@ -187,33 +181,35 @@ def prune_layers(
             "layer pruning needs a model without masks: bake them first "
             "(prunekit.bake_masks on a prunekit.clone_model copy) or remove them"
         )
-    config = _check_config(config)
+    selection_config = _check_config(config.selection())
     if estimator.needs_data and data is None:
         raise ConfigError(
             f"estimator {estimator.name!r} needs data= (batches of (inputs, targets)) to score "
             "blocks; 'magnitude' and 'random' need none"
         )
-    blocks = _find(model, example_inputs, include, exclude)
+    blocks = _find(model, example_inputs, config.include, config.exclude)
     groups = StructuralGroups(block_groups(model, blocks))
     scores = estimator.score(model, groups, data)
-    selection = select(scores, groups, config)
-    _check_removal(groups, selection, config)
+    selection = select(scores, groups, selection_config)
+    _check_removal(groups, selection, selection_config)
     removed = [b for b, g in zip(blocks, groups, strict=True) if not bool(selection[g.name].all())]
     pruned, plan = remove_residual_blocks(model, removed)
     report = None
-    if verify_result:
-        report = verify_blocks(model, pruned, plan, example_inputs, atol=atol)
-    if recalibrate:
+    if config.verify:
+        report = verify_blocks(model, pruned, plan, example_inputs, atol=config.atol)
+    if config.recalibrate:
         recalibrate_after_surgery(pruned, data, removed=bool(removed))
     before = after = None
-    if metrics:
-        before = measure(model, example_inputs, latency=latency)
-        after = measure(pruned, example_inputs, latency=latency)
+    notes: tuple[str, ...] = ()
+    if config.metrics:
+        before, after, notes = measure_both(model, pruned, example_inputs, config.latency)
     if inplace:
         with torch.no_grad():
             apply_plan(model, plan)  # the same plan already succeeded on an identical copy
             model.load_state_dict(pruned.state_dict())
         pruned = model
-    return StructuralResult(
-        pruned, plan, groups, scores, selection, config, estimator, report, before, after
-    )
+    return PruneResult(
+        model=pruned, config=config, groups=groups, scores=scores, selection=selection,
+        estimator=estimator, granularity=config.granularity, plan=plan, verification=report,
+        before=before, after=after, notes=notes,
+    )  # fmt: skip

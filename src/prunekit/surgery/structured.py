@@ -15,89 +15,26 @@ from __future__ import annotations
 import fnmatch
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from prunekit.config import PruneConfig
 from prunekit.core.groups import Group, Scores, Selection
-from prunekit.core.selection import SelectionConfig, select
+from prunekit.core.selection import select
 from prunekit.errors import ConfigError
 from prunekit.estimators import Estimator, ScoringData
-from prunekit.graph import StructuralGroups, build_structural_groups
+from prunekit.graph import build_structural_groups
 from prunekit.masks import masks_of
-from prunekit.measure import ModelStats, Row, compare, measure
+from prunekit.measure import ModelStats, measure
+from prunekit.result import PruneResult
 from prunekit.surgery.apply import apply_plan, apply_surgery
 from prunekit.surgery.convert import replace_multihead_attention
-from prunekit.surgery.plan import Plan
-from prunekit.surgery.verify import (
-    DEFAULT_ATOL,
-    UnverifiableGroupError,
-    VerificationReport,
-    verify,
-)
+from prunekit.surgery.verify import UnverifiableGroupError, VerificationReport, verify
 
-
-@dataclass(frozen=True)
-class StructuralResult:
-    """What structural pruning did, as plain data.
-
-    Attributes:
-        model: the physically pruned model (a new module unless ``inplace=True``).
-        plan: what was removed (``plan.to_json()`` for saving; see :class:`Plan`).
-        groups: every group the trace found (``groups.inexact`` names the inexact ones).
-        scores / selection: per group, one score and one keep flag per unit.
-        verification: the verification report, or ``None`` when ``verify=False``.
-        before / after: measurements of the original and the pruned model (``None`` when
-            ``metrics=False``).
-        kept_unverifiable: inexact groups the selection wanted to shrink but that were kept
-            whole because removing them made the model fail to run (a width written in code,
-            e.g. torchvision ViT's ``hidden_dim``).
-    """
-
-    model: nn.Module
-    plan: Plan
-    groups: StructuralGroups
-    scores: Scores
-    selection: Selection
-    config: SelectionConfig
-    estimator: Estimator
-    verification: VerificationReport | None
-    before: ModelStats | None
-    after: ModelStats | None
-    kept_unverifiable: tuple[str, ...] = ()
-
-    @property
-    def removed_units(self) -> int:
-        return sum(int((~keep).sum()) for keep in self.selection.values())
-
-    @property
-    def total_units(self) -> int:
-        return sum(keep.numel() for keep in self.selection.values())
-
-    @property
-    def metrics(self) -> list[Row]:
-        """Before / after rows (params, MACs, size, ...) with their ratios."""
-        if self.before is None or self.after is None:
-            return []
-        return compare(self.before, self.after)
-
-    @property
-    def params_ratio(self) -> float | None:
-        """Parameters after / before."""
-        return _ratio(self.before, self.after, "params")
-
-    @property
-    def macs_ratio(self) -> float | None:
-        """Multiply-accumulates after / before."""
-        return _ratio(self.before, self.after, "macs")
-
-
-def _ratio(before: ModelStats | None, after: ModelStats | None, attr: str) -> float | None:
-    if before is None or after is None or not getattr(before, attr):
-        return None
-    return float(getattr(after, attr)) / float(getattr(before, attr))
+StructuralResult = PruneResult
+"""The result of structural pruning: a :class:`~prunekit.result.PruneResult` with a plan."""
 
 
 def _included(groups: Sequence[Group], include: Sequence[str]) -> list[Group]:
@@ -107,36 +44,30 @@ def _included(groups: Sequence[Group], include: Sequence[str]) -> list[Group]:
 def prune_structured(
     model: nn.Module,
     example_inputs: Any,
+    config: PruneConfig,
     *,
-    config: SelectionConfig,
     estimator: Estimator,
     data: ScoringData | None = None,
-    include: Sequence[str] = ("*",),
-    exclude: Sequence[str] = (),
-    verify_result: bool = True,
-    atol: float = DEFAULT_ATOL,
-    metrics: bool = True,
-    latency: bool = False,
     inplace: bool = False,
-    recalibrate: bool = True,
-    heads: bool = True,
-) -> StructuralResult:
+) -> PruneResult:
     """Remove the lowest-scored units of every coupled group of ``model`` physically.
 
-    ``exclude`` lists module-name glob patterns whose outputs keep their width (the final
-    classifier never shrinks: model outputs keep their shape); ``include`` limits pruning to
-    groups whose root layer matches. With ``verify_result`` the pruned model must compute what
+    ``config.exclude`` lists module-name glob patterns whose outputs keep their width (the final
+    classifier never shrinks: model outputs keep their shape); ``config.include`` limits pruning
+    to groups whose root layer matches. ``config.target`` (e.g. ``{"macs": 0.5}``) replaces the
+    sparsity by a budget: the selection is searched until the pruned model keeps that fraction of
+    the dense MACs or parameters. With ``config.verify`` the pruned model must compute what
     the original computes with the removed units zeroed (:func:`~prunekit.surgery.verify`,
-    float64, relative tolerance ``atol``); a mismatch raises
+    relative tolerance ``config.atol``); a mismatch raises
     :class:`~prunekit.surgery.VerificationError` naming the group that breaks it. Inexact
     groups (a normalisation over their width) cannot be verified by masking; if removing them
     makes the model fail to run, they are kept whole (``result.kept_unverifiable``).
 
-    With ``recalibrate`` and scoring ``data``, BatchNorm running statistics of the pruned model
+    With ``config.recalibrate`` and scoring ``data``, BatchNorm running statistics of the pruned model
     are re-estimated on those batches after verification (the cheapest recovery step: removing
     channels shifts the statistics of every later layer); without data they stay as sliced.
 
-    With ``heads`` (the default), every ``nn.MultiheadAttention`` is first replaced, in the
+    With ``config.heads`` (the default), every ``nn.MultiheadAttention`` is first replaced, in the
     working copy, by a :class:`~prunekit.ops.mha.PrunableMultiheadAttention` computing the
     same function, so its whole heads become units (``nn.MultiheadAttention`` itself cannot
     lose a head); the pruned model holds the replacements, groups and the plan name their
@@ -149,25 +80,26 @@ def prune_structured(
             "(prunekit.bake_masks on a prunekit.clone_model copy) or remove them"
         )
     original = model
-    if heads:  # a new module tree holding the user's tensors, which no stage modifies
+    if config.heads:  # a new module tree holding the user's tensors, which no stage modifies
         model, _ = replace_multihead_attention(model, share_tensors=True)
-    traced = build_structural_groups(model, example_inputs, ignore=tuple(exclude))
-    pool = _included(traced, include)
+    traced = build_structural_groups(model, example_inputs, ignore=tuple(config.exclude))
+    pool = _included(traced, config.include)
     if not pool:
         raise ConfigError(
-            f"no prunable group found (include={list(include)}, exclude={list(exclude)}): "
-            "every unit is fixed by the model's outputs or by exclusions"
+            f"no prunable group found (include={list(config.include)}, "
+            f"exclude={list(config.exclude)}): every unit is fixed by the model's outputs or by "
+            "exclusions"
         )
     scores = estimator.score(model, pool, data)
-    selection = select(scores, pool, config)
+    selection = _select(model, example_inputs, pool, scores, config)
     pruned, plan = apply_surgery(model, pool, selection)
     report = None
     kept: tuple[str, ...] = ()
-    if verify_result:
+    if config.verify:
 
         def check(pruned_model: nn.Module) -> VerificationReport:
             return verify(
-                model, pruned_model, pool, selection, example_inputs, atol=atol,
+                model, pruned_model, pool, selection, example_inputs, atol=config.atol,
                 inexact=traced.inexact, normalisations=traced.normalisations,
             )  # fmt: skip
 
@@ -180,24 +112,55 @@ def prune_structured(
                 selection[name] = torch.ones_like(selection[name], dtype=torch.bool)
             pruned, plan = apply_surgery(model, pool, selection)
             report = check(pruned)
-    if recalibrate:
+    if config.recalibrate:
         recalibrate_after_surgery(
             pruned, data, removed=any(not bool(k.all()) for k in selection.values())
         )
     before = after = None
-    if metrics:
+    notes: tuple[str, ...] = ()
+    if config.metrics:
         # the working copy: the same function and parameters, and with heads converted its
         # attention MACs are counted (PyTorch's counter cannot see into the fused MHA kernel)
-        before = measure(model, example_inputs, latency=latency)
-        after = measure(pruned, example_inputs, latency=latency)
+        before, after, notes = measure_both(model, pruned, example_inputs, config.latency)
     if inplace:
         with torch.no_grad():
             apply_plan(original, plan)  # the same plan already succeeded on an identical copy
             original.load_state_dict(pruned.state_dict())
         pruned = original
-    return StructuralResult(
-        pruned, plan, traced, scores, selection, config, estimator, report, before, after, kept
+    return PruneResult(
+        model=pruned, config=config, groups=traced, scores=scores, selection=selection,
+        estimator=estimator, granularity=config.granularity, plan=plan, verification=report,
+        before=before, after=after, kept_unverifiable=kept, notes=notes,
+    )  # fmt: skip
+
+
+def _select(
+    model: nn.Module, example_inputs: Any, pool: Sequence[Group], scores: Scores,
+    config: PruneConfig,
+) -> Selection:  # fmt: skip
+    """The selection: by sparsity or threshold, or searched to meet ``config.target``."""
+    if config.target is None:
+        return select(scores, pool, config.selection())
+    from prunekit.budget import parse_target, select_to_target  # noqa: PLC0415
+
+    return select_to_target(
+        model, example_inputs, pool, scores, config.selection(), parse_target(config.target)
     )
+
+
+def measure_both(
+    original: nn.Module, pruned: nn.Module, example_inputs: Any, latency: bool
+) -> tuple[ModelStats | None, ModelStats | None, tuple[str, ...]]:
+    """Measurements of both models; a failure to measure is reported in the notes, never
+    allowed to throw away a pruned and verified model."""
+    try:
+        before = measure(original, example_inputs, latency=latency)
+        after = measure(pruned, example_inputs, latency=latency)
+    except Exception as err:  # measuring is a report: the pruned model stands without it
+        note = f"measuring the models failed ({type(err).__name__}: {err}); metrics omitted"
+        warnings.warn(note, RuntimeWarning, stacklevel=3)
+        return None, None, (note,)
+    return before, after, ()
 
 
 def recalibrate_after_surgery(pruned: nn.Module, data: ScoringData | None, removed: bool) -> None:
