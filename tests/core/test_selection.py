@@ -1,10 +1,12 @@
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prunekit.core import AxisView, Group, Member, SelectionConfig, select
-from prunekit.core.selection import keep_pattern
+from prunekit.core import AxisView, ElementView, Group, Member, SelectionConfig, select
+from prunekit.core.selection import group_floor, keep_pattern, max_global_removal
 from prunekit.errors import ConfigError, ScoreError, SelectionError
 
 
@@ -97,7 +99,8 @@ def test_global_selection_removes_exactly_round_sparsity_times_units(
     gen = torch.Generator().manual_seed(seed)
     groups = [group(f"g{i}", n) for i, n in enumerate(sizes)]
     scores = {g.name: torch.rand(g.n_units, generator=gen) for g in groups}
-    sel = select(scores, groups, SelectionConfig(sparsity=sparsity, min_keep=0))
+    config = SelectionConfig(sparsity=sparsity, min_keep=0, min_keep_fraction=0.0)
+    sel = select(scores, groups, config)
     removed = sum(int((~k).sum()) for k in sel.values())
     assert removed == round(sparsity * sum(sizes))
     # every removed unit scores no higher than every kept unit
@@ -116,3 +119,97 @@ def test_n_m_selection_keeps_exactly_n_per_block(chunks: int, m: int, data: st.D
     scores = torch.randn(chunks * m)
     kept = keep_pattern(scores, n, m).reshape(chunks, m).sum(1)
     assert kept.tolist() == [n] * chunks
+
+
+def test_fractional_floor_stops_a_small_scored_layer_collapsing() -> None:
+    # "a" scores far below "b": a global ranking on raw scores takes all it may from "a"
+    groups = [group("a", 20), group("b", 20)]
+    scores = {"a": torch.arange(20.0) / 100, "b": 10 + torch.arange(20.0)}
+    no_floor = select(scores, groups, SelectionConfig(sparsity=0.5, min_keep_fraction=0.0))
+    assert int(no_floor["a"].sum()) == 1  # only min_keep=1 left
+    default = select(scores, groups, SelectionConfig(sparsity=0.5))
+    assert keep(default, "a") == [False] * 18 + [True] * 2  # ceil(0.1 * 20) = 2
+    assert keep(default, "b") == [False] * 2 + [True] * 18  # the other 2 of 20 removed
+    quarter = select(scores, groups, SelectionConfig(sparsity=0.5, min_keep_fraction=0.25))
+    assert int(quarter["a"].sum()) == 5 and int(quarter["b"].sum()) == 15
+
+
+def test_floor_is_the_larger_of_min_keep_and_the_fraction_within_the_group() -> None:
+    assert group_floor(group("g", 20), SelectionConfig(min_keep=3)) == 3  # 3 > ceil(2.0)
+    assert group_floor(group("g", 20), SelectionConfig(min_keep=1)) == 2
+    assert group_floor(group("g", 30), SelectionConfig()) == 3  # 0.1 * 30 is 3.0000000000000004
+    assert group_floor(group("g", 31), SelectionConfig()) == 4
+    assert group_floor(group("g", 2), SelectionConfig(min_keep=5)) == 2  # bounded by the size
+    assert group_floor(group("g", 20), SelectionConfig(min_keep=0, min_keep_fraction=0.0)) == 0
+
+
+def test_floor_applies_in_layer_scope_threshold_and_overrides() -> None:
+    groups = [group("a", 20)]
+    scores = {"a": torch.arange(20.0)}
+    for config in (
+        SelectionConfig(sparsity=0.95, scope="layer", min_keep_fraction=0.2),
+        SelectionConfig(threshold=100.0, min_keep_fraction=0.2),
+        SelectionConfig(sparsity=0.0, overrides={"a": 0.99}, min_keep_fraction=0.2),
+    ):
+        assert keep(select(scores, groups, config), "a") == [False] * 16 + [True] * 4
+
+
+def test_fine_grained_and_one_unit_groups_keep_only_min_keep() -> None:
+    # element units: a layer with few weights left keeps its width, so only min_keep applies
+    weights = Group("w", "w", (Member("w.weight", ElementView((4, 5))),))
+    sel = select({"w": torch.arange(20.0)}, [weights], SelectionConfig(sparsity=0.95))
+    assert int(sel["w"].sum()) == 1
+    # a one-unit group (a whole block) is all or nothing: with min_keep=0 it may go
+    block = group("block", 1)
+    assert group_floor(block, SelectionConfig(min_keep=0)) == 0
+    assert group_floor(block, SelectionConfig()) == 1
+
+
+def test_global_sparsity_beyond_the_floors_is_an_error_naming_them() -> None:
+    groups = [group("a", 10), group("b", 10)]
+    scores = {"a": torch.rand(10), "b": torch.rand(10)}
+    assert max_global_removal(groups, SelectionConfig(min_keep_fraction=0.3)) == 14
+    select(scores, groups, SelectionConfig(sparsity=0.7, min_keep_fraction=0.3))
+    with pytest.raises(SelectionError, match=r"min_keep_fraction=0.3\) allow only 14"):
+        select(scores, groups, SelectionConfig(sparsity=0.75, min_keep_fraction=0.3))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan"), "0.1", True])
+def test_min_keep_fraction_outside_unit_interval_is_refused(bad: object) -> None:
+    with pytest.raises(ConfigError, match="min_keep_fraction must be a number in"):
+        SelectionConfig(sparsity=0.5, min_keep_fraction=bad)  # type: ignore[arg-type]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.integers(1, 40), min_size=1, max_size=6),
+    st.floats(0, 0.99),
+    st.floats(0, 0.9),
+    st.integers(0, 4),
+    st.sampled_from(["global", "layer"]),
+    st.integers(0, 99),
+)
+def test_no_group_is_cut_below_its_floor(
+    sizes: list[int], sparsity: float, fraction: float, min_keep: int, scope: str, seed: int
+) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    groups = [group(f"g{i}", n) for i, n in enumerate(sizes)]
+    scores = {g.name: torch.rand(g.n_units, generator=gen) for g in groups}
+    config = SelectionConfig(
+        sparsity=sparsity,
+        scope=scope,
+        min_keep=min_keep,
+        min_keep_fraction=fraction,  # type: ignore[arg-type]
+    )
+    n_remove = round(sparsity * sum(sizes))
+    if scope == "global" and n_remove > max_global_removal(groups, config):
+        with pytest.raises(SelectionError):
+            select(scores, groups, config)
+        return
+    sel = select(scores, groups, config)
+    for g in groups:
+        by_fraction = math.ceil(fraction * g.n_units - 1e-9) if g.n_units > 1 else 0
+        floor = min(g.n_units, max(min_keep, by_fraction))
+        assert int(sel[g.name].sum()) >= floor
+    if scope == "global":  # the floors never change how many units go, only which
+        assert sum(int((~k).sum()) for k in sel.values()) == n_remove

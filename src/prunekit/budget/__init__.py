@@ -1,0 +1,19 @@
+"""Budgets the way users state them: keep a fraction of the dense model's MACs or parameters.
+
+:func:`parse_target` reads ``{"macs": 0.5}`` or ``"params=0.3"``; :func:`select_to_target`
+finds the structural selection whose pruned model meets it.
+"""
+
+from prunekit.budget.cost import CostModel, build_cost_model
+from prunekit.budget.search import select_to_target
+from prunekit.budget.target import METRICS, Metric, Target, parse_target
+
+__all__ = [
+    "METRICS",
+    "CostModel",
+    "Metric",
+    "Target",
+    "build_cost_model",
+    "parse_target",
+    "select_to_target",
+]

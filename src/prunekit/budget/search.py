@@ -1,0 +1,161 @@
+"""Find the selection that meets a MACs or params target.
+
+The search turns one knob, the sparsity of the :class:`~prunekit.core.selection.SelectionConfig`
+(global: the fraction of the pool's units removed; layer scope: the fraction removed from each
+group), and bisects it: the cost of a candidate is computed analytically by
+:class:`~prunekit.budget.cost.CostModel` (no surgery, no forward pass), so a search over a
+large model costs a few dozen selections. Per-group floors, overrides, ``round_to`` and score
+normalisation of the config are respected as they are. The chosen selection is then confirmed
+once by real surgery and counting; when the real ratio misses (MACs the cost model holds fixed,
+e.g. attention products, also shrink), the analytic goal is corrected by the observed ratio and
+the search repeated (at most :data:`CONFIRM_ROUNDS` times).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from prunekit.budget.cost import CostModel, build_cost_model
+from prunekit.budget.target import Metric, Target, parse_target
+from prunekit.core.groups import Group, Scores, Selection
+from prunekit.core.selection import SelectionConfig, max_global_removal, select
+from prunekit.errors import ConfigError
+from prunekit.measure import count_macs, count_params
+
+CONFIRM_ROUNDS = 3
+"""Surgery-and-count confirmations at most (each after a corrected search)."""
+_MAX_STEPS = 60
+
+
+class _Knob:
+    """The selection and analytic cost ratio at each sparsity of the config's knob."""
+
+    def __init__(
+        self, scores: Scores, groups: Sequence[Group], config: SelectionConfig, costs: CostModel
+    ) -> None:
+        self.scores, self.groups, self.config, self.costs = scores, groups, config, costs
+        if config.scope == "layer":
+            self.top, self.resolution = 1.0 - 1e-9, 1e-7
+            return
+        pool = [g for g in groups if g.pattern is None and config.override_for(g.layer) is None]
+        total = sum(g.n_units for g in pool)
+        most = min(max_global_removal(pool, config), total - 1) if total else 0
+        self.top = most / total if total else 0.0
+        self.resolution = 0.25 / total if total else 1.0
+
+    def at(self, sparsity: float) -> tuple[Selection, float]:
+        config = dataclasses.replace(self.config, sparsity=sparsity, threshold=None)
+        selection = select(self.scores, self.groups, config)
+        return selection, self.costs.ratio(selection)
+
+
+def _bisect(knob: _Knob, goal: float) -> tuple[Selection, float]:
+    """The selection whose analytic ratio is closest to ``goal`` (ratios fall as sparsity
+    rises; the bracket closes to adjacent selections)."""
+    lo, (sel_lo, r_lo) = 0.0, knob.at(0.0)
+    if r_lo <= goal or knob.top <= 0.0:
+        return sel_lo, r_lo
+    hi, (sel_hi, r_hi) = knob.top, knob.at(knob.top)
+    if r_hi >= goal:
+        return sel_hi, r_hi
+    for _ in range(_MAX_STEPS):
+        if hi - lo <= knob.resolution or r_lo - r_hi <= 1e-5 * goal:
+            break
+        mid = (lo + hi) / 2
+        sel, r = knob.at(mid)
+        if r > goal:
+            lo, sel_lo, r_lo = mid, sel, r
+        else:
+            hi, sel_hi, r_hi = mid, sel, r
+    return (sel_lo, r_lo) if r_lo - goal < goal - r_hi else (sel_hi, r_hi)
+
+
+def _measure(model: nn.Module, example_inputs: Any, metric: Metric) -> float:
+    if metric == "params":
+        return float(count_params(model))
+    return float(count_macs(model, example_inputs).total)
+
+
+def _real_ratio(
+    model: nn.Module,
+    example_inputs: Any,
+    groups: Sequence[Group],
+    selection: Selection,
+    metric: Metric,
+    dense: float,
+) -> float:
+    # imported here: surgery builds on selection, and structural pruning builds on this module
+    from prunekit.surgery.apply import apply_surgery
+
+    pruned, _ = apply_surgery(model, groups, selection)
+    return _measure(pruned, example_inputs, metric) / dense
+
+
+def _unreachable(target: Target, lowest: float, config: SelectionConfig) -> ConfigError:
+    return ConfigError(
+        f"target {target} cannot be reached: with min_keep={config.min_keep}, "
+        f"min_keep_fraction={config.min_keep_fraction}, the overrides and the excluded layers, "
+        f"the lowest reachable {target.metric} ratio is {lowest:.4f}; ask for "
+        f"{target.metric}>={lowest:.3f}, lower min_keep_fraction or exclude fewer layers"
+    )
+
+
+def select_to_target(
+    model: nn.Module,
+    example_inputs: Any,
+    groups: Sequence[Group],
+    scores: Scores,
+    config: SelectionConfig,
+    target: Target,
+    *,
+    tolerance: float = 0.01,
+) -> Selection:
+    """The selection of ``groups`` whose pruned model keeps ``target.keep`` of the dense
+    model's MACs or parameters, within ``tolerance`` (relative) where the units allow.
+
+    ``config`` supplies everything but the amount (its ``sparsity`` and ``threshold`` are
+    replaced by the searched sparsity): scope, floors, overrides, ``round_to``, normalisation.
+    A target below what the floors and exclusions allow raises :class:`ConfigError` naming
+    the lowest reachable ratio. If the confirming surgery cannot run the pruned model, the
+    analytic choice is returned with a warning.
+    """
+    target = parse_target(target)
+    if not groups:
+        raise ConfigError(
+            f"target {target}: there is no prunable group (every unit is excluded or fixed)"
+        )
+    costs = build_cost_model(model, example_inputs, groups, target.metric)
+    knob = _Knob(scores, groups, config, costs)
+    lowest = knob.at(knob.top)[1]
+    if lowest > target.keep * (1 + tolerance):
+        raise _unreachable(target, lowest, config)
+    selection, analytic = _bisect(knob, target.keep)
+    if target.keep >= 1.0:
+        return selection
+    dense = _measure(model, example_inputs, target.metric) if target.metric == "params" else None
+    best: tuple[float, Selection] | None = None
+    for _ in range(CONFIRM_ROUNDS):
+        try:
+            real = _real_ratio(
+                model, example_inputs, groups, selection, target.metric, dense or costs.dense
+            )
+        except Exception as err:  # confirmation is a check; the analytic choice still stands
+            warnings.warn(
+                f"target {target}: the pruned model could not be counted to confirm the "
+                f"analytic {target.metric} ratio {analytic:.4f} ({type(err).__name__}: {err})",
+                stacklevel=2,
+            )
+            return selection if best is None else best[1]
+        error = abs(real / target.keep - 1)
+        if best is None or error < best[0]:
+            best = (error, selection)
+        if error <= tolerance:
+            break
+        selection, analytic = _bisect(knob, target.keep * analytic / real)
+    assert best is not None
+    return best[1]
