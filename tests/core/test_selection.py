@@ -197,9 +197,9 @@ def test_no_group_is_cut_below_its_floor(
     scores = {g.name: torch.rand(g.n_units, generator=gen) for g in groups}
     config = SelectionConfig(
         sparsity=sparsity,
-        scope=scope,
+        scope=scope,  # type: ignore[arg-type]
         min_keep=min_keep,
-        min_keep_fraction=fraction,  # type: ignore[arg-type]
+        min_keep_fraction=fraction,
     )
     n_remove = round(sparsity * sum(sizes))
     if scope == "global" and n_remove > max_global_removal(groups, config):
