@@ -1,0 +1,183 @@
+"""The record of one pruning run, as plain data, for reports (:mod:`prunekit.report.html`).
+
+A :class:`RunReport` holds only strings, numbers and PNG bytes: it is built from the results of a
+run (the metric rows of :func:`prunekit.measure.compare`, the keep flags of a selection, a
+verification report) and can be rendered without the model or torch.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Protocol
+
+from torch import Tensor
+
+from prunekit.errors import ConfigError
+from prunekit.measure.summary import Row
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+OPTIONAL_PACKAGES = ("torchvision", "timm", "transformers")
+"""Packages whose versions a report lists when they are installed."""
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer (or group) before and after: ``before`` and ``after`` count ``quantity``
+    (``"units"``, ``"channels"``, ``"params"``)."""
+
+    name: str
+    before: int
+    after: int
+    quantity: str = "units"
+
+    def __post_init__(self) -> None:
+        if self.before < 0 or self.after < 0 or self.after > self.before:
+            raise ConfigError(
+                f"layer row {self.name!r}: need 0 <= after <= before, got before={self.before} "
+                f"after={self.after}"
+            )
+
+    @property
+    def kept(self) -> float:
+        """Fraction kept, ``after / before`` (1 for an empty layer)."""
+        return self.after / self.before if self.before else 1.0
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction removed, ``1 - kept``."""
+        return 1.0 - self.kept
+
+
+class _VerificationReport(Protocol):
+    """What :class:`prunekit.surgery.VerificationReport` provides to a report."""
+
+    max_abs_diff: float
+    tolerance: float
+    dtype: str
+    unverified: tuple[str, ...]
+
+    @property
+    def vacuous(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Whether the pruned model computes what the original computes with removed units zeroed.
+
+    ``passed`` is ``None`` when verification was skipped; ``note`` says why, or adds a caveat
+    (groups that could not be verified, a vacuous comparison).
+    """
+
+    passed: bool | None
+    max_diff: float | None = None
+    tolerance: float | None = None
+    dtype: str | None = None
+    note: str = ""
+
+    @classmethod
+    def skipped(cls, reason: str) -> Verification:
+        return cls(passed=None, note=reason)
+
+    @classmethod
+    def from_report(cls, report: _VerificationReport) -> Verification:
+        """From a surgery verification report: passed when the largest output difference is
+        within the tolerance."""
+        notes = []
+        if report.unverified:
+            notes.append(f"not verifiable: {', '.join(report.unverified)}")
+        if report.vacuous:
+            notes.append("vacuous: every reference output was exactly zero")
+        return cls(
+            passed=report.max_abs_diff <= report.tolerance,
+            max_diff=float(report.max_abs_diff),
+            tolerance=float(report.tolerance),
+            dtype=str(report.dtype),
+            note="; ".join(notes),
+        )
+
+    def line(self) -> str:
+        """One line for humans, e.g. ``passed: max |diff| 3.1e-07 <= tolerance 1e-05 (float64)``."""
+        if self.passed is None:
+            return f"skipped: {self.note}" if self.note else "skipped"
+        head = "passed" if self.passed else "FAILED"
+        sign = "<=" if self.passed else ">"
+        text = head
+        if self.max_diff is not None and self.tolerance is not None:
+            text += f": max |diff| {self.max_diff:.3g} {sign} tolerance {self.tolerance:.3g}"
+        if self.dtype:
+            text += f" ({self.dtype})"
+        return f"{text}; {self.note}" if self.note else text
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A figure as PNG bytes, with the title shown above it (and used as alt text)."""
+
+    title: str
+    png: bytes
+
+    def __post_init__(self) -> None:
+        if not self.png.startswith(PNG_SIGNATURE):
+            raise ConfigError(f"plot {self.title!r}: the image is not a PNG (bad signature)")
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Everything a report of one pruning run shows.
+
+    Attributes:
+        title: the heading.
+        command: the exact command line that ran.
+        versions: package name -> version (see :func:`collect_versions`).
+        metrics: before/after rows (params, MACs, size, latency, task metrics).
+        layers: per-layer (or per-group) widths before and after.
+        verification: the verification outcome, or ``None`` when not applicable (masks).
+        warnings: things the user should know.
+        plots: figures embedded in the report.
+    """
+
+    title: str
+    command: str
+    versions: Mapping[str, str] = field(default_factory=dict)
+    metrics: tuple[Row, ...] = ()
+    layers: tuple[LayerRow, ...] = ()
+    verification: Verification | None = None
+    warnings: tuple[str, ...] = ()
+    plots: tuple[Plot, ...] = ()
+
+
+def _installed(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def collect_versions(extra: Sequence[str] = OPTIONAL_PACKAGES) -> dict[str, str]:
+    """Versions of prunekit, torch, Python and the platform, plus those of ``extra`` packages
+    that are installed (read from package metadata; nothing is imported)."""
+    versions = {
+        "prunekit": _installed("prunekit") or "unknown",
+        "torch": _installed("torch") or "unknown",
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    for name in extra:
+        found = _installed(name)
+        if found:
+            versions[name] = found
+    return versions
+
+
+def layer_rows_from_selection(
+    selection: Mapping[str, Tensor], *, quantity: str = "units"
+) -> tuple[LayerRow, ...]:
+    """One row per group of a selection (group name -> keep flags): units before and kept."""
+    return tuple(
+        LayerRow(name, int(keep.numel()), int(keep.sum().item()), quantity)
+        for name, keep in selection.items()
+    )
