@@ -115,8 +115,10 @@ def test_achieved_sparsity_is_exact_and_masks_match_selection(
     sparsity: float, granularity: str
 ) -> None:
     model = lenet_like()
-    result = prunekit.prune(model, sparsity=sparsity, granularity=granularity, min_keep=0)
+    # one global ranking without floors: the count removed is exact
+    exact = {"scope": "global", "min_keep": 0, "min_keep_fraction": 0.0}
+    result = prunekit.prune(model, sparsity=sparsity, granularity=granularity, **exact)
     assert result.removed_units == round(sparsity * result.total_units)
-    again = prunekit.prune(result.model, sparsity=sparsity, granularity=granularity, min_keep=0)
+    again = prunekit.prune(result.model, sparsity=sparsity, granularity=granularity, **exact)
     # pruning the pruned model again at the same sparsity removes the same (already zero) units
     assert all(torch.equal(again.masks[k], v) for k, v in result.masks.items())

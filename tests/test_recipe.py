@@ -17,7 +17,7 @@ def test_embedded_demo_recipe_is_valid() -> None:
 @pytest.mark.parametrize(
     ("recipe", "message"),
     [
-        ({"prune": {"sparsity": 1.2}}, r"prune: .*sparsity must be in \[0, 1\)"),
+        ({"prune": {"sparsity": 1.2}}, r"prune\.sparsity: .*sparsity must be in \[0, 1\)"),
         ({"prune": {"sparsity": 0.5, "estimator": {"name": "taylr"}}}, "did you mean 'taylor'"),
         (
             {"prune": {"sparsity": 0.5, "estimator": {"name": "magnitude", "options": {"q": 1}}}},
@@ -33,7 +33,7 @@ def test_embedded_demo_recipe_is_valid() -> None:
             "data.dataset.*did you mean 'mnist'",
         ),
         ({"prune": {"sparsity": 0.5}, "extra": 1}, "extra: Extra inputs"),
-        ({"prune": {}}, "give sparsity or threshold"),
+        ({"prune": {}}, "needs sparsity, threshold or target"),
         ({"prune": {"sparsity": 0.5}, "finetune": {"lr": -1}}, "finetune.lr"),
         ([1, 2], "must be a mapping"),
     ],
@@ -69,13 +69,13 @@ def test_layer_recipe_takes_block_and_lifted_estimators_and_implies_surgery(
     estimator: str, options: dict[str, object], built: str
 ) -> None:
     recipe = parse_recipe(layer_recipe(estimator={"name": estimator, "options": options}))
-    assert recipe.prune.granularity == "layer" and recipe.prune.uses_surgery
-    assert type(recipe.prune.estimator.build(recipe.prune.granularity)).__name__ == built
+    assert recipe.prune.granularity == "layer" and recipe.prune.is_layer
+    assert type(recipe.prune.build_estimator()).__name__ == built
 
 
 def test_layer_granularity_is_spelled_like_the_api() -> None:
     recipe = parse_recipe(layer_recipe(granularity=" Layer ", surgery=True))
-    assert recipe.prune.granularity == "layer" and recipe.prune.uses_surgery
+    assert recipe.prune.granularity == "layer" and recipe.prune.is_layer
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ def test_layer_granularity_is_spelled_like_the_api() -> None:
         ({"sparsity": None}, "give sparsity .*candidate blocks"),
         ({"estimator": {"name": "activation"}}, "scores output channels"),
         ({"estimator": {"name": "angular", "options": {"per": "pixel"}}}, "per must be"),
-        ({"estimator": {"name": "angulr"}}, r"prune\.estimator.*did you mean 'angular'"),
+        ({"estimator": {"name": "angulr"}}, r"prune: unknown estimator 'angulr'.*did you mean 'angular'"),
     ],
 )
 def test_bad_layer_recipes_are_refused_clearly(prune: dict[str, object], message: str) -> None:

@@ -123,7 +123,7 @@ def prune(
                 "granularity 'layer' removes whole residual blocks by surgery: it needs "
                 "example_inputs (to find the blocks)"
             )
-        lifted = block_estimator(estimator_obj or cfg.estimator, **_options_for(cfg, estimator_obj))
+        lifted = block_estimator(estimator_obj) if estimator_obj else cfg.build_estimator()
         scoring = as_scoring_data(data, loss_fn, cfg.n_batches)
         return prune_layers(model, example_inputs, cfg, estimator=lifted, data=scoring,
                             inplace=inplace)  # fmt: skip
@@ -137,8 +137,7 @@ def prune(
                 "surgery (and a MACs or params target) needs example_inputs to trace the "
                 "model's dependencies, e.g. prunekit.prune(model, torch.randn(1, 3, 224, 224), ...)"
             )
-        unit_estimator = get_estimator(estimator_obj or cfg.estimator,
-                                       **_options_for(cfg, estimator_obj))  # fmt: skip
+        unit_estimator = estimator_obj or cfg.build_estimator()
         scoring = as_scoring_data(data, loss_fn, cfg.n_batches)
         return prune_structured(model, example_inputs, cfg, estimator=unit_estimator,
                                 data=scoring, inplace=inplace)  # fmt: skip

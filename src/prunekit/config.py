@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -23,12 +23,19 @@ from pydantic import (
     model_validator,
 )
 
+from prunekit.budget.target import parse_target
 from prunekit.core.scores import NORMALIZATIONS
 from prunekit.core.selection import SelectionConfig
-from prunekit.errors import ConfigError, PrunekitError, check_sparsity, closest
+from prunekit.errors import (
+    ConfigError,
+    PrunekitError,
+    UnknownNameError,
+    check_sparsity,
+    closest,
+)
 
-TARGET_METRICS: tuple[str, ...] = ("macs", "params")
-"""What a budget can be stated in: the fraction of the dense model's MACs or parameters kept."""
+if TYPE_CHECKING:
+    from prunekit.estimators import Estimator
 
 LAYER_GRANULARITY = "layer"
 """The granularity whose units are whole residual blocks."""
@@ -42,38 +49,22 @@ def _wrap(check: Any, value: Any) -> Any:
         raise ValueError(str(err)) from err
 
 
-def parse_target(value: Any) -> dict[str, float] | None:
-    """``{"macs": 0.5}``, ``"macs=0.5"`` or ``None`` -> ``{"macs": 0.5}`` (one metric, the
-    fraction of the dense model kept, in (0, 1])."""
+def _target_dict(value: Any) -> dict[str, float] | None:
+    """A budget as plain data, ``{"macs": 0.5}``, from anything
+    :func:`prunekit.budget.parse_target` reads."""
     if value is None:
         return None
-    if isinstance(value, str):
-        metric, sep, number = value.partition("=")
-        if not sep:
-            raise ValueError(f"target {value!r}: expected METRIC=FRACTION, e.g. macs=0.5")
-        try:
-            value = {metric.strip(): float(number)}
-        except ValueError:
-            raise ValueError(f"target {value!r}: {number!r} is not a number") from None
-    if not isinstance(value, Mapping) or len(value) != 1:
-        raise ValueError(
-            f"target must name one metric and the fraction kept, e.g. {{'macs': 0.5}}; got {value!r}"
-        )
-    ((metric, keep),) = value.items()
-    metric = str(metric).strip().lower()
-    if metric not in TARGET_METRICS:
-        raise ValueError(
-            f"unknown target metric {metric!r}{closest(metric, TARGET_METRICS)}; "
-            f"known: {', '.join(TARGET_METRICS)}"
-        )
-    if isinstance(keep, bool) or not isinstance(keep, (int, float)):
-        raise ValueError(f"target {metric}: the fraction kept must be a number, got {keep!r}")
-    keep = float(keep)
-    if math.isnan(keep) or not 0.0 < keep <= 1.0:
-        raise ValueError(
-            f"target {metric}={keep!r}: the fraction of the dense model kept must be in (0, 1]"
-        )
-    return {metric: keep}
+    target = _wrap(parse_target, value)
+    return {target.metric: target.keep}
+
+
+_LAYER_NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "scope": ("auto", "global"),
+    "round_to": (1,),
+    "normalize": ("none",),
+    "min_keep": (0, 1),
+}
+"""Selection options that mean nothing when a unit is a whole block, and their neutral values."""
 
 
 class PruneConfig(BaseModel):
@@ -152,9 +143,7 @@ class PruneConfig(BaseModel):
     atol: float = Field(1e-5, gt=0.0, description="Verification tolerance, relative.")
     metrics: bool = Field(True, description="Measure params, MACs and size before and after.")
     latency: bool = Field(False, description="Also time the model before and after (slow).")
-    heads: bool = Field(
-        True, description="Let whole heads of nn.MultiheadAttention be removed."
-    )
+    heads: bool = Field(True, description="Let whole heads of nn.MultiheadAttention be removed.")
     recalibrate: bool = Field(
         True, description="Re-estimate BatchNorm statistics on the data after surgery."
     )
@@ -209,7 +198,7 @@ class PruneConfig(BaseModel):
     @field_validator("target", mode="before")
     @classmethod
     def _target(cls, value: Any) -> dict[str, float] | None:
-        return parse_target(value)
+        return _target_dict(value)
 
     @field_validator("overrides")
     @classmethod
@@ -228,7 +217,8 @@ class PruneConfig(BaseModel):
     def _consistent(self, info: ValidationInfo) -> PruneConfig:
         given = [n for n in ("sparsity", "threshold", "target") if getattr(self, n) is not None]
         if len(given) > 1:
-            raise ValueError(f"give one of sparsity, threshold or target, not {' and '.join(given)}")
+            both = " and ".join(given)
+            raise ValueError(f"give one of sparsity, threshold or target, not {both}")
         if not (info.context or {}).get("estimator_instance"):
             self._check_estimator()
         if self.is_layer:
@@ -238,7 +228,7 @@ class PruneConfig(BaseModel):
         gran = get_granularity(self.granularity)
         if gran.pattern is None and not given and not self.overrides:
             raise ValueError(
-                "give sparsity, threshold or target (or an N:M granularity such as '2:4')"
+                "pruning needs sparsity, threshold or target (or an N:M granularity such as '2:4')"
             )
         if self.surgery and not gran.structural:
             raise ValueError(
@@ -253,24 +243,18 @@ class PruneConfig(BaseModel):
         return self
 
     def _check_estimator(self) -> None:
-        from prunekit.estimators import ESTIMATORS, get_estimator
+        from prunekit.estimators import ESTIMATORS
         from prunekit.estimators.blocks import BLOCK_ESTIMATORS
 
         name = self.estimator
-        if name in BLOCK_ESTIMATORS and name not in ESTIMATORS:
-            if not self.is_layer:
-                raise ValueError(
-                    f"estimator {name!r} scores whole residual blocks; it needs granularity "
-                    f"'layer', not {self.granularity!r}"
-                )
-            return
-        if name not in ESTIMATORS:
+        if name not in ESTIMATORS and name not in BLOCK_ESTIMATORS:
             known = sorted({*ESTIMATORS.names(), *BLOCK_ESTIMATORS.names()})
-            raise ValueError(
+            message = (
                 f"unknown estimator {name!r}{closest(name.lower(), known)}; known: "
                 f"{', '.join(known)}"
             )
-        _wrap(lambda n: get_estimator(n, **self.estimator_options), name)
+            raise ValueError(message) from UnknownNameError(message)
+        _wrap(lambda _: self.build_estimator(), name)
 
     def _check_layer(self) -> PruneConfig:
         """Layer granularity: a block is one unit, ranked globally and removed by surgery."""
@@ -283,10 +267,15 @@ class PruneConfig(BaseModel):
             raise ValueError(
                 "granularity 'layer' removes whole residual blocks by surgery; it cannot mask"
             )
-        if self.round_to != 1 or self.normalize != "none":
+        meaningless = [
+            f"{name}: {getattr(self, name)!r}"
+            for name, fine in _LAYER_NEUTRAL.items()
+            if getattr(self, name) not in fine
+        ]
+        if meaningless:
             raise ValueError(
-                "round_to and normalize have no meaning at granularity 'layer' (a block is "
-                "one unit)"
+                "granularity 'layer' ranks whole blocks globally, one unit each; remove what has "
+                f"no meaning there: {', '.join(meaningless)}"
             )
         return self
 
@@ -308,9 +297,24 @@ class PruneConfig(BaseModel):
             return "global"
         return "layer"
 
+    def build_estimator(self) -> Estimator:
+        """The configured estimator, built with its options; at granularity ``layer`` a block
+        estimator (``angular``, ``oracle``) or a unit estimator lifted to whole blocks."""
+        from prunekit.estimators import ESTIMATORS, get_estimator
+        from prunekit.estimators.blocks import BLOCK_ESTIMATORS, block_estimator
+
+        if self.is_layer:
+            return block_estimator(self.estimator, **self.estimator_options)
+        if self.estimator in BLOCK_ESTIMATORS and self.estimator not in ESTIMATORS:
+            raise ConfigError(
+                f"estimator {self.estimator!r} scores whole residual blocks; it needs "
+                f"granularity 'layer', not {self.granularity!r}"
+            )
+        return get_estimator(self.estimator, **self.estimator_options)
+
     def replace(self, **changes: Any) -> PruneConfig:
         """A validated copy with ``changes`` applied."""
-        return make_config(self, changes)
+        return make_config(self, changes, where="")
 
     def selection(self) -> SelectionConfig:
         """The selection stage's part of this configuration."""
@@ -338,6 +342,16 @@ class PruneConfig(BaseModel):
     def default(cls, name: str) -> Any:
         """The default of option ``name``."""
         return cls.model_fields[name].get_default(call_default_factory=True)
+
+
+def error_class(err: ValidationError) -> type[ConfigError]:
+    """The most specific prunekit error behind a validation error (an unknown registry name
+    stays an :class:`~prunekit.errors.UnknownNameError`), else :class:`ConfigError`."""
+    for e in err.errors():
+        cause = getattr((e.get("ctx") or {}).get("error"), "__cause__", None)
+        if isinstance(cause, ConfigError):
+            return type(cause)
+    return ConfigError
 
 
 def describe_errors(err: ValidationError, prefix: str = "") -> str:
@@ -371,7 +385,8 @@ def make_config(
     for name in changes:
         if name not in fields:
             raise ConfigError(
-                f"{where} got an unknown option {name!r}{closest(name, PruneConfig.model_fields)}"
+                f"{where or 'config'} got an unknown option {name!r}"
+                f"{closest(name, PruneConfig.model_fields)}"
             )
     data.update(changes)
     if "calibration_batches" in data and "n_batches" in data:
@@ -380,4 +395,5 @@ def make_config(
         context = {"estimator_instance": estimator_instance}
         return PruneConfig.model_validate(data, context=context)
     except ValidationError as err:
-        raise ConfigError(f"{where}: {describe_errors(err)}") from None
+        message = describe_errors(err)
+        raise error_class(err)(f"{where}: {message}" if where else message) from None

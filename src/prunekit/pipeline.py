@@ -15,16 +15,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from prunekit.api import PruneResult, prune
+from prunekit.api import prune
 from prunekit.data import load_dataset, make_loader
-from prunekit.io import load, save
 from prunekit.measure import ModelStats, layer_sparsity, measure
 from prunekit.models import build_model
+from prunekit.persist import load
 from prunekit.recipe import DistillSpec, Recipe, TrainSpec
 from prunekit.recovery import DistillConfig, train_distilled
 from prunekit.report.plots import plot_layer_sparsity, plot_metric_vs_sparsity
-from prunekit.surgery import rebuild_hook
-from prunekit.surgery.structured import StructuralResult
+from prunekit.result import PruneResult
+from prunekit.sources import ModelSource, load_data, load_model
 from prunekit.train import evaluate, seed_everything, train
 
 Log = Callable[[str], None]
@@ -37,7 +37,7 @@ class JobReport:
     before: ModelStats
     pruned: ModelStats
     after: ModelStats | None
-    result: PruneResult | StructuralResult
+    result: PruneResult
     files: dict[str, Path] = field(default_factory=dict)
     curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
@@ -46,11 +46,17 @@ class JobReport:
 class _Data:
     train: DataLoader[Any]
     test: DataLoader[Any]
-    example: torch.Tensor
+    example: Any
 
 
-def _data(recipe: Recipe) -> _Data:
+def _data(recipe: Recipe, source: ModelSource | None = None) -> _Data:
     spec = recipe.data
+    if ":" in spec.dataset:  # a data spec: imagefolder:DIR, npz:FILE, text:FILE
+        loaded = load_data(
+            spec.dataset, model=source, batch_size=spec.batch_size, limit=spec.train_limit,
+            seed=recipe.seed,
+        )  # fmt: skip
+        return _Data(loaded.train, loaded.test, loaded.example_inputs)
     train_set = load_dataset(spec.dataset, "train", spec.root)
     test_set = load_dataset(spec.dataset, "test", spec.root)
     train_loader = make_loader(
@@ -59,6 +65,15 @@ def _data(recipe: Recipe) -> _Data:
     test_loader = make_loader(test_set, 1000, limit=spec.test_limit)
     example = test_set[0][0].unsqueeze(0)
     return _Data(train_loader, test_loader, example)
+
+
+def model_source(recipe: Recipe) -> ModelSource | None:
+    """The user's model named by a model spec (``torchvision:resnet18``, ...), or ``None`` for
+    a reference model, which :func:`dense_model` builds for the data."""
+    spec = recipe.model
+    if not spec.is_source:
+        return None
+    return load_model(spec.name, weights=spec.weights, kwargs=spec.kwargs)
 
 
 def _fit(
@@ -88,17 +103,33 @@ def _fit(
 
 
 def dense_model(
-    recipe: Recipe, loader: DataLoader[Any], example: torch.Tensor, progress: bool, log: Log
+    recipe: Recipe,
+    loader: DataLoader[Any],
+    example: torch.Tensor,
+    progress: bool,
+    log: Log,
+    source: ModelSource | None = None,
 ) -> nn.Module:
-    """The model to prune: loaded from ``model.checkpoint`` or trained as the recipe says."""
+    """The model to prune: the user's model (``source``, trained only when the recipe's
+    ``train.epochs`` asks for it explicitly), or a reference model loaded from
+    ``model.checkpoint`` or trained as the recipe says."""
     spec = recipe.model
+    if source is not None:
+        model = source.model
+        if spec.checkpoint is not None:
+            log(f"loading {spec.name} from {spec.checkpoint}")
+            return load(spec.checkpoint, model)
+        if "epochs" in recipe.train.model_fields_set and recipe.train.epochs > 0:
+            log(f"training {spec.name} on {recipe.data.dataset} for {recipe.train.epochs} epoch(s)")
+            _fit(model, loader, recipe.train, progress)
+        return model
     kwargs = dict(spec.kwargs)
     kwargs.setdefault("in_channels", int(example.shape[1]))
     kwargs.setdefault("in_size", int(example.shape[-1]))
     model = build_model(spec.name, **kwargs)
     if spec.checkpoint is not None:
         log(f"loading {spec.name} from {spec.checkpoint}")
-        return load(spec.checkpoint, model, rebuild_hook=rebuild_hook)
+        return load(spec.checkpoint, model)
     log(f"training {spec.name} on {recipe.data.dataset} for {recipe.train.epochs} epoch(s)")
     _fit(model, loader, recipe.train, progress)
     return model
@@ -114,7 +145,7 @@ def accuracy_eval(loader: DataLoader[Any]) -> Callable[[nn.Module], Mapping[str,
     return eval_fn
 
 
-def example_inputs(model: nn.Module, fallback: torch.Tensor) -> torch.Tensor:
+def example_inputs(model: nn.Module, fallback: Any) -> Any:
     """The inputs structural tracing runs on: the model's own ``example_input()`` if it has one
     (every reference model does), else one sample of the data."""
     make = getattr(model, "example_input", None)
@@ -125,37 +156,16 @@ def prune_with(
     recipe: Recipe,
     model: nn.Module,
     calibration: DataLoader[Any],
-    example: torch.Tensor,
+    example: Any,
     **changes: Any,
-) -> PruneResult | StructuralResult:
-    """Run ``prunekit.prune`` on a copy of ``model`` with the recipe's pruning settings: masks,
-    or verified surgery when the recipe's ``prune.surgery`` says so (the default for channel
-    granularity, always for layer granularity, which removes whole residual blocks). Surgery
-    traces the model on its own ``example_input()``; the result's plan is saved with the model
-    (:func:`_write`) so :func:`prunekit.io.load` rebuilds the pruned shape."""
-    spec = recipe.prune
-    surgery = spec.uses_surgery
-    kwargs: dict[str, Any] = {
-        "sparsity": spec.sparsity,
-        "threshold": spec.threshold,
-        "granularity": spec.granularity,
-        "estimator": spec.estimator.name,
-        "estimator_options": spec.estimator.options,
-        "data": calibration,
-        "n_batches": spec.calibration_batches,
-        "scope": spec.scope,
-        "include": spec.include,
-        "exclude": spec.exclude,
-        "overrides": spec.overrides,
-        "min_keep": spec.min_keep,
-        "round_to": spec.round_to,
-        "normalize": spec.normalize,
-        "surgery": surgery,
-    }
-    if surgery:
-        kwargs.update(verify=spec.verify, metrics=False)
-    kwargs.update(changes)
-    return prune(model, example_inputs(model, example) if surgery else None, **kwargs)
+) -> PruneResult:
+    """Run ``prunekit.prune`` on a copy of ``model`` with the recipe's ``prune:`` config (and
+    ``changes`` to it). Example inputs are always passed, so structural granularities prune by
+    verified surgery (unless the config says ``surgery: false``); the result's plan is saved
+    with the model (:func:`_write`) so :func:`prunekit.load` rebuilds the pruned shape."""
+    # the job measures the models itself, with the task metric
+    config = recipe.prune.replace(**changes, metrics=False)
+    return prune(model, example_inputs(model, example), config=config, data=calibration)
 
 
 def sparsity_curves(
@@ -184,22 +194,25 @@ def sparsity_curves(
     return curves
 
 
-def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> JobReport:
+def run_recipe(
+    recipe: Recipe, *, progress: bool = True, log: Log = print, command: str = ""
+) -> JobReport:
     """Run the whole job of ``recipe`` and write its outputs under ``recipe.output.dir``."""
     seed_everything(recipe.seed)
     if recipe.threads is not None:
         torch.set_num_threads(recipe.threads)
-    data = _data(recipe)
-    model = dense_model(recipe, data.train, data.example, progress, log)
+    source = model_source(recipe)
+    data = _data(recipe, source)
+    model = dense_model(recipe, data.train, data.example, progress, log, source)
     eval_fn = accuracy_eval(data.test)
     before = measure(model, data.example, eval_fn=eval_fn)
-    log(f"pruning: {recipe.prune.estimator.name} at {recipe.prune.granularity} granularity")
+    log(f"pruning: {recipe.prune.estimator} at {recipe.prune.granularity} granularity")
     result = prune_with(recipe, model, data.train, data.example)
     pruned = measure(result.model, data.example, eval_fn=eval_fn)
     after = None
     if recipe.finetune.epochs or recipe.finetune.max_steps:
         distill = recipe.finetune.distill
-        kept = "" if isinstance(result, StructuralResult) else " with the masks kept"
+        kept = "" if result.structural else " with the masks kept"
         log(f"fine-tuning{kept}" + (", distilling from the unpruned model" if distill else ""))
         _fit(result.model, data.train, recipe.finetune, progress, distill, teacher=model)
         after = measure(result.model, data.example, eval_fn=eval_fn)
@@ -210,21 +223,14 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> Jo
 
 def _write(
     recipe: Recipe,
-    result: PruneResult | StructuralResult,
+    result: PruneResult,
     curves: Mapping[str, list[tuple[float, float]]],
 ) -> dict[str, Path]:
     out = Path(recipe.output.dir)
     files: dict[str, Path] = {}
     if recipe.output.save:
         arch = {"model": recipe.model.name, "kwargs": _arch_kwargs(result.model, recipe)}
-        plan = result.plan.to_json() if isinstance(result, StructuralResult) else None
-        files["model"] = save(
-            result.model,
-            out / "model",
-            arch=arch,
-            plan=plan,
-            extra={"recipe": recipe.model_dump(mode="json")},
-        )
+        files["model"] = result.save(out / "model", arch=arch)
     if recipe.output.plots:
         files["layer_sparsity"] = plot_layer_sparsity(
             layer_sparsity(result.model), out / "layer_sparsity.png"

@@ -2,24 +2,21 @@
 
 Every name is checked against its registry (model, data set, estimator, granularity), every option
 against the signature it is passed to, and every number against its range; a bad field is reported
-with its path in the file (e.g. ``prune.sparsity``). ``granularity: layer`` (whole residual blocks,
-:func:`prunekit.surgery.layers.prune_layers`) takes the block estimators (``angular``, ``oracle``)
-or any registry estimator lifted to blocks, and always prunes by surgery.
+with its path in the file (e.g. ``prune.sparsity``). The ``prune:`` section is a
+:class:`~prunekit.config.PruneConfig`, the same object ``prunekit.prune`` and the command line
+build.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from prunekit.core.selection import SelectionConfig
+from prunekit.config import PruneConfig, describe_errors
 from prunekit.errors import ConfigError, PrunekitError, closest
-
-if TYPE_CHECKING:
-    from prunekit.estimators import Estimator
 
 
 class _Strict(BaseModel):
@@ -35,16 +32,31 @@ def _registry_check(value: str, check: Any) -> str:
 
 
 class ModelSpec(_Strict):
-    """A reference model by registry name, optionally loaded from a prunekit save directory."""
+    """The model: a reference model by registry name or a model spec (``torchvision:resnet18``,
+    ``timm:NAME``, ``hf:DIR``, ``file.py:factory``, ``package.module:factory``), with
+    ``weights`` (safetensors, a Hugging Face directory or a state dict) or a prunekit save
+    directory as ``checkpoint``."""
 
     name: str = "lenet-300-100"
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    weights: Path | None = None
     checkpoint: Path | None = None
+
+    @property
+    def is_source(self) -> bool:
+        """Whether ``name`` is a model spec rather than a reference model's name."""
+        return ":" in self.name
 
     @model_validator(mode="after")
     def _known(self) -> ModelSpec:
         from prunekit.models import MODELS, model_args
+        from prunekit.sources import parse_model_spec
 
+        if self.is_source:
+            _registry_check(self.name, parse_model_spec)
+            return self
+        if self.weights is not None:
+            raise ValueError("weights= is for model specs; a reference model loads checkpoint=")
         _registry_check(self.name, MODELS.get)
         unknown = sorted(set(self.kwargs) - set(model_args(self.name)))
         if unknown:
@@ -56,7 +68,9 @@ class ModelSpec(_Strict):
 
 
 class DataSpec(_Strict):
-    """A registered data set; ``train_limit`` / ``test_limit`` take the first N samples."""
+    """A registered data set (``mnist``, ``fashion-mnist``, ``digits``) or a data spec
+    (``imagefolder:DIR``, ``npz:FILE``, ``text:FILE``); ``train_limit`` / ``test_limit`` take
+    the first N samples."""
 
     dataset: str = "mnist"
     root: Path | None = None
@@ -68,7 +82,17 @@ class DataSpec(_Strict):
     @classmethod
     def _known(cls, value: str) -> str:
         from prunekit.data import DATASETS
+        from prunekit.sources import DATA_FAMILIES
 
+        if ":" in value:
+            prefix = value.partition(":")[0].lower()
+            if prefix not in DATA_FAMILIES or prefix in DATASETS:
+                known = [k for k in DATA_FAMILIES if k not in DATASETS]
+                raise ValueError(
+                    f"unknown data spec prefix {prefix!r}{closest(prefix, known)}; known: "
+                    f"{', '.join(f'{k}:' for k in known)}"
+                )
+            return value
         return _registry_check(value, DATASETS.get)
 
 
@@ -103,159 +127,6 @@ class FinetuneSpec(TrainSpec):
         return self
 
 
-def _is_layer(granularity: str) -> bool:
-    from prunekit.surgery.layers import is_layer_granularity
-
-    return is_layer_granularity(granularity)
-
-
-def _is_block_estimator(name: str) -> bool:
-    from prunekit.estimators.blocks import BLOCK_ESTIMATORS
-
-    return name in BLOCK_ESTIMATORS
-
-
-class EstimatorSpec(_Strict):
-    """An estimator by registry name with its constructor options. A block estimator name
-    (``angular``, ``oracle``) is checked with the granularity, in :class:`PruneSpec`."""
-
-    name: str = "magnitude"
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _buildable(self) -> EstimatorSpec:
-        from prunekit.estimators import ESTIMATORS, get_estimator
-        from prunekit.estimators.blocks import BLOCK_ESTIMATORS
-
-        if _is_block_estimator(self.name):
-            return self
-        if self.name not in ESTIMATORS:
-            known = sorted({*ESTIMATORS.names(), *BLOCK_ESTIMATORS.names()})
-            raise ValueError(
-                f"unknown estimator {self.name!r}{closest(self.name.lower(), known)}; known: "
-                f"{', '.join(known)} ({', '.join(BLOCK_ESTIMATORS.names())} score whole blocks "
-                "at granularity 'layer')"
-            )
-        _registry_check(self.name, lambda n: get_estimator(n, **self.options))
-        return self
-
-    def build(self, granularity: str) -> Estimator:
-        """The estimator for ``granularity``: lifted to whole blocks at layer granularity."""
-        from prunekit.estimators import ESTIMATORS, get_estimator
-        from prunekit.estimators.blocks import block_estimator
-
-        if _is_layer(granularity):
-            return block_estimator(self.name, **self.options)
-        if self.name not in ESTIMATORS and _is_block_estimator(self.name):
-            raise ConfigError(
-                f"estimator {self.name!r} scores whole residual blocks; it needs granularity "
-                f"'layer', not {granularity!r}"
-            )
-        return get_estimator(self.name, **self.options)
-
-
-class PruneSpec(_Strict):
-    """What to prune and how: the arguments of :func:`prunekit.prune`."""
-
-    estimator: EstimatorSpec = Field(default_factory=EstimatorSpec)
-    granularity: str = "element"
-    sparsity: float | None = None
-    threshold: float | None = None
-    scope: Literal["global", "layer"] = "global"
-    include: list[str] = Field(default_factory=lambda: ["*"])
-    exclude: list[str] = Field(default_factory=list)
-    overrides: dict[str, float] = Field(default_factory=dict)
-    min_keep: int = Field(1, ge=0)
-    round_to: int = Field(1, ge=1)
-    normalize: Literal["none", "max", "sum", "l2", "mean"] = "none"
-    calibration_batches: int = Field(8, ge=1)
-    surgery: bool | None = Field(
-        None,
-        description="remove units physically (verified); None: yes for structural granularities "
-        "(always for layer)",
-    )
-    verify: bool = True
-
-    @field_validator("granularity")
-    @classmethod
-    def _granularity(cls, value: str) -> str:
-        from prunekit.granularity import get_granularity
-
-        if _is_layer(value):
-            return "layer"
-        return _registry_check(value, get_granularity)
-
-    @model_validator(mode="after")
-    def _selection(self) -> PruneSpec:
-        try:
-            self.selection_config()
-            self.estimator.build(self.granularity)
-        except ConfigError as err:
-            raise ValueError(str(err)) from err
-        if _is_layer(self.granularity):
-            return self._layer_options()
-        from prunekit.granularity import get_granularity
-
-        if (
-            get_granularity(self.granularity).pattern is None
-            and self.sparsity is None
-            and (self.threshold is None)
-        ):
-            raise ValueError("give sparsity or threshold (or an N:M granularity such as '2:4')")
-        if self.surgery and not get_granularity(self.granularity).structural:
-            raise ValueError(
-                f"surgery removes whole units; granularity {self.granularity!r} is not "
-                "structural (use 'channel', or surgery: false)"
-            )
-        return self
-
-    def _layer_options(self) -> PruneSpec:
-        """Layer granularity: a block is one unit, ranked globally and removed by surgery."""
-        if self.sparsity is None and self.threshold is None:
-            raise ValueError(
-                "granularity 'layer': give sparsity (the fraction of candidate blocks removed) "
-                "or threshold"
-            )
-        if self.surgery is False:
-            raise ValueError(
-                "granularity 'layer' removes whole residual blocks by surgery; it cannot mask "
-                "(leave surgery unset or true)"
-            )
-        defaults = {"scope": "global", "round_to": 1, "normalize": "none", "min_keep": 1}
-        meaningless = [
-            f"{k}: {getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v
-        ]
-        if meaningless:
-            raise ValueError(
-                "granularity 'layer' ranks whole blocks globally, one unit each; remove what has "
-                f"no meaning there: {', '.join(meaningless)}"
-            )
-        return self
-
-    @property
-    def uses_surgery(self) -> bool:
-        """Whether pruning is physical: ``surgery``, or by default a structural granularity
-        (always at layer granularity)."""
-        from prunekit.granularity import get_granularity
-
-        if _is_layer(self.granularity):
-            return True
-        if self.surgery is not None:
-            return self.surgery
-        return get_granularity(self.granularity).structural
-
-    def selection_config(self) -> SelectionConfig:
-        return SelectionConfig(
-            sparsity=self.sparsity,
-            threshold=self.threshold,
-            scope=self.scope,
-            overrides=self.overrides,
-            min_keep=self.min_keep,
-            round_to=self.round_to,
-            normalize=self.normalize,
-        )
-
-
 class OutputSpec(_Strict):
     """Where results go. ``curve`` lists estimators for an extra one-shot accuracy-vs-sparsity
     plot at ``curve_sparsities`` (no fine-tuning), drawn from the dense model."""
@@ -270,8 +141,9 @@ class OutputSpec(_Strict):
     @classmethod
     def _estimators(cls, value: list[str]) -> list[str]:
         from prunekit.estimators import ESTIMATORS
+        from prunekit.estimators.blocks import BLOCK_ESTIMATORS
 
-        return [v if _is_block_estimator(v) else _registry_check(v, ESTIMATORS.get) for v in value]
+        return [v if v in BLOCK_ESTIMATORS else _registry_check(v, ESTIMATORS.get) for v in value]
 
     @field_validator("curve_sparsities")
     @classmethod
@@ -290,7 +162,7 @@ class Recipe(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
-    prune: PruneSpec
+    prune: PruneConfig
     finetune: FinetuneSpec = Field(default_factory=lambda: FinetuneSpec(epochs=0))
     output: OutputSpec = Field(default_factory=OutputSpec)
     seed: int = 0
@@ -298,11 +170,15 @@ class Recipe(_Strict):
         None, ge=1, description="torch CPU threads for the job; None keeps torch's default"
     )
 
+    example_shape: list[int] | None = Field(
+        None, description="Shape of one example input (batch 1) when the data gives none."
+    )
+
     @model_validator(mode="after")
     def _curve_estimators(self) -> Recipe:
         for name in self.output.curve:
             try:
-                EstimatorSpec(name=name).build(self.prune.granularity)
+                self.prune.replace(estimator=name, estimator_options={})
             except ConfigError as err:
                 raise ValueError(f"output.curve: {err}") from err
         return self
@@ -315,10 +191,7 @@ def parse_recipe(data: Any, source: str = "<recipe>") -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors()
-        )
-        raise ConfigError(f"{source}: invalid recipe: {problems}") from None
+        raise ConfigError(f"{source}: invalid recipe: {describe_errors(err)}") from None
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -22,7 +22,6 @@ from prunekit.measure import ModelStats, Row, compare
 
 if TYPE_CHECKING:
     from prunekit.estimators import Estimator
-    from prunekit.granularity import Granularity
     from prunekit.surgery.plan import Plan
     from prunekit.surgery.verify import VerificationReport
 
@@ -126,7 +125,9 @@ class PruneResult:
             ratios.append(f"params_ratio={self.params_ratio:.3f}")
         if self.macs_ratio is not None:
             ratios.append(f"macs_ratio={self.macs_ratio:.3f}")
-        verified = "off" if self.verification is None else "passed"
+        verified = "passed" if self.verification is not None else "off"
+        if not self.structural:
+            verified = "n/a (masks)"
         return (
             f"PruneResult(model={type(self.model).__name__}, granularity={self.granularity!r}, "
             f"estimator={self.estimator.name!r}, removed={self.removed_units}/{self.total_units}, "

@@ -7,7 +7,7 @@ import yaml
 from torch import nn
 from typer.testing import CliRunner
 
-from prunekit.cli.main import app, demo_recipe, model_kwargs
+from prunekit.cli.main import app, demo_recipe, key_values
 from prunekit.io import load, read_metadata
 
 runner = CliRunner()
@@ -205,7 +205,7 @@ def test_layer_options_are_validated_like_a_layer_recipe(tmp_path: Path) -> None
 
 
 def test_model_args_are_yaml_values() -> None:
-    assert model_kwargs(["width=8", "blocks=[3, 3, 3]"]) == {"width": 8, "blocks": [3, 3, 3]}
+    assert key_values(["width=8", "blocks=[3, 3, 3]"], "--model-arg") == {"width": 8, "blocks": [3, 3, 3]}
     result = runner.invoke(app, ["prune", "--model-arg", "width", "--sparsity", "0.5"])
     assert result.exit_code == 2 and "expected KEY=VALUE" in result.output
     result = runner.invoke(app, ["prune", "--model-arg", "widht=8", "--sparsity", "0.5"])

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from prunekit.cli import views
 from prunekit.cli.llm import llm_app
+from prunekit.config import PruneConfig
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.recipe import Recipe, load_recipe, parse_recipe
 
@@ -78,14 +79,42 @@ def demo(
     _run(recipe)
 
 
+def _config_help(name: str) -> str:
+    """An option's help: the config field's help text and its default."""
+    default = PruneConfig.default(name)
+    shown = "none" if default is None else default
+    return f"{PruneConfig.help(name)} [default: {shown}]"
+
+
+CONFIG_OPTIONS: dict[str, str] = {
+    "estimator": "--estimator",
+    "granularity": "--granularity",
+    "sparsity": "--sparsity",
+    "target": "--target",
+    "scope": "--scope",
+    "surgery": "--surgery/--masks",
+    "exclude": "--exclude",
+}
+"""PruneConfig fields with an option of their own in ``prunekit prune``; every other field is
+reached with ``--set FIELD=VALUE``. Help texts and defaults come from the config."""
+
+
 @app.command("prune")
 def prune_command(
     recipe_file: Annotated[
         Path | None, typer.Argument(help="YAML recipe (see docs/recipes.md).")
     ] = None,
     model: Annotated[
-        str, typer.Option(help="Reference model name (prunekit list).")
+        str,
+        typer.Option(
+            help="Model: a reference model name, torchvision:NAME, timm:NAME, hf:DIR, "
+            "file.py:FACTORY or package.module:FACTORY."
+        ),
     ] = "lenet-300-100",
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="Weights for a model spec: .safetensors, a HF directory, a state dict."),
+    ] = None,
     model_arg: Annotated[
         list[str] | None,
         typer.Option(help="Model argument KEY=VALUE (a YAML value, e.g. blocks=[3,3,3])."),
@@ -93,28 +122,43 @@ def prune_command(
     checkpoint: Annotated[
         Path | None, typer.Option(help="prunekit save directory to load.")
     ] = None,
-    dataset: Annotated[str, typer.Option(help="Data set name.")] = "mnist",
-    estimator: Annotated[str, typer.Option(help="Importance estimator.")] = "magnitude",
-    granularity: Annotated[
-        str, typer.Option(help="element, 2:4, block:4x4, channel, layer (whole blocks) ...")
-    ] = "element",
-    sparsity: Annotated[
-        float | None, typer.Option(help="Fraction of units removed, in [0, 1).")
-    ] = None,
-    scope: Annotated[str, typer.Option(help="global or layer.")] = "global",
-    surgery: Annotated[
-        bool | None,
+    data: Annotated[
+        str,
         typer.Option(
-            "--surgery/--masks",
-            help="Remove units physically (verified) or mask them; default: surgery for "
-            "channel, always for layer.",
+            "--data",
+            "--dataset",
+            help="Data: mnist, fashion-mnist, digits, imagefolder:DIR, npz:FILE, text:FILE.",
+        ),
+    ] = "mnist",
+    batch_size: Annotated[int, typer.Option(help="Batch size of the data.")] = 128,
+    data_limit: Annotated[
+        int | None, typer.Option(help="Use only the first N training samples.")
+    ] = None,
+    estimator: Annotated[str | None, typer.Option(help=_config_help("estimator"))] = None,
+    granularity: Annotated[str | None, typer.Option(help=_config_help("granularity"))] = None,
+    sparsity: Annotated[float | None, typer.Option(help=_config_help("sparsity"))] = None,
+    target: Annotated[str | None, typer.Option(help=_config_help("target"))] = None,
+    scope: Annotated[str | None, typer.Option(help=_config_help("scope"))] = None,
+    surgery: Annotated[
+        bool | None, typer.Option("--surgery/--masks", help=_config_help("surgery"))
+    ] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help=_config_help("exclude"))] = None,
+    set_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Any other pruning option FIELD=VALUE (a YAML value), e.g. --set "
+            "min_keep_fraction=0.2; the fields are those of a recipe's prune: section.",
         ),
     ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option(help="Layer name patterns to leave alone.")
+    train_epochs: Annotated[
+        int | None,
+        typer.Option(help="Training epochs before pruning (reference models: default 1)."),
     ] = None,
-    train_epochs: Annotated[int, typer.Option(help="Dense training epochs (no checkpoint).")] = 1,
     finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs after pruning.")] = 0,
+    finetune_steps: Annotated[
+        int | None, typer.Option(help="Stop fine-tuning after this many steps.")
+    ] = None,
     distill: Annotated[
         bool,
         typer.Option(
@@ -128,48 +172,55 @@ def prune_command(
     if recipe_file is not None:
         recipe = _guarded(lambda: load_recipe(recipe_file))
     else:
+        given = {
+            "estimator": estimator, "granularity": granularity, "sparsity": sparsity,
+            "target": target, "scope": scope, "surgery": surgery, "exclude": exclude,
+        }  # fmt: skip
+        prune_spec = {k: v for k, v in given.items() if v is not None}
+        prune_spec.update(_guarded(lambda: key_values(set_option or [], "--set")))
+        train: dict[str, Any] = {} if train_epochs is None else {"epochs": train_epochs}
         spec = {
             "model": {
                 "name": model,
-                "kwargs": _guarded(lambda: model_kwargs(model_arg or [])),
+                "kwargs": _guarded(lambda: key_values(model_arg or [], "--model-arg")),
+                "weights": str(weights) if weights else None,
                 "checkpoint": str(checkpoint) if checkpoint else None,
             },
-            "data": {"dataset": dataset},
-            "train": {"epochs": train_epochs},
-            "prune": {
-                "estimator": {"name": estimator},
-                "granularity": granularity,
-                "sparsity": sparsity,
-                "scope": scope,
-                "surgery": surgery,
-                "exclude": exclude or [],
+            "data": {"dataset": data, "batch_size": batch_size, "train_limit": data_limit},
+            "train": train,
+            "prune": prune_spec,
+            "finetune": {
+                "epochs": finetune_epochs,
+                "max_steps": finetune_steps,
+                "distill": {} if distill else None,
             },
-            "finetune": {"epochs": finetune_epochs, "distill": {} if distill else None},
             "output": {"dir": str(out)},
         }
         recipe = _guarded(lambda: parse_recipe(spec, "command line"))
-    _run(recipe)
+    _run(recipe, command=" ".join(["prunekit", *sys.argv[1:]]))
 
 
-def model_kwargs(pairs: list[str]) -> dict[str, Any]:
+def key_values(pairs: list[str], option: str) -> dict[str, Any]:
     """``["width=8", "blocks=[3, 3, 3]"]`` -> ``{"width": 8, "blocks": [3, 3, 3]}`` (values are
-    YAML, as in a recipe's ``model.kwargs``)."""
+    YAML, as in a recipe)."""
     kwargs: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--model-arg {pair!r}: expected KEY=VALUE, e.g. blocks=[3,3,3]")
+            raise ConfigError(f"{option} {pair!r}: expected KEY=VALUE, e.g. blocks=[3,3,3]")
         try:
             kwargs[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as err:
-            raise ConfigError(f"--model-arg {pair!r}: the value is not valid YAML: {err}") from None
+            raise ConfigError(f"{option} {pair!r}: the value is not valid YAML: {err}") from None
     return kwargs
 
 
-def _run(recipe: Recipe) -> None:
+def _run(recipe: Recipe, command: str = "prunekit") -> None:
     from prunekit.pipeline import run_recipe
 
-    report = _guarded(lambda: run_recipe(recipe, progress=sys.stderr.isatty(), log=_log))
+    report = _guarded(
+        lambda: run_recipe(recipe, progress=sys.stderr.isatty(), log=_log, command=command)
+    )
     for table in views.job_tables(report):
         console.print(table)
     for name, path in report.files.items():

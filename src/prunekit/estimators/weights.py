@@ -10,6 +10,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from prunekit.adapters import is_batchnorm
 from prunekit.core.groups import Group, Member, Scores, get_tensor, group_tensors
 from prunekit.errors import ConfigError
 from prunekit.estimators.base import Estimator
@@ -97,7 +98,7 @@ class BNScale(Estimator):
         scales = {
             f"{name}.weight"
             for name, module in model.named_modules()
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine
+            if is_batchnorm(module, affine=True)
         }
         scores: Scores = {}
         for group in groups:

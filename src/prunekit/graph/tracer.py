@@ -2,7 +2,7 @@
 
 The model runs once, eagerly, on the example inputs under a :class:`TorchDispatchMode`. Every ATen
 operation that touches a labelled tensor is handed to its structural rule
-(:mod:`prunekit.ops.structural`), which couples atoms and labels the outputs. Global module hooks
+(:mod:`prunekit.graph.structural`), which couples atoms and labels the outputs. Global module hooks
 keep the module path of every op (for error messages and ``ignore``). Nothing of the model is
 changed: it runs in eval mode under ``no_grad`` and its train/eval flags are restored.
 """
@@ -35,7 +35,7 @@ from prunekit.graph.running import (
     run_model,
     to_meta,
 )
-from prunekit.ops.structural.attention import fixed_widths, makes_constants
+from prunekit.graph.structural.attention import fixed_widths, makes_constants
 
 Compute = Literal["meta", "fake", "real"]
 """How the traced forward runs: on ``meta`` tensors (shapes only, the default), under a
@@ -171,7 +171,7 @@ class _Tracer(TorchDispatchMode):
         return out
 
     def _apply(self, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
-        from prunekit.ops.structural import rule_for_op
+        from prunekit.graph.structural import rule_for_op
 
         rule = rule_for_op(func)
         self.op_names.add(str(func))
@@ -268,8 +268,8 @@ def _unsupported_message(func: Any, where: str, stack: Sequence[str]) -> str:
     return (
         f"structural tracing cannot map units through the operation {name!r} called in module "
         f"{where!r} (module path: {' > '.join(stack) or '<top level>'}). Declare how it maps "
-        f"units: prunekit.ops.structural.OP_RULES.register({packet!r}, rule) (for an elementwise "
-        f"op, rule=prunekit.ops.structural.pointwise), or pass ignore=[{where!r}] to keep the "
+        f"units: prunekit.graph.structural.OP_RULES.register({packet!r}, rule) (for an elementwise "
+        f"op, rule=prunekit.graph.structural.pointwise), or pass ignore=[{where!r}] to keep the "
         "widths of everything that module touches"
     )
 

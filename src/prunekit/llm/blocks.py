@@ -2,8 +2,9 @@
 
 Layer-by-layer pruning (SparseGPT, Wanda) never runs the whole model on the calibration data: it
 captures the inputs of block 0 once (by stopping the forward pass as it enters the block), then
-runs one block at a time. This module is the only place that knows where architectures keep their
-blocks; anything else is refused with the model's name and the places that were searched.
+runs one block at a time. Where architectures keep their blocks is declared by the model family
+adapters (:func:`prunekit.adapters.block_paths`); anything else is refused with the model's name
+and the places that were searched.
 """
 
 from __future__ import annotations
@@ -17,20 +18,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from prunekit.adapters import block_paths, is_normalisation
 from prunekit.errors import DataError, UnsupportedLayerError
 from prunekit.ops.rules import NOT_TARGETS, LayerRule, matches_any, prunable_layers, rule_for
 
-BLOCK_PATHS: tuple[str, ...] = (
-    "model.layers",  # LLaMA, Mistral, Qwen, SmolLM (…ForCausalLM)
-    "layers",  # LlamaModel, MistralModel
-    "encoder.layer",  # BertModel, RobertaModel
-    "bert.encoder.layer",  # BertFor…
-    "roberta.encoder.layer",
-    "model.decoder.layers",  # OPT
-    "transformer.h",  # GPT-2, Falcon
-    "gpt_neox.layers",  # Pythia
-)
-"""Attribute paths of the block list, tried in order."""
+BLOCK_PATHS: tuple[str, ...] = block_paths()
+"""Attribute paths of the block list, tried in order (from the model family adapters)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +69,7 @@ def _refuse_unknown_layers(block: nn.Module, prefix: str) -> None:
         if "parametrizations" in name.split(".") or rule_for(module) is not None:
             continue
         own = any(True for _ in module.parameters(recurse=False))
-        is_norm = isinstance(module, NOT_TARGETS) or "norm" in type(module).__name__.lower()
+        is_norm = isinstance(module, NOT_TARGETS) or is_normalisation(module)
         if own and not is_norm:
             where = f"{prefix}.{name}" if name else prefix
             raise UnsupportedLayerError(

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunekit.adapters import is_causal_architecture
 from prunekit.compat.torchvision_shim import ensure_torchvision_ops
 from prunekit.errors import ConfigError
 
@@ -68,7 +69,7 @@ def load_model(
     if causal is None:
         config = AutoConfig.from_pretrained(str(directory), **options)
         archs = getattr(config, "architectures", None) or []
-        causal = bool(gguf) or any(a.endswith("ForCausalLM") for a in archs)
+        causal = bool(gguf) or is_causal_architecture(archs)
     loader = AutoModelForCausalLM if causal else AutoModel
     model = loader.from_pretrained(str(directory), dtype=dtype, **options)
     tokenizer = AutoTokenizer.from_pretrained(str(directory), **options)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from prunekit.adapters import is_causal_lm
 from prunekit.core.groups import Group, Member, Scores
 from prunekit.core.modes import eval_mode
 from prunekit.errors import ConfigError, DataError, ScoreError
@@ -82,11 +83,6 @@ class UnitActivation(Estimator):
             values = stats[layer].sq_norms.float().reshape(row_shape)
             scores[group.name] = row_view.reduce(values, self.reduction)
         return scores
-
-
-def is_causal_lm(model: nn.Module) -> bool:
-    """A Hugging Face causal language model (``...ForCausalLM``)."""
-    return type(model).__name__.endswith("ForCausalLM")
 
 
 def next_token_loss(logits: Tensor, ids: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ from prunekit.methods.regularizers import (
     with_penalty,
 )
 from prunekit.methods.soft_filter import SoftFilterPruning
-from prunekit.methods.state import load_originals, mask_buffer, original_state, original_tensor
+from prunekit.recovery.originals import load_originals, mask_buffer, original_state, original_tensor
 
 __all__ = [
     "DSTConfig",

@@ -30,7 +30,7 @@ from prunekit.core.modes import module_mode
 from prunekit.errors import ConfigError, check_sparsity
 from prunekit.granularity import build_groups, get_granularity
 from prunekit.masks import apply_masks, masks_of
-from prunekit.methods.state import mask_buffer, original_tensor
+from prunekit.recovery.originals import mask_buffer, original_tensor
 from prunekit.train import LossFn
 
 Distribution = Literal["uniform", "erk"]

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 
 from prunekit.errors import ConfigError, check_sparsity
 from prunekit.masks import clone_model, masks_of, remove_masks
-from prunekit.methods.state import load_originals, original_state
 from prunekit.recovery.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from prunekit.recovery.originals import load_originals, original_state
 from prunekit.schedules import Iterative, PruneSpec, prune_further
 from prunekit.train import StepCallback
 

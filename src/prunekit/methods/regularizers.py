@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from prunekit.adapters import batchnorm_layers
 from prunekit.core.groups import Group, Scores
 from prunekit.errors import ConfigError
 from prunekit.estimators.weights import BNScale
@@ -59,17 +60,9 @@ def group_lasso_penalty(model: nn.Module, groups: Sequence[Group]) -> Tensor:
     return torch.stack(terms).sum()
 
 
-def _batchnorms(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [
-        (n, m)
-        for n, m in model.named_modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine
-    ]
-
-
 def bn_scale_penalty(model: nn.Module) -> Tensor:
     """Sum of ``|gamma|`` over every affine BatchNorm layer (network slimming)."""
-    layers = _batchnorms(model)
+    layers = batchnorm_layers(model, affine=True)
     if not layers:
         raise ConfigError("bn_scale_penalty: the model has no affine BatchNorm layer")
     return torch.stack([_bn_weight(m).abs().sum() for _, m in layers]).sum()

@@ -16,7 +16,7 @@ from torch import nn
 from prunekit.api import PruneResult, prune
 from prunekit.core.groups import Masks
 from prunekit.errors import ConfigError, check_sparsity
-from prunekit.methods.state import original_tensor
+from prunekit.recovery.originals import original_tensor
 
 
 @dataclass

@@ -7,7 +7,7 @@ breaks it. :class:`PrunableMultiheadAttention` computes exactly the same functio
 separate ``q_proj`` / ``k_proj`` / ``v_proj`` Linears of width ``num_heads * head_dim`` and an
 ``out_proj`` from that width back to ``embed_dim``. It declares ``head_dim`` and splits its
 projections with ``view(..., -1, head_dim)``, so the structural tracer makes *whole heads* the
-units (see :mod:`prunekit.ops.structural.attention`) and the number of heads follows the
+units (see :mod:`prunekit.graph.structural.attention`) and the number of heads follows the
 pruned width, as in Hugging Face attention (Michel et al. 2019, "Are Sixteen Heads Really
 Better than One?", prune whole heads this way).
 

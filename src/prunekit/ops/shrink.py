@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from prunekit.adapters import module_facts
 from prunekit.ops.mha import PrunableMultiheadAttention
 from prunekit.registry import Registry
 
@@ -148,12 +149,14 @@ SHRINK_RULES: Registry[ShrinkRule] = Registry(
 
 
 def shrink_rule_for(module: nn.Module) -> ShrinkRule | None:
-    """The registered rule for ``module``'s type, else a Hugging Face rule by class name."""
+    """The registered rule for ``module``'s type, else the width update its model family adapter
+    declares (Hugging Face and timm attention, GPT-2's ``Conv1D``; :mod:`prunekit.adapters`)."""
     for name in SHRINK_RULES.names():
         rule = SHRINK_RULES.get(name)
         if isinstance(module, rule.types):
             return rule
-    from prunekit.ops.shrink_hf import HF_SHRINK_RULES
-
-    update = HF_SHRINK_RULES.get(type(module).__name__)
-    return ShrinkRule((type(module),), update) if update is not None else None
+    facts = module_facts(module)
+    if facts is None:
+        return None
+    widths = facts.widths
+    return ShrinkRule((type(module),), lambda m: set_attributes(m, widths(m)))

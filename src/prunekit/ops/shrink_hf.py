@@ -1,9 +1,9 @@
-"""Shrink rules for Hugging Face transformers (and timm) layers, matched by class name (so
-prunekit imports neither), and the model-level config update.
+"""The model-level Hugging Face config update after surgery.
 
 After surgery removed whole heads or MLP neurons, an attention module's head count and fused
-split sizes must follow its (sliced) projections, and the model's ``config`` should describe the
-new widths. A config has one value per field for every layer, so a field is updated only when
+split sizes follow its (sliced) projections (the model family adapters in
+:mod:`prunekit.adapters` say how), and the model's ``config`` should describe the new widths.
+A config has one value per field for every layer, so a field is updated only when
 every layer agrees (``scope="layer"`` pruning gives that); otherwise it keeps the original value
 and the per-layer widths live in the modules and in the plan (which is what
 :func:`prunekit.surgery.rebuild` replays).
@@ -13,76 +13,12 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
+from prunekit.adapters import HIDDEN_SIZE_KEYS, config_widths
 from prunekit.ops.shrink import Changes, set_attributes
-
-
-def _conv1d(module: Any) -> Changes:
-    """``transformers.pytorch_utils.Conv1D``: weight ``[nx, nf]``."""
-    w = module.weight
-    return set_attributes(module, {"nx": w.shape[0], "nf": w.shape[1]})
-
-
-def _heads(width: int, head_dim: int) -> int:
-    return width // head_dim if head_dim > 0 else 0
-
-
-def _gpt2_attention(module: Any) -> Changes:
-    """GPT-2: ``c_attn`` projects to ``[q | k | v]``, split by ``split_size``."""
-    width = module.c_attn.weight.shape[1] // 3
-    return set_attributes(
-        module, {"split_size": width, "num_heads": _heads(width, int(module.head_dim))}
-    )
-
-
-def _bert_attention(module: Any) -> Changes:
-    """BERT / ViT-style self-attention: ``query`` / ``key`` / ``value`` Linears."""
-    width = module.query.weight.shape[0]
-    heads = _heads(width, int(module.attention_head_size))
-    return set_attributes(module, {"num_attention_heads": heads, "all_head_size": width})
-
-
-def _llama_attention(module: Any) -> Changes:
-    """LLaMA-style attention (``q_proj`` / ``k_proj``): heads follow the projections;
-    ``num_key_value_groups`` stays (whole key/value groups are removed)."""
-    values = {}
-    for attr, proj in (("num_heads", "q_proj"), ("num_key_value_heads", "k_proj")):
-        if attr in module.__dict__:
-            width = getattr(module, proj).weight.shape[0]
-            values[attr] = _heads(width, int(module.head_dim))
-    return set_attributes(module, values)
-
-
-def _timm_attention(module: Any) -> Changes:
-    """timm ``Attention`` (ViT, DeiT): fused ``qkv``, ``num_heads`` and ``attn_dim`` attributes."""
-    qkv = getattr(module, "qkv", None)
-    if not type(module).__module__.startswith("timm.") or qkv is None:
-        return {}
-    if "num_heads" not in module.__dict__:
-        return {}
-    width = qkv.weight.shape[0] // 3
-    values = {"num_heads": _heads(width, int(module.head_dim))}
-    if "attn_dim" in module.__dict__:
-        values["attn_dim"] = width
-    return set_attributes(module, values)
-
-
-HF_SHRINK_RULES: dict[str, Callable[[nn.Module], Changes]] = {
-    "Conv1D": _conv1d,
-    "GPT2Attention": _gpt2_attention,
-    "BertSelfAttention": _bert_attention,
-    "RobertaSelfAttention": _bert_attention,
-    "ViTSelfAttention": _bert_attention,
-    "LlamaAttention": _llama_attention,
-    "MistralAttention": _llama_attention,
-    "Qwen2Attention": _llama_attention,
-    "Attention": _timm_attention,
-}
-"""Class name -> width update (applied after the module's tensors were sliced)."""
 
 
 def _uniform(values: list[int]) -> int | None:
@@ -95,31 +31,7 @@ def update_hf_config(model: nn.Module) -> Changes:
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "to_dict"):
         return {}
-    found: dict[str, list[int]] = {}
-    module: Any
-    for module in model.modules():
-        name = type(module).__name__
-        if name in ("BertSelfAttention", "RobertaSelfAttention", "ViTSelfAttention"):
-            found.setdefault("num_attention_heads", []).append(module.num_attention_heads)
-        elif name == "GPT2Attention":
-            found.setdefault("n_head", []).append(module.num_heads)
-        elif name in ("LlamaAttention", "MistralAttention", "Qwen2Attention"):
-            head_dim = int(module.head_dim)
-            found.setdefault("num_attention_heads", []).append(
-                _heads(module.q_proj.weight.shape[0], head_dim)
-            )
-            found.setdefault("num_key_value_heads", []).append(
-                _heads(module.k_proj.weight.shape[0], head_dim)
-            )
-        elif name.endswith(("MLP", "Intermediate")):
-            for proj in ("gate_proj", "up_proj", "dense", "c_fc"):
-                layer = getattr(module, proj, None)
-                weight = getattr(layer, "weight", None)
-                if weight is not None:
-                    width = weight.shape[1] if proj == "c_fc" else weight.shape[0]
-                    key = "n_inner" if proj == "c_fc" else "intermediate_size"
-                    found.setdefault(key, []).append(int(width))
-                    break
+    found = config_widths(model)
     _residual_width(model, config, found)
     values = {}
     for key, widths in found.items():
@@ -127,10 +39,6 @@ def update_hf_config(model: nn.Module) -> Changes:
         if value is not None and hasattr(config, key) and key in config.to_dict():
             values[key] = value
     return set_attributes(config, _valid_values(config, values))
-
-
-HIDDEN_SIZE_KEYS = ("hidden_size", "n_embd", "d_model")
-"""Config fields naming the residual width, the first one present is updated."""
 
 
 def _residual_width(model: nn.Module, config: Any, found: dict[str, list[int]]) -> None:

@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader
 from prunekit.core.modes import module_mode
 from prunekit.errors import ConfigError
 from prunekit.masks import apply_masks, masks_of, remove_masks
-from prunekit.methods.state import load_originals, original_state, original_tensor
 from prunekit.recovery.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from prunekit.recovery.originals import load_originals, original_state, original_tensor
 from prunekit.train import LossFn, batches_on, device_of, train_step
 
 CHECKPOINT_NAME = "train_state.pt"

@@ -95,7 +95,7 @@ class Verification:
             passed=report.max_abs_diff <= report.tolerance,
             max_diff=float(report.max_abs_diff),
             tolerance=float(report.tolerance),
-            dtype=str(report.dtype),
+            dtype=str(report.dtype).removeprefix("torch."),
             note="; ".join(notes),
         )
 

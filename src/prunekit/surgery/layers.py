@@ -32,10 +32,10 @@ from prunekit.estimators import Estimator, ScoringData
 from prunekit.graph import StructuralGroups
 from prunekit.graph.blocks import ResidualBlock, block_groups, find_residual_blocks
 from prunekit.masks import masks_of
+from prunekit.result import PruneResult
 from prunekit.surgery.apply import apply_plan, rebuild
 from prunekit.surgery.blocks import block_entry
 from prunekit.surgery.plan import Plan
-from prunekit.result import PruneResult
 from prunekit.surgery.structured import measure_both, recalibrate_after_surgery
 from prunekit.surgery.verify import (
     DEFAULT_ATOL,

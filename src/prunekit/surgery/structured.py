@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunekit.budget import parse_target, select_to_target
 from prunekit.config import PruneConfig
 from prunekit.core.groups import Group, Scores, Selection
 from prunekit.core.selection import select
@@ -63,9 +64,10 @@ def prune_structured(
     groups (a normalisation over their width) cannot be verified by masking; if removing them
     makes the model fail to run, they are kept whole (``result.kept_unverifiable``).
 
-    With ``config.recalibrate`` and scoring ``data``, BatchNorm running statistics of the pruned model
-    are re-estimated on those batches after verification (the cheapest recovery step: removing
-    channels shifts the statistics of every later layer); without data they stay as sliced.
+    With ``config.recalibrate`` and scoring ``data``, BatchNorm running statistics of the
+    pruned model are re-estimated on those batches after verification (the cheapest recovery
+    step: removing channels shifts the statistics of every later layer); without data they stay
+    as sliced.
 
     With ``config.heads`` (the default), every ``nn.MultiheadAttention`` is first replaced, in the
     working copy, by a :class:`~prunekit.ops.mha.PrunableMultiheadAttention` computing the
@@ -141,8 +143,6 @@ def _select(
     """The selection: by sparsity or threshold, or searched to meet ``config.target``."""
     if config.target is None:
         return select(scores, pool, config.selection())
-    from prunekit.budget import parse_target, select_to_target  # noqa: PLC0415
-
     return select_to_target(
         model, example_inputs, pool, scores, config.selection(), parse_target(config.target)
     )
@@ -168,7 +168,7 @@ def recalibrate_after_surgery(pruned: nn.Module, data: ScoringData | None, remov
     or blocks were cut); without data, warn that a model with BatchNorm keeps the dense model's
     statistics (they no longer match the inputs). Structural and layer pruning both call it."""
     # imported here: recovery builds on the one-call API, which builds on this module
-    from prunekit.recovery.batchnorm import batchnorm_layers, recalibrate_batchnorm
+    from prunekit.norms import batchnorm_layers, recalibrate_batchnorm
 
     layers = batchnorm_layers(pruned)
     if not layers or not removed:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prunekit.graph.couple import ReduceKind, couple, reduce
-from prunekit.ops.structural.context import (
+from prunekit.graph.structural.context import (
     Rule,
     RuleContext,
     arg,

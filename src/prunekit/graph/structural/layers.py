@@ -1,5 +1,5 @@
 """Structural rules of the ATen ops that hold layer weights: convolution, normalisations,
-embedding, PReLU. Registered into :data:`prunekit.ops.structural.OP_RULES`.
+embedding, PReLU. Registered into :data:`prunekit.graph.structural.OP_RULES`.
 
 Each rule couples the channel atoms of its input with the weight dimension that reads them and
 gives the output the atoms of the weight dimension that writes it, so a Conv -> BN -> ReLU -> Conv
@@ -16,7 +16,7 @@ from torch import Tensor
 
 from prunekit.graph.atoms import vary
 from prunekit.graph.couple import couple, place, vector
-from prunekit.ops.structural.context import Rule, RuleContext, arg, first_tensor, item
+from prunekit.graph.structural.context import Rule, RuleContext, arg, first_tensor, item
 
 
 def channel_vector(ctx: RuleContext, t: Tensor, dim: int) -> Tensor | None:

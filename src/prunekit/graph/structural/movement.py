@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from prunekit.graph.atoms import compress, compress_all, left_pad, vary
-from prunekit.ops.structural.attention import head_dim_of, splits_heads
-from prunekit.ops.structural.context import RuleContext, arg, first_tensor, run_on_slots
+from prunekit.graph.structural.attention import head_dim_of, splits_heads
+from prunekit.graph.structural.context import RuleContext, arg, first_tensor, run_on_slots
 
 
 def movement(
@@ -97,7 +97,7 @@ def view(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: 
     So pruning must keep the leading factors: positions that share the last coordinate are
     coupled (a channel shuffle loses the same position in every group). Inside an attention
     module that declares its head size, a split into ``(heads, head_dim)`` makes whole heads
-    the units instead (:mod:`prunekit.ops.structural.attention`)."""
+    the units instead (:mod:`prunekit.graph.structural.attention`)."""
     x = args[0]
     src, dst = tuple(x.shape), tuple(out.shape)
     head_dim = head_dim_of(ctx.modules())

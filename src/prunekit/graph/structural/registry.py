@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
-from prunekit.ops.structural import layers
-from prunekit.ops.structural.context import Rule
-from prunekit.ops.structural.contraction import mm_rule, sdpa_rule
-from prunekit.ops.structural.elementwise import (
+from prunekit.graph.structural import layers
+from prunekit.graph.structural.context import Rule
+from prunekit.graph.structural.contraction import mm_rule, sdpa_rule
+from prunekit.graph.structural.elementwise import (
     copy_into,
     fresh,
     passthrough,
@@ -17,7 +17,7 @@ from prunekit.ops.structural.elementwise import (
     reduction,
     scan,
 )
-from prunekit.ops.structural.indexing import (
+from prunekit.graph.structural.indexing import (
     cat_rule,
     gather_rule,
     index_rule,
@@ -26,7 +26,7 @@ from prunekit.ops.structural.indexing import (
     split_rule,
     stack_rule,
 )
-from prunekit.ops.structural.movement import (
+from prunekit.graph.structural.movement import (
     channel_shuffle_rule,
     expand,
     layout,

@@ -11,8 +11,8 @@ from torch import Tensor
 
 from prunekit.graph.atoms import compress, left_pad, vary
 from prunekit.graph.couple import Item, couple
-from prunekit.ops.structural.context import RuleContext, arg, fix_along, item
-from prunekit.ops.structural.movement import movement
+from prunekit.graph.structural.context import RuleContext, arg, fix_along, item
+from prunekit.graph.structural.movement import movement
 
 
 def slice_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:

@@ -2,18 +2,19 @@
 written in a module's code, and which modules only make constants (rotary embeddings).
 
 - **Heads.** ``x.view(B, T, H, head_dim)`` splits a width into heads. Inside a module that
-  declares its head size (an attribute named in :data:`HEAD_DIM_ATTRIBUTES`, as Hugging Face
+  declares its head size (an attribute named in
+  :data:`prunekit.adapters.HEAD_DIM_ATTRIBUTES`, as Hugging Face
   attention modules do) and when the split's last factor is that size, a unit is a *whole
   head*: the positions of one head are coupled, heads are independent (Hugging Face writes
   ``view(..., -1, head_dim)``, so the number of heads follows the pruned width). Elsewhere the
-  leading factors of a split are kept (see :func:`prunekit.ops.structural.movement.view`).
+  leading factors of a split are kept (see :func:`prunekit.graph.structural.movement.view`).
 - **Fixed widths.** ``nn.MultiheadAttention`` computes its head size from the width of its
   *input* (``embed_dim // num_heads``), so its inner width cannot differ from its input's:
   its q/k/v projection rows are fixed (its feed-forward neighbours still prune). Structural
   pruning therefore first replaces it by :class:`prunekit.ops.mha.PrunableMultiheadAttention`
   (same function, declared ``head_dim``: whole heads are units); the rule here covers a model
-  traced without that conversion. The same holds for the classes in
-  :data:`FIXED_INNER_WIDTH`.
+  traced without that conversion. The same holds for the classes the model family adapters
+  list as fixed-width (:func:`prunekit.adapters.fixed_widths`).
 - **Constant makers.** A rotary embedding module turns a frequency buffer into cos / sin
   tables of the head size; removing whole heads never changes that size, so its outputs are
   treated as constants (and its buffers are fixed).
@@ -25,11 +26,9 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-HEAD_DIM_ATTRIBUTES: tuple[str, ...] = ("head_dim", "attention_head_size")
-"""Module attributes that give the size of one attention head."""
+from prunekit.adapters import declared_head_dim, fixed_widths, makes_constants
 
-CONSTANT_MODULE_SUFFIXES: tuple[str, ...] = ("RotaryEmbedding",)
-"""Module classes whose name ends with one of these only make constant tables."""
+__all__ = ["fixed_widths", "head_dim_of", "makes_constants", "splits_heads"]
 
 
 def head_dim_of(modules: Sequence[nn.Module]) -> int | None:
@@ -37,10 +36,9 @@ def head_dim_of(modules: Sequence[nn.Module]) -> int | None:
     for module in reversed(modules):
         if isinstance(module, nn.MultiheadAttention):
             return None
-        for attr in HEAD_DIM_ATTRIBUTES:
-            value = module.__dict__.get(attr)
-            if isinstance(value, int) and value > 1:
-                return value
+        value = declared_head_dim(module)
+        if value is not None:
+            return value
     return None
 
 
@@ -60,24 +58,3 @@ def splits_heads(
     if moved.shape[outs[-2]] == 1:
         return ins[-1] == ndim - 1
     return not bool((moved == moved.narrow(outs[-2], 0, 1)).all())
-
-
-FIXED_INNER_WIDTH: dict[str, tuple[str, ...]] = {
-    "torchvision.models.maxvit.RelativePositionalMultiHeadAttention": ("to_qkv.weight",),
-}
-"""Attention classes (``module.qualname``) that reshape their output back to their *input's*
-width, so their q/k/v rows (the named tensors' dim 0) cannot shrink."""
-
-
-def fixed_widths(module: nn.Module) -> list[tuple[str, int]]:
-    """``(tensor path, dim)`` pairs of ``module`` whose size is written in its code."""
-    if isinstance(module, nn.MultiheadAttention):
-        names = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
-        return [(name, 0) for name in names]
-    cls = type(module)
-    return [(name, 0) for name in FIXED_INNER_WIDTH.get(f"{cls.__module__}.{cls.__qualname__}", ())]
-
-
-def makes_constants(module: nn.Module) -> bool:
-    """True for modules whose outputs are constant tables (rotary embeddings)."""
-    return type(module).__name__.endswith(CONSTANT_MODULE_SUFFIXES)

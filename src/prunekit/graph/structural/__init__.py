@@ -5,12 +5,12 @@ rule of every ATen operation that touches a labelled tensor (one that carries un
 the slots of its operands from the context, couples atoms that must be removed together, and sets
 the slots of the outputs. Generic rules cover whole families (every op tagged ``pointwise``, every
 pure data-movement op, reductions); layers with weights have rules in
-:mod:`prunekit.ops.structural.layers`.
+:mod:`prunekit.graph.structural.layers`.
 
 An operation without a rule is refused with its name and module path. To support a custom op, write
 a rule and register it::
 
-    from prunekit.ops.structural import OP_RULES, pointwise
+    from prunekit.graph.structural import OP_RULES, pointwise
     OP_RULES.register("mylib.fused_act", pointwise)
 
 The rules are split by family: :mod:`.elementwise`, :mod:`.movement`, :mod:`.indexing`,
@@ -18,10 +18,10 @@ The rules are split by family: :mod:`.elementwise`, :mod:`.movement`, :mod:`.ind
 names to them.
 """
 
-from prunekit.ops.structural.context import Rule, RuleContext, arg, first_tensor, item
-from prunekit.ops.structural.elementwise import passthrough, pointwise
-from prunekit.ops.structural.movement import movement, reshape_groups
-from prunekit.ops.structural.registry import OP_RULES, rule_for_op
+from prunekit.graph.structural.context import Rule, RuleContext, arg, first_tensor, item
+from prunekit.graph.structural.elementwise import passthrough, pointwise
+from prunekit.graph.structural.movement import movement, reshape_groups
+from prunekit.graph.structural.registry import OP_RULES, rule_for_op
 
 __all__ = [
     "OP_RULES",

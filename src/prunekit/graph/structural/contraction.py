@@ -9,7 +9,7 @@ from torch import Tensor
 
 from prunekit.graph.atoms import left_pad
 from prunekit.graph.couple import Item, contract, couple
-from prunekit.ops.structural.context import RuleContext, first_tensor, item
+from prunekit.graph.structural.context import RuleContext, first_tensor, item
 
 
 def mm_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
