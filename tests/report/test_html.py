@@ -223,3 +223,21 @@ def test_collect_versions_names_the_essentials() -> None:
     versions = collect_versions()
     assert list(versions)[:4] == ["prunekit", "torch", "python", "platform"]
     assert versions["torch"].startswith(torch.__version__.split("+")[0][:4])
+
+
+def test_verification_from_a_surgery_report() -> None:
+    from prunekit.surgery.verify import VerificationReport
+
+    report = VerificationReport(
+        max_abs_diff=0.0,
+        scale=0.5,
+        tolerance=5e-7,
+        dtype="torch.float64",
+        verified=("conv1",),
+        unverified=("attn.q_proj",),
+    )
+    v = Verification.from_report(report)
+    assert v.passed is True and v.dtype == "float64"
+    assert (
+        v.line() == "passed: max |diff| 0 <= tolerance 5e-07 (float64); not verifiable: attn.q_proj"
+    )
