@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -13,6 +14,9 @@ from prunekit.analysis.inspect import Inspection, inspect_model, output_layers
 from prunekit.errors import ConfigError
 from prunekit.models import build_model
 from prunekit.report.inspect_view import couples, inspection_tables
+
+if TYPE_CHECKING:
+    from tests.analysis.conftest import ModelState
 
 
 def render80(ins: Inspection) -> str:
@@ -60,7 +64,9 @@ def small_resnet() -> tuple[nn.Module, Tensor]:
     return model, model.example_input(1)
 
 
-def test_small_resnet_groups_layers_and_totals(small_resnet, model_state) -> None:
+def test_small_resnet_groups_layers_and_totals(
+    small_resnet: tuple[nn.Module, Tensor], model_state: type[ModelState]
+) -> None:
     model, x = small_resnet
     before = model_state.of(model)
     ins = inspect_model(model, x)
@@ -104,7 +110,7 @@ def test_small_resnet_groups_layers_and_totals(small_resnet, model_state) -> Non
     ]
 
 
-def test_exclude_blocks_the_matching_layers(small_resnet) -> None:
+def test_exclude_blocks_the_matching_layers(small_resnet: tuple[nn.Module, Tensor]) -> None:
     model, x = small_resnet
     ins = inspect_model(model, x, exclude=["layer3.*"])
     assert [g.name for g in ins.groups] == [
@@ -123,13 +129,17 @@ def test_exclude_blocks_the_matching_layers(small_resnet) -> None:
     assert ins.exclude == ("layer3.*",)
 
 
-def test_exclude_pattern_matching_nothing_is_refused(small_resnet) -> None:
+def test_exclude_pattern_matching_nothing_is_refused(
+    small_resnet: tuple[nn.Module, Tensor],
+) -> None:
     model, x = small_resnet
     with pytest.raises(ConfigError, match="'layr3' matches no module"):
         inspect_model(model, x, exclude=["layr3"])
 
 
-def test_wrong_inputs_are_recorded_and_params_still_shown(small_resnet) -> None:
+def test_wrong_inputs_are_recorded_and_params_still_shown(
+    small_resnet: tuple[nn.Module, Tensor],
+) -> None:
     model, _ = small_resnet
     ins = inspect_model(model, torch.randn(1, 3, 28, 28))
     assert ins.error is not None and ins.error.startswith("DataError: ")
@@ -157,7 +167,7 @@ def test_width_fixed_by_an_op_is_explained() -> None:
     assert reasons["b"].startswith("its output is a model output")
 
 
-def test_multihead_attention_heads_are_units(model_state) -> None:
+def test_multihead_attention_heads_are_units(model_state: type[ModelState]) -> None:
     torch.manual_seed(0)
     model = Attention()
     before = model_state.of(model)
@@ -189,7 +199,7 @@ def test_multihead_attention_without_conversion_is_explained() -> None:
     assert [g.name for g in ins.groups] == ["emb"]
 
 
-def test_output_layers_finds_the_classifier(small_resnet) -> None:
+def test_output_layers_finds_the_classifier(small_resnet: tuple[nn.Module, Tensor]) -> None:
     model, x = small_resnet
     assert output_layers(model, x) == {"fc"}
 
@@ -215,7 +225,7 @@ def test_torchvision_resnet18() -> None:
     assert "+2 more" in text  # the stem's residual group touches 10 layers
 
 
-def test_tables_read_at_80_columns(small_resnet) -> None:
+def test_tables_read_at_80_columns(small_resnet: tuple[nn.Module, Tensor]) -> None:
     model, x = small_resnet
     ins = inspect_model(model, x)
     text = render80(ins)
@@ -230,7 +240,7 @@ def test_tables_read_at_80_columns(small_resnet) -> None:
     assert "model output" in text
 
 
-def test_to_dict_is_plain_data(small_resnet) -> None:
+def test_to_dict_is_plain_data(small_resnet: tuple[nn.Module, Tensor]) -> None:
     import json
 
     model, x = small_resnet

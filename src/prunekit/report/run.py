@@ -55,11 +55,14 @@ class LayerRow:
 class _VerificationReport(Protocol):
     """What :class:`prunekit.surgery.VerificationReport` provides to a report."""
 
-    max_abs_diff: float
-    tolerance: float
-    dtype: str
-    unverified: tuple[str, ...]
-
+    @property
+    def max_abs_diff(self) -> float: ...
+    @property
+    def tolerance(self) -> float: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def unverified(self) -> tuple[str, ...]: ...
     @property
     def vacuous(self) -> bool: ...
 
