@@ -57,9 +57,15 @@ def summary_table(ins: Inspection) -> Table:
     return table
 
 
+TOP_LEVEL = "(model)"
+"""How the model itself is named where a module name is expected (its own parameters)."""
+
+
 def _member_label(module: str, members: Sequence[MemberInfo]) -> str:
     roles = sorted({m.role for m in members if m.role})
     per_unit = max(m.per_unit for m in members)
+    if not module:  # parameters of the model itself (class token, position embedding)
+        module = "/".join(dict.fromkeys(m.tensor for m in members))
     label = f"{module} {'/'.join(roles)}" if roles else module
     return f"{label} ×{per_unit}" if per_unit > 1 else label
 
@@ -97,7 +103,7 @@ def layers_table(ins: Inspection) -> Table:
     )
     for layer in ins.layers:
         table.add_row(
-            layer.name,
+            layer.name or TOP_LEVEL,
             layer.type,
             format_count(layer.params),
             _count(layer.macs),
@@ -110,7 +116,7 @@ def blocked_table(ins: Inspection) -> Table:
     """The layers whose output units cannot be removed, and why."""
     table = _table("Cannot be pruned", "layer", "reason")
     for b in ins.blocked:
-        table.add_row(b.layer, b.reason)
+        table.add_row(b.layer or TOP_LEVEL, b.reason)
     return table
 
 
