@@ -1,11 +1,12 @@
-"""Every registered estimator at every granularity: right shapes, finite scores, model untouched."""
+"""Every registered unit estimator at every granularity: right shapes, finite scores, model
+untouched (block scorers and layer-wise methods have tests of their own)."""
 
 import pytest
 import torch
 from torch import nn
 
 from prunekit.errors import ConfigError, DataError, UnknownNameError
-from prunekit.estimators import ESTIMATORS, ScoringData, get_estimator
+from prunekit.estimators import ESTIMATORS, UNITS, ScoringData, estimators_with, get_estimator
 from prunekit.granularity import build_groups, get_granularity
 
 
@@ -34,7 +35,7 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("granularity", ["element", "4:8", "block:2x4", "channel"])
-@pytest.mark.parametrize("name", ESTIMATORS.names())
+@pytest.mark.parametrize("name", estimators_with(UNITS))
 def test_estimator_scores_every_unit_without_touching_the_model(
     name: str, granularity: str
 ) -> None:
@@ -68,7 +69,10 @@ def test_estimator_scores_every_unit_without_touching_the_model(
     assert all(not m._forward_hooks for m in model.modules())
 
 
-@pytest.mark.parametrize("name", [n for n in ESTIMATORS.names() if ESTIMATORS.get(n).needs_data])
+DATA_DRIVEN = [n for n in estimators_with(UNITS) if ESTIMATORS.get(n).needs_data]
+
+
+@pytest.mark.parametrize("name", DATA_DRIVEN)
 def test_data_driven_estimators_without_data_say_so(name: str) -> None:
     model = small_cnn()
     with pytest.raises(DataError, match=f"'{name}' needs data"):

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from prunekit.core.groups import Group, Scores
 from prunekit.errors import ConfigError, DataError, ScoreError
-from prunekit.estimators.base import Estimator
+from prunekit.estimators.base import UNITS, Estimator
 from prunekit.estimators.collect import ChannelStats, channel_statistics
 from prunekit.estimators.data import ScoringData
 
@@ -41,6 +41,7 @@ class _OutputStatistic(Estimator):
 
     needs_data: ClassVar[bool] = True
     output_units_only: ClassVar[bool] = True
+    capabilities: ClassVar[frozenset[str]] = frozenset({UNITS})
 
     def statistic(self, stats: ChannelStats) -> Tensor:
         """One score per unit from the ``[samples, units]`` summaries."""
@@ -117,6 +118,7 @@ class MutualInfo(Estimator):
     summary: ClassVar[str] = "mutual information of activation and labels (binned)"
     needs_data: ClassVar[bool] = True
     output_units_only: ClassVar[bool] = True
+    capabilities: ClassVar[frozenset[str]] = frozenset({UNITS})
     bins: int = 8
     target: Literal["labels", "predictions"] = "labels"
 

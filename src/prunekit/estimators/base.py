@@ -15,6 +15,15 @@ from prunekit.core.views import REDUCTIONS, Reduction
 from prunekit.errors import ConfigError, DataError
 from prunekit.estimators.data import ScoringData
 
+UNITS = "units"
+"""Capability: scores the units of per-layer or structural groups (weights, channels, heads)."""
+BLOCKS = "blocks"
+"""Capability: scores whole residual blocks (granularity ``"layer"``)."""
+LAYERWISE = "layerwise-reconstruction"
+"""Capability: prunes one layer at a time from its calibration input statistics, and may rewrite
+the kept weights (language models, ``prunekit llm prune``)."""
+CAPABILITIES: tuple[str, ...] = (UNITS, BLOCKS, LAYERWISE)
+
 
 @dataclass(frozen=True)
 class Estimator(ABC):
@@ -31,6 +40,9 @@ class Estimator(ABC):
     name: ClassVar[str]
     summary: ClassVar[str] = ""
     needs_data: ClassVar[bool] = False
+    capabilities: ClassVar[frozenset[str]] = frozenset({UNITS, BLOCKS})
+    """Where it applies (:data:`CAPABILITIES`); weight and gradient estimators lift to blocks by
+    reducing over a block's parameters."""
     output_units_only: ClassVar[bool] = False
     """True for activation-based estimators: they score neurons/channels, not single weights."""
     partial: ClassVar[bool] = False

@@ -13,7 +13,7 @@ from torch import nn
 from prunekit.adapters import is_batchnorm
 from prunekit.core.groups import Group, Member, Scores, get_tensor, group_tensors
 from prunekit.errors import ConfigError
-from prunekit.estimators.base import Estimator
+from prunekit.estimators.base import BLOCKS, LAYERWISE, UNITS, Estimator
 from prunekit.estimators.data import ScoringData
 
 
@@ -24,6 +24,8 @@ class Magnitude(Estimator):
     magnitude pruning (Han et al. 2015, "Learning both Weights and Connections")."""
 
     name: ClassVar[str] = "magnitude"
+    capabilities: ClassVar[frozenset[str]] = frozenset({UNITS, BLOCKS, LAYERWISE})
+    """Layer-wise too, as :class:`prunekit.estimators.layerwise.Magnitude`."""
     summary: ClassVar[str] = "|w|^p summed over a unit (L1/L2 norms)"
     p: float = 1.0
 
@@ -91,6 +93,7 @@ class BNScale(Estimator):
     summary: ClassVar[str] = "|BatchNorm scale| of a channel (network slimming)"
     output_units_only: ClassVar[bool] = True
     structural_only: ClassVar[bool] = True
+    capabilities: ClassVar[frozenset[str]] = frozenset({UNITS})
 
     def compute(
         self, model: nn.Module, groups: Sequence[Group], data: ScoringData | None

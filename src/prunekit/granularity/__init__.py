@@ -9,6 +9,7 @@ from prunekit.granularity.kinds import (
     Block,
     Channel,
     Element,
+    Layer,
     get_granularity,
 )
 
@@ -19,6 +20,7 @@ __all__ = [
     "Channel",
     "Element",
     "Granularity",
+    "Layer",
     "build_groups",
     "get_granularity",
 ]

@@ -22,8 +22,16 @@ class Granularity(ABC):
     """
 
     name: ClassVar[str]
+    unit: ClassVar[str]
+    """What one unit is: ``"weight"``, ``"slot"`` (an N:M position), ``"tile"``, ``"channel"``
+    (a neuron or filter) or ``"block"`` (a whole residual block)."""
     structural: ClassVar[bool] = False
-    """True if units are whole output units (neurons, channels): activation estimators need this."""
+    """True if units are whole structures (neurons, channels, blocks) that surgery can remove
+    physically; activation estimators need whole output units."""
+    maskable: ClassVar[bool] = True
+    """True if units can be removed reversibly by masks."""
+    needs_surgery: ClassVar[bool] = False
+    """True if units can only be removed by surgery (a skipped block has no mask)."""
 
     @abstractmethod
     def group(self, layer: str, module: nn.Module, rule: LayerRule) -> Group:

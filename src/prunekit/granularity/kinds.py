@@ -1,4 +1,5 @@
-"""The mask granularities: element, N:M, block and channel (neuron / filter)."""
+"""The granularities: element, N:M, block (weight tiles), channel (neuron / filter) and layer
+(whole residual blocks)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class Element(Granularity):
     """Unstructured: every weight is a unit."""
 
     name: ClassVar[str] = "element"
+    unit: ClassVar[str] = "weight"
 
     def group(self, layer: str, module: nn.Module, rule: LayerRule) -> Group:
         view = ElementView(_weight_shape(module, rule), rule.out_dim, rule.in_dim)
@@ -46,6 +48,7 @@ class NM(Granularity):
     Mishra et al. 2021, "Accelerating Sparse Deep Neural Networks")."""
 
     name: ClassVar[str] = "nm"
+    unit: ClassVar[str] = "slot"
     n: int = 2
     m: int = 4
 
@@ -81,6 +84,7 @@ class Block(Granularity):
     ``[out, kernel * in]`` with input channels innermost). Edge tiles may be smaller."""
 
     name: ClassVar[str] = "block"
+    unit: ClassVar[str] = "tile"
     rows: int = 1
     cols: int = 4
 
@@ -104,6 +108,7 @@ class Channel(Granularity):
     channel."""
 
     name: ClassVar[str] = "channel"
+    unit: ClassVar[str] = "channel"
     structural: ClassVar[bool] = True
 
     def group(self, layer: str, module: nn.Module, rule: LayerRule) -> Group:
@@ -121,11 +126,32 @@ class Channel(Granularity):
         return Group(layer, layer, tuple(members), output=(layer, rule.output_dim))
 
 
+@dataclass(frozen=True)
+class Layer(Granularity):
+    """Whole residual blocks (depth pruning): a unit is one block, found by tracing
+    (:func:`prunekit.graph.find_residual_blocks`), scored by a block estimator and removed by
+    surgery, which replaces it by the identity (Men et al. 2024, "ShortGPT"; Gromov et al. 2024,
+    "The Unreasonable Ineffectiveness of the Deeper Layers"). ``"block"`` names weight tiles."""
+
+    name: ClassVar[str] = "layer"
+    unit: ClassVar[str] = "block"
+    structural: ClassVar[bool] = True
+    maskable: ClassVar[bool] = False
+    needs_surgery: ClassVar[bool] = True
+
+    def group(self, layer: str, module: nn.Module, rule: LayerRule) -> Group:
+        raise ConfigError(
+            f"granularity 'layer' groups whole residual blocks, not layer {layer!r} alone: "
+            "use prunekit.prune(..., granularity='layer') or prunekit.surgery.prune_layers"
+        )
+
+
 GRANULARITIES: Registry[type[Granularity]] = Registry("granularity")
 GRANULARITIES.register("element", Element, aliases=("unstructured", "weight"))
 GRANULARITIES.register("nm", NM, aliases=("n:m",))
 GRANULARITIES.register("block", Block)
 GRANULARITIES.register("channel", Channel, aliases=("neuron", "filter", "row"))
+GRANULARITIES.register("layer", Layer)
 
 _NM = re.compile(r"^(?:nm:)?(\d+):(\d+)$")
 _BLOCK = re.compile(r"^block(?::(\d+)x(\d+))?$")
@@ -133,7 +159,7 @@ _BLOCK = re.compile(r"^block(?::(\d+)x(\d+))?$")
 
 def get_granularity(spec: str | Granularity) -> Granularity:
     """Parse a granularity spec: ``"element"``, ``"channel"`` (or ``"neuron"``, ``"filter"``),
-    ``"2:4"`` (or ``"nm:2:4"``), ``"block:4x4"``. Instances pass through unchanged."""
+    ``"2:4"`` (or ``"nm:2:4"``), ``"block:4x4"``, ``"layer"``. Instances pass through unchanged."""
     if isinstance(spec, Granularity):
         return spec
     text = spec.strip().lower()

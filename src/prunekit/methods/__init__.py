@@ -18,6 +18,7 @@ from prunekit.methods.lottery import (
     random_state,
 )
 from prunekit.methods.movement import MovementMask, MovementPruning
+from prunekit.methods.registry import METHODS, TrainingMethod
 from prunekit.methods.regularizers import (
     bn_scale_penalty,
     bn_scale_scores,
@@ -29,6 +30,7 @@ from prunekit.methods.soft_filter import SoftFilterPruning
 from prunekit.recovery.originals import load_originals, mask_buffer, original_state, original_tensor
 
 __all__ = [
+    "METHODS",
     "DSTConfig",
     "DynamicSparse",
     "MovementMask",
@@ -38,6 +40,7 @@ __all__ = [
     "TicketResult",
     "TicketRound",
     "TrainRound",
+    "TrainingMethod",
     "bn_scale_penalty",
     "bn_scale_scores",
     "erk_densities",

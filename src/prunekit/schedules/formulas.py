@@ -28,6 +28,7 @@ class Schedule(ABC):
     likes: the schedule only compares them with its own fields)."""
 
     name: ClassVar[str]
+    summary: ClassVar[str] = ""
     final_sparsity: float
 
     @abstractmethod
@@ -45,6 +46,7 @@ class OneShot(Schedule):
     """All at once: 0 before ``step``, ``final_sparsity`` from ``step`` on."""
 
     name: ClassVar[str] = "one-shot"
+    summary: ClassVar[str] = "all at once at one step"
     final_sparsity: float
     step: int = 0
 
@@ -71,6 +73,7 @@ class Iterative(Schedule):
     """
 
     name: ClassVar[str] = "iterative"
+    summary: ClassVar[str] = "prune, fine-tune, repeat, in rounds (Han et al. 2015)"
     final_sparsity: float
     rounds: int
     steps_per_round: int = 1
@@ -118,6 +121,7 @@ class Polynomial(Schedule):
     """
 
     name: ClassVar[str] = "polynomial"
+    summary: ClassVar[str] = "gradual cubic ramp during training (Zhu & Gupta 2017)"
     final_sparsity: float
     begin_step: int = 0
     end: int = 1000
@@ -157,6 +161,7 @@ class Constant(Schedule):
     """The same sparsity at every step (dynamic sparse training keeps it constant)."""
 
     name: ClassVar[str] = "constant"
+    summary: ClassVar[str] = "the same sparsity at every step (dynamic sparse training)"
     final_sparsity: float
 
     def __post_init__(self) -> None:
