@@ -14,48 +14,98 @@ if TYPE_CHECKING:
     from prunekit.pipeline import JobReport
 
 
+MODEL_SPECS: tuple[tuple[str, str], ...] = (
+    ("NAME", "a prunekit reference model (models table)"),
+    ("torchvision:NAME", "torchvision.models.get_model(NAME, weights=None)"),
+    ("timm:NAME", "timm.create_model(NAME, pretrained=False)"),
+    ("hf:DIR", "a local Hugging Face directory (transformers)"),
+    ("FILE.py:FACTORY", "FACTORY() from a Python file"),
+    ("MODULE:FACTORY", "FACTORY() from an importable module"),
+)
+"""The model spec forms ``--model`` and recipes accept (nothing is downloaded)."""
+
+CAPABILITY_LABELS: dict[str, str] = {
+    "units": "units",
+    "blocks": "blocks (layer)",
+    "layerwise-reconstruction": "layer-wise (llm)",
+}
+UNIT_LABELS: dict[str, str] = {
+    "weight": "single weights",
+    "slot": "N of every M weights",
+    "tile": "weight tiles",
+    "channel": "neurons / filters",
+    "block": "whole residual blocks",
+}
+SPEC_EXAMPLES: dict[str, str] = {"nm": "2:4, nm:1:4", "block": "block:4x4"}
+
+
+def _table(title: str, *columns: str) -> Table:
+    """A table whose first column (the names users type) never wraps."""
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column(columns[0], no_wrap=True, style="bold")
+    for column in columns[1:]:
+        table.add_column(column, overflow="fold")
+    return table
+
+
 def registry_tables() -> list[Table]:
-    """One table per registry, with the names users type."""
+    """One table per registry, with the names users type, readable at 80 columns."""
+    from prunekit.adapters import FAMILIES
     from prunekit.data import DATASETS
     from prunekit.estimators import ESTIMATORS
-    from prunekit.estimators.blocks import BLOCK_ESTIMATORS
     from prunekit.granularity import GRANULARITIES
-    from prunekit.llm import LLM_METHODS
+    from prunekit.methods import METHODS
     from prunekit.models import MODELS
     from prunekit.ops import LAYER_RULES
-    from prunekit.surgery.layers import LAYER_GRANULARITIES
+    from prunekit.schedules import SCHEDULES
 
-    estimators = Table("name", "needs data", "units", "what it computes", title="estimators")
+    estimators = _table("estimators", "name", "data", "applies to", "what it computes")
     for name in ESTIMATORS.names():
         cls = ESTIMATORS.get(name)
-        units = "neurons/channels" if cls.output_units_only else "any"
-        units = "channels (structural)" if cls.structural_only else units
-        estimators.add_row(name, "yes" if cls.needs_data else "no", units, cls.summary)
-    for name in BLOCK_ESTIMATORS.names():
-        cls = BLOCK_ESTIMATORS.get(name)
-        needs = "yes" if cls.needs_data else "no"
-        estimators.add_row(name, needs, "blocks (layer)", cls.summary)
-    granularities = Table("name", "aliases", "spec examples", title="granularities")
-    examples = {"nm": "2:4, 4:8, nm:1:4", "block": "block:1x4, block:4x4"}
+        applies = [CAPABILITY_LABELS[c] for c in CAPABILITY_LABELS if c in cls.capabilities]
+        data = "yes" if cls.needs_data else "no"
+        estimators.add_row(name, data, "\n".join(applies), cls.summary)
+    granularities = _table("granularities", "name", "unit", "removed by", "specs, aliases")
     for name in GRANULARITIES.names():
-        granularities.add_row(
-            name, ", ".join(GRANULARITIES.aliases_of(name)), examples.get(name, name)
-        )
-    for name in LAYER_GRANULARITIES:
-        granularities.add_row(name, "", f"{name} (whole residual blocks, by surgery)")
-    rules = Table("name", "layer types", title="layer rules")
+        gran = GRANULARITIES.get(name)
+        how = "surgery" if gran.needs_surgery else "masks"
+        how += " or surgery" if gran.structural and gran.maskable else ""
+        forms = ", ".join([SPEC_EXAMPLES.get(name, name), *GRANULARITIES.aliases_of(name)])
+        granularities.add_row(name, UNIT_LABELS.get(gran.unit, gran.unit), how, forms)
+    schedules = _table("schedules", "name", "aliases", "sparsity over training steps")
+    for name in SCHEDULES.names():
+        aliases = ", ".join(SCHEDULES.aliases_of(name))
+        schedules.add_row(name, aliases, SCHEDULES.get(name).summary)
+    methods = _table("training-time methods", "name", "kind", "what it does")
+    for name in METHODS.names():
+        method = METHODS.get(name)
+        methods.add_row(name, method.kind, method.summary)
+    families = _table("model families", "name", "what prunekit knows about it")
+    for name in FAMILIES.names():
+        families.add_row(name, FAMILIES.get(name).summary)
+    specs = _table("model specs", "spec", "builds")
+    for spec, builds in MODEL_SPECS:
+        specs.add_row(spec, builds)
+    rules = _table("layer rules", "name", "layer types")
     for name in LAYER_RULES.names():
         rules.add_row(name, ", ".join(t.__name__ for t in LAYER_RULES.get(name).types))
-    models = Table("name", "aliases", title="models")
+    models = _table("models", "name", "aliases")
     for name in MODELS.names():
         models.add_row(name, ", ".join(MODELS.aliases_of(name)))
-    datasets = Table("name", title="datasets")
+    datasets = _table("datasets", "name")
     for name in DATASETS.names():
         datasets.add_row(name)
-    llm = Table("name", title="language-model methods (prunekit llm prune --method)")
-    for name in LLM_METHODS.names():
-        llm.add_row(name)
-    return [estimators, granularities, rules, models, datasets, llm]
+    return [
+        estimators,
+        granularities,
+        schedules,
+        methods,
+        families,
+        specs,
+        rules,
+        models,
+        datasets,
+    ]
 
 
 def job_tables(report: JobReport) -> list[Table]:
