@@ -22,7 +22,7 @@ from prunekit.core.groups import Group, Scores, selection_to_masks
 from prunekit.core.selection import select
 from prunekit.errors import ConfigError
 from prunekit.estimators import Estimator, ScoringData, as_scoring_data, get_estimator
-from prunekit.estimators.blocks import block_estimator
+from prunekit.estimators import block_estimator
 from prunekit.estimators.data import LossFn
 from prunekit.granularity import Granularity, build_groups, get_granularity
 from prunekit.masks import apply_masks, clone_model

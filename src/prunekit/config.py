@@ -244,7 +244,7 @@ class PruneConfig(BaseModel):
 
     def _check_estimator(self) -> None:
         from prunekit.estimators import ESTIMATORS
-        from prunekit.estimators.blocks import BLOCK_ESTIMATORS
+        from prunekit.estimators import BLOCK_ESTIMATORS
 
         name = self.estimator
         if name not in ESTIMATORS and name not in BLOCK_ESTIMATORS:
@@ -301,7 +301,7 @@ class PruneConfig(BaseModel):
         """The configured estimator, built with its options; at granularity ``layer`` a block
         estimator (``angular``, ``oracle``) or a unit estimator lifted to whole blocks."""
         from prunekit.estimators import ESTIMATORS, get_estimator
-        from prunekit.estimators.blocks import BLOCK_ESTIMATORS, block_estimator
+        from prunekit.estimators import BLOCK_ESTIMATORS, block_estimator
 
         if self.is_layer:
             return block_estimator(self.estimator, **self.estimator_options)

@@ -6,6 +6,8 @@ public API; the job only wires them and reports.
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +19,15 @@ from torch.utils.data import DataLoader
 
 from prunekit.api import prune
 from prunekit.data import load_dataset, make_loader
-from prunekit.measure import ModelStats, layer_sparsity, measure
+from prunekit.measure import ModelStats, compare, layer_sparsity, measure
+from prunekit.measure.latency import measure_latency
 from prunekit.models import build_model
 from prunekit.persist import load
 from prunekit.recipe import DistillSpec, Recipe, TrainSpec
 from prunekit.recovery import DistillConfig, train_distilled
+from prunekit.report.html import layer_sparsity_plot, write_html_report
 from prunekit.report.plots import plot_layer_sparsity, plot_metric_vs_sparsity
+from prunekit.report.run import RunReport, Verification, collect_versions, layer_rows_from_selection
 from prunekit.result import PruneResult
 from prunekit.sources import ModelSource, load_data, load_model
 from prunekit.train import evaluate, seed_everything, train
@@ -194,6 +199,32 @@ def sparsity_curves(
     return curves
 
 
+def batched(example: Any, batch: int) -> Any:
+    """``example`` (batch 1) repeated to ``batch`` rows: a tensor, or each tensor of a tuple or
+    dict of them."""
+    if batch == 1:
+        return example
+    if isinstance(example, torch.Tensor):
+        return example.expand(batch, *example.shape[1:]).contiguous()
+    if isinstance(example, tuple):
+        return tuple(batched(x, batch) for x in example)
+    if isinstance(example, dict):
+        return {k: batched(v, batch) for k, v in example.items()}
+    return example
+
+
+def compare_latency(
+    dense: nn.Module, pruned: nn.Module, inputs: Any, rounds: int = 5
+) -> tuple[float, float]:
+    """Median forward time (ms) of both models, measured in alternating rounds so that a
+    change in machine load hits both alike."""
+    times: dict[str, list[float]] = {"dense": [], "pruned": []}
+    for _ in range(rounds):
+        for name, model in (("dense", dense), ("pruned", pruned)):
+            times[name].append(measure_latency(model, inputs, warmup=3, repeats=10).median_ms)
+    return statistics.median(times["dense"]), statistics.median(times["pruned"])
+
+
 def run_recipe(
     recipe: Recipe, *, progress: bool = True, log: Log = print, command: str = ""
 ) -> JobReport:
@@ -205,20 +236,59 @@ def run_recipe(
     data = _data(recipe, source)
     model = dense_model(recipe, data.train, data.example, progress, log, source)
     eval_fn = accuracy_eval(data.test)
-    before = measure(model, data.example, eval_fn=eval_fn)
+    before = measure(model, data.example, eval_fn=eval_fn, latency=False)
     log(f"pruning: {recipe.prune.estimator} at {recipe.prune.granularity} granularity")
     result = prune_with(recipe, model, data.train, data.example)
-    pruned = measure(result.model, data.example, eval_fn=eval_fn)
+    pruned = measure(result.model, data.example, eval_fn=eval_fn, latency=False)
     after = None
     if recipe.finetune.epochs or recipe.finetune.max_steps:
         distill = recipe.finetune.distill
         kept = "" if result.structural else " with the masks kept"
         log(f"fine-tuning{kept}" + (", distilling from the unpruned model" if distill else ""))
         _fit(result.model, data.train, recipe.finetune, progress, distill, teacher=model)
-        after = measure(result.model, data.example, eval_fn=eval_fn)
+        after = measure(result.model, data.example, eval_fn=eval_fn, latency=False)
+    if recipe.output.latency:
+        log(f"timing dense and pruned models (batch {recipe.output.latency_batch}, interleaved)")
+        dense_ms, pruned_ms = compare_latency(
+            model, result.model, batched(data.example, recipe.output.latency_batch)
+        )
+        before = dataclasses.replace(before, latency_ms=dense_ms)
+        if after is None:
+            pruned = dataclasses.replace(pruned, latency_ms=pruned_ms)
+        else:
+            after = dataclasses.replace(after, latency_ms=pruned_ms)
     curves = sparsity_curves(recipe, model, data, log) if recipe.output.curve else {}
     files = _write(recipe, result, curves)
+    if recipe.output.report:
+        files["report"] = write_html_report(
+            Path(recipe.output.dir) / "report.html",
+            run_report(recipe, result, before, after or pruned, command),
+        )
     return JobReport(before, pruned, after, result, files, curves)
+
+
+def run_report(
+    recipe: Recipe, result: PruneResult, before: ModelStats, after: ModelStats, command: str
+) -> RunReport:
+    """The HTML report's content: before / after rows, units kept per layer, verification."""
+    rows = layer_rows_from_selection(result.selection, quantity="units")
+    if result.verification is not None:
+        verification = Verification.from_report(result.verification)
+    elif result.structural:
+        verification = Verification.skipped("verification was turned off")
+    else:
+        verification = Verification.skipped("masks: the model computes the masked function")
+    return RunReport(
+        title=f"prunekit: {recipe.model.name} on {recipe.data.dataset}, "
+        f"{recipe.prune.granularity} pruning by {recipe.prune.estimator}",
+        command=command or "prunekit prune",
+        versions=collect_versions(),
+        metrics=tuple(compare(before, after)),
+        layers=tuple(rows),
+        verification=verification,
+        warnings=tuple(result.notes),
+        plots=(layer_sparsity_plot(rows),) if rows else (),
+    )
 
 
 def _write(

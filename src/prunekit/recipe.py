@@ -134,6 +134,11 @@ class OutputSpec(_Strict):
     dir: Path = Path("runs/prunekit")
     save: bool = True
     plots: bool = True
+    report: bool = Field(True, description="Write a self-contained HTML report of the run.")
+    latency: bool = Field(True, description="Time the dense and the pruned model on the CPU.")
+    latency_batch: int = Field(
+        1, ge=1, description="Batch size of the latency measurement (the example repeated)."
+    )
     curve: list[str] = Field(default_factory=list)
     curve_sparsities: list[float] = Field(default_factory=lambda: [0.5, 0.7, 0.8, 0.9, 0.95, 0.98])
 
@@ -141,7 +146,7 @@ class OutputSpec(_Strict):
     @classmethod
     def _estimators(cls, value: list[str]) -> list[str]:
         from prunekit.estimators import ESTIMATORS
-        from prunekit.estimators.blocks import BLOCK_ESTIMATORS
+        from prunekit.estimators import BLOCK_ESTIMATORS
 
         return [v if v in BLOCK_ESTIMATORS else _registry_check(v, ESTIMATORS.get) for v in value]
 
