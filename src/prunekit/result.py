@@ -158,6 +158,8 @@ def _metric_lines(rows: Sequence[Row]) -> list[str]:
         return []
     lines = [f"  {'':<16}{'before':>16}{'after':>16}{'ratio':>8}"]
     for row in rows:
+        if row.before is None and row.after is None:
+            continue
         ratio = "-" if row.ratio is None else f"{row.ratio:.3f}"
         lines.append(
             f"  {row.name:<16}{_fmt(row.before, row.kind):>16}{_fmt(row.after, row.kind):>16}"
