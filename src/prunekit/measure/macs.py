@@ -23,7 +23,8 @@ zeroing a fraction of the weight removes exactly that fraction of the layer's MA
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,25 +79,39 @@ _EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _
 """Formulas for ops that ``FlopCounterMode`` does not know (PyTorch 2.13)."""
 
 
+@contextmanager
+def counting_macs(model: nn.Module) -> Iterator[Callable[[], MacCount]]:
+    """Count the dense MACs of whatever runs ``model`` inside the block; the function it
+    yields returns the count (call it after the run). Attention runs on its composite path, so
+    ``nn.MultiheadAttention``'s products are counted. Verification counts this way while it
+    runs a model anyway, which saves :func:`~prunekit.measure.measure` a forward pass."""
+    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
+    with composite_attention(), counter:
+        yield lambda: _mac_count(counter, type(model).__name__)
+
+
+def _mac_count(counter: FlopCounterMode, root: str) -> MacCount:
+    counts = counter.get_flop_counts()
+    total = counter.get_total_flops() // 2
+    by_module = {"": total} if total else {}
+    for key, ops in counts.items():
+        name = _module_name(key, root)
+        macs = sum(ops.values()) // 2
+        if name is not None and macs:
+            by_module[name] = macs
+    by_op = {str(op): flops // 2 for op, flops in counts.get("Global", {}).items()}
+    return MacCount(total=total, by_module=by_module, by_op=by_op)
+
+
 def count_macs(model: nn.Module, example_inputs: ExampleInputs) -> MacCount:
     """Count the dense MACs of ``model(example_inputs)`` in eval mode, per module and per op.
 
     Runs under ``torch.no_grad`` rather than ``inference_mode``: the counter's module tracker
     fails on parametrized (masked) weights under ``inference_mode`` in PyTorch 2.13.
     """
-    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
-    with eval_mode(model), torch.no_grad(), composite_attention(), counter:
+    with eval_mode(model), torch.no_grad(), counting_macs(model) as result:
         call_model(model, example_inputs, purpose="counting MACs")
-    counts = counter.get_flop_counts()
-    total = counter.get_total_flops() // 2
-    by_module = {"": total} if total else {}
-    for key, ops in counts.items():
-        name = _module_name(key, type(model).__name__)
-        macs = sum(ops.values()) // 2
-        if name is not None and macs:
-            by_module[name] = macs
-    by_op = {str(op): flops // 2 for op, flops in counts.get("Global", {}).items()}
-    return MacCount(total=total, by_module=by_module, by_op=by_op)
+    return result()
 
 
 def _aliases(model: nn.Module) -> dict[int, list[str]]:

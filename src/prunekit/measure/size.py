@@ -14,13 +14,23 @@ stored sparse when that takes fewer bytes than storing it dense, as two entries:
 The blob's metadata ``"sparse"`` is a JSON object ``{name: shape}`` for the tensors stored this
 way; every other tensor (biases, integer buffers, dense weights) is stored as is under its name.
 :func:`decode_sparse` turns a blob back into the exact tensors.
+
+:func:`dense_size_bytes` and :func:`sparse_size_bytes` compute those lengths without writing the
+blobs (writing one costs a copy of the model): a safetensors file is an 8-byte header length,
+a JSON header padded with spaces to a multiple of 8 bytes, then the tensors' bytes, so its
+length follows from the names, dtypes and shapes alone (:func:`safetensors_size`). The order of
+the header entries (by dtype, then name) is read once per set of dtypes from a tiny blob that
+the installed ``safetensors`` writes, and the tests check the computed lengths against real
+blobs.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import safetensors.torch
@@ -36,21 +46,92 @@ BITMASK_SUFFIX = "::bitmask"
 VALUES_SUFFIX = "::values"
 
 
-def _standalone(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """CPU tensors that own their storage, aliases of an earlier tensor dropped (safetensors
-    refuses tensors that share memory)."""
+def _distinct(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The tensors without the aliases of an earlier one (the same memory, shape and dtype):
+    a serialiser stores each once."""
     seen: set[tuple[object, ...]] = set()
     out: dict[str, Tensor] = {}
     for name, tensor in tensors.items():
-        t = tensor.detach().cpu()
+        t = tensor.detach()
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.shape, t.stride(), t.dtype)
         if t.numel() and key in seen:
             continue
         seen.add(key)
+        out[name] = t
+    return out
+
+
+def _standalone(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """CPU tensors that own their storage, aliases of an earlier tensor dropped (safetensors
+    refuses tensors that share memory)."""
+    out: dict[str, Tensor] = {}
+    for name, tensor in _distinct(tensors).items():
+        t = tensor.cpu()
         if not t.is_contiguous() or t.untyped_storage().nbytes() != t.numel() * t.element_size():
             t = t.contiguous().clone()
         out[name] = t
     return out
+
+
+Spec = tuple[str, torch.dtype, tuple[int, ...]]
+"""``(name, dtype, shape)`` of one stored tensor."""
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype_layout(dtypes: tuple[torch.dtype, ...]) -> dict[torch.dtype, tuple[int, str]]:
+    """For each dtype, its rank in the header order of the installed ``safetensors`` and the
+    name it writes (``"F32"``), read from a blob of one 1-element tensor per dtype."""
+    probe = {str(i): torch.zeros(1, dtype=d) for i, d in enumerate(dtypes)}
+    blob = safetensors.torch.save(probe)
+    (length,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8 : 8 + length])  # key order is the file's order
+    return {
+        dtypes[int(key)]: (rank, entry["dtype"])
+        for rank, (key, entry) in enumerate(
+            (k, v) for k, v in header.items() if k != "__metadata__"
+        )
+    }
+
+
+def _storable(dtype: torch.dtype) -> bool:
+    try:
+        _dtype_layout((dtype,))
+    except Exception:
+        return False
+    return True
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def safetensors_size(specs: Iterable[Spec], metadata: Mapping[str, str] | None = None) -> int:
+    """Bytes of the safetensors blob holding tensors of these names, dtypes and shapes (and
+    ``metadata``), computed without writing it (see the module docstring)."""
+    specs = list(specs)
+    dtypes = tuple(sorted({d for _, d, _ in specs}, key=str))
+    try:
+        layout = _dtype_layout(dtypes)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        stored = [d for d in dtypes if _storable(d)]
+        bad = next((d for d in dtypes if d not in stored), dtypes[0] if dtypes else None)
+        names = [n for n, d, _ in specs if d == bad][:3]
+        raise SaveFileError(
+            f"safetensors cannot store dtype {bad} (tensors {names}), so the size on disk "
+            f"cannot be measured ({type(err).__name__}: {err})"
+        ) from err
+    entries = sorted(specs, key=lambda s: (layout[s[1]][0], s[0]))
+    parts = [f'"__metadata__":{_json(dict(metadata))}'] if metadata else []
+    offset = 0
+    for name, dtype, shape in entries:
+        end = offset + math.prod(shape) * dtype.itemsize
+        parts.append(
+            f'{_json(name)}:{{"dtype":"{layout[dtype][1]}","shape":{_json(list(shape))},'
+            f'"data_offsets":[{offset},{end}]}}'
+        )
+        offset = end
+    header = len(("{" + ",".join(parts) + "}").encode())
+    return 8 + header + (-header) % 8 + offset
 
 
 def encode_dense(tensors: Mapping[str, Tensor]) -> bytes:
@@ -122,11 +203,34 @@ def decode_sparse(blob: bytes) -> dict[str, Tensor]:
     return out
 
 
+def dense_size(tensors: Mapping[str, Tensor]) -> int:
+    """``len(encode_dense(tensors))``, computed without encoding."""
+    return safetensors_size((n, t.dtype, tuple(t.shape)) for n, t in _distinct(tensors).items())
+
+
+def sparse_size(tensors: Mapping[str, Tensor], nonzeros: Mapping[str, int] | None = None) -> int:
+    """``len(encode_sparse(tensors))``, computed without encoding; ``nonzeros`` may give the
+    nonzero count of some tensors (by name) so that they are not counted again."""
+    specs: list[Spec] = []
+    shapes: dict[str, list[int]] = {}
+    for name, t in _distinct(tensors).items():
+        shape, n = tuple(t.shape), t.numel()
+        if t.is_floating_point() and n:
+            nnz = nonzeros[name] if nonzeros and name in nonzeros else int(torch.count_nonzero(t))
+            if (n + 7) // 8 + nnz * t.element_size() < n * t.element_size():
+                specs.append((name + BITMASK_SUFFIX, torch.uint8, ((n + 7) // 8,)))
+                specs.append((name + VALUES_SUFFIX, t.dtype, (nnz,)))
+                shapes[name] = list(shape)
+                continue
+        specs.append((name, t.dtype, shape))
+    return safetensors_size(specs, {"format": SPARSE_FORMAT, "sparse": json.dumps(shapes)})
+
+
 def dense_size_bytes(model: nn.Module) -> int:
     """Bytes of the model's effective state dict saved as plain safetensors."""
-    return len(encode_dense(effective_state_dict(model)))
+    return dense_size(effective_state_dict(model))
 
 
 def sparse_size_bytes(model: nn.Module) -> int:
     """Bytes of the model's effective state dict in the ``prunekit-sparse-v1`` encoding."""
-    return len(encode_sparse(effective_state_dict(model)))
+    return sparse_size(effective_state_dict(model))

@@ -12,16 +12,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+import torch
 from torch import nn
 
 from prunekit.core.modes import eval_mode
 from prunekit.errors import ConfigError, DataError
 from prunekit.masks import bake_masks, clone_model, masks_of
+from prunekit.measure.effective import effective_parameters, effective_state_dict
 from prunekit.measure.inputs import ExampleInputs
 from prunekit.measure.latency import measure_latency
-from prunekit.measure.macs import count_macs, effective_macs
-from prunekit.measure.params import count_nonzeros, count_params, sparsity_of
-from prunekit.measure.size import dense_size_bytes, sparse_size_bytes
+from prunekit.measure.macs import MacCount, count_macs, effective_macs
+from prunekit.measure.params import sparsity_of
+from prunekit.measure.size import dense_size, sparse_size
 
 EvalFn = Callable[[nn.Module], Mapping[str, float]]
 """A user function that evaluates a model and returns named task metrics (accuracy, loss, ...)."""
@@ -103,27 +105,50 @@ def measure(
     *,
     eval_fn: EvalFn | None = None,
     latency: bool = True,
+    macs: MacCount | None = None,
 ) -> ModelStats:
     """Measure ``model`` on ``example_inputs`` without changing it.
 
     ``eval_fn(model)`` is called (in eval mode, flags restored after) to add task metrics;
     ``latency=False`` skips the timing, which is the slow and noisy part. A masked model is timed
     as it would be deployed: on a copy with its masks baked in (zeros in dense weights), so the
-    mask multiplications of training are not counted.
+    mask multiplications of training are not counted. ``macs`` is a dense count of this model
+    on these inputs made elsewhere (verification counts while it runs both models), which
+    saves a forward pass; sizes on disk are computed from shapes and nonzero counts, without
+    serialising (:mod:`prunekit.measure.size`).
     """
-    params, nonzeros = count_params(model), count_nonzeros(model)
-    macs = count_macs(model, example_inputs)
+    params_by_name = effective_parameters(model)
+    with torch.no_grad():
+        nonzero = {n: int(torch.count_nonzero(t)) for n, t in params_by_name.items()}
+    params, nonzeros = sum(t.numel() for t in params_by_name.values()), sum(nonzero.values())
+    if macs is None:
+        macs = count_macs(model, example_inputs)
+    state = effective_state_dict(model)
     return ModelStats(
         params=params,
         nonzeros=nonzeros,
         sparsity=sparsity_of(params, nonzeros),
         macs=macs.total,
         effective_macs=effective_macs(model, macs),
-        dense_bytes=dense_size_bytes(model),
-        sparse_bytes=sparse_size_bytes(model),
+        dense_bytes=dense_size(state),
+        sparse_bytes=sparse_size(state, _by_state_name(state, params_by_name, nonzero)),
         latency_ms=_deployed_latency(model, example_inputs) if latency else None,
         metric=_metrics(model, eval_fn) if eval_fn is not None else {},
     )
+
+
+def _by_state_name(
+    state: Mapping[str, torch.Tensor],
+    params: Mapping[str, torch.Tensor],
+    nonzero: Mapping[str, int],
+) -> dict[str, int]:
+    """The parameters' nonzero counts under their state-dict names (the same memory)."""
+    by_memory = {_memory(t): nonzero[n] for n, t in params.items()}
+    return {n: by_memory[_memory(t)] for n, t in state.items() if _memory(t) in by_memory}
+
+
+def _memory(t: torch.Tensor) -> tuple[object, ...]:
+    return (t.data_ptr(), t.shape, t.stride(), t.dtype)
 
 
 def _row(name: str, kind: RowKind, before: float | None, after: float | None) -> Row:

@@ -196,7 +196,10 @@ def prune_layers(
     pruned, plan = remove_residual_blocks(model, removed)
     report = None
     if config.verify:
-        report = verify_blocks(model, pruned, plan, example_inputs, atol=config.atol)
+        report = verify_blocks(
+            model, pruned, plan, example_inputs, atol=config.atol,
+            dtype=torch.float64 if config.verify_exhaustive else None,
+        )  # fmt: skip
     if config.recalibrate:
         recalibrate_after_surgery(pruned, data, removed=bool(removed))
     before = after = None

@@ -12,19 +12,38 @@ the affine weight and bias of a removed unit are zero).
 
 The kept positions and the sliced tensors come from the trace's units, not from the groups'
 views that surgery slices with, so a wrong index in surgery still shows as a mismatch.
+
+Two ways to build the masked model. :func:`masked_reference` (fast verification) copies no
+tensor: the reference runs the original's own tensors under :class:`MaskedRun`, which multiplies
+each masked tensor by its 0/1 factors when an operation reads it (one tensor at a time, freed
+after use); the factors are per dimension (a channel mask is a vector, not a copy of the
+weight). Only the modules wrapped by :class:`KeptUnits` get masked copies of their own tensors.
+The exhaustive check uses a masked deep copy instead (:func:`prunekit.surgery.verify.masked_copy`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
+from prunekit.core.groups import Group, Selection, get_tensor
+from prunekit.core.views import AxisView, IndexView, UnitView
 from prunekit.errors import PrunekitError
 from prunekit.graph.norms import Normalisation
 from prunekit.ops.shrink import shrink_rule_for
+
+Factors = dict[int, tuple[Tensor, tuple[Tensor, ...]]]
+"""``id(tensor) -> (tensor, 0/1 factors)``: the masked tensor is the product of the tensor and
+its factors, each broadcastable to its shape (one vector per masked dimension)."""
+
+HALF_TYPES = (torch.float16, torch.bfloat16)
 
 
 class KeptUnitsError(PrunekitError, RuntimeError):
@@ -115,11 +134,7 @@ def kept_units_reference(
     for name, module in masked.named_modules(remove_duplicate=False):
         paths.setdefault(id(module), []).append(name)
     modules = dict(masked.named_modules(remove_duplicate=False))
-    active = [
-        (n, kept)
-        for n in normalisations
-        if n.problem is None and not bool((kept := n.kept(selection)).all())
-    ]
+    active = active_normalisations(normalisations, selection)
     for norm, kept in sorted(active, key=lambda item: -item[0].module.count(".")):
         if any(_inside(norm, outer) for outer, _ in active):
             continue
@@ -131,6 +146,18 @@ def kept_units_reference(
             parent, _, attr = path.rpartition(".")
             setattr(masked.get_submodule(parent), attr, wrapper)
     return masked
+
+
+def active_normalisations(
+    normalisations: Sequence[Normalisation], selection: Mapping[str, Tensor]
+) -> list[tuple[Normalisation, Tensor]]:
+    """The reproducible normalisations that lose positions under ``selection``, with the kept
+    positions of each."""
+    return [
+        (n, kept)
+        for n in normalisations
+        if n.problem is None and not bool((kept := n.kept(selection)).all())
+    ]
 
 
 def _inside(inner: Normalisation, outer: Normalisation) -> bool:
@@ -161,3 +188,105 @@ def _sliced(module: nn.Module, norm: Normalisation, kept: Tensor) -> nn.Module:
         if rule is not None:
             rule.update(sub)
     return inner
+
+
+def _factor(view: UnitView, keep: Tensor) -> Tensor:
+    """The 0/1 mask of one member, as small as broadcasting allows: a vector along the units'
+    dimension for axis and index views, the full shape otherwise."""
+    if isinstance(view, (AxisView, IndexView)):
+        shape = tuple(n if d == view.dim else 1 for d, n in enumerate(view.shape))
+        return dataclasses.replace(view, shape=shape).expand(keep)
+    return view.expand(keep)
+
+
+def mask_factors(model: nn.Module, groups: Sequence[Group], selection: Selection) -> Factors:
+    """The factors that zero the removed units of every member tensor of ``model``: the same
+    masks as :func:`~prunekit.core.groups.selection_to_masks`, one vector per dimension."""
+    by_name: dict[str, dict[tuple[int, ...], Tensor]] = {}
+    for group in groups:
+        keep = selection[group.name]
+        if bool(keep.all()):
+            continue
+        values = keep.to(torch.float32)
+        for member in group.members:
+            factor = _factor(member.view, values)
+            same = by_name.setdefault(member.tensor, {})
+            key = tuple(factor.shape)
+            same[key] = same[key] * factor if key in same else factor
+    found: Factors = {}
+    for name, factors in by_name.items():
+        t = get_tensor(model, name)
+        found[id(t)] = (t, tuple(factors.values()))
+    return found
+
+
+def apply_factors(t: Tensor, factors: Sequence[Tensor]) -> Tensor:
+    """``t`` times its 0/1 factors, as a new tensor (``t`` is not changed)."""
+    out = t * factors[0].to(device=t.device, dtype=t.dtype)
+    for factor in factors[1:]:
+        out.mul_(factor.to(device=t.device, dtype=t.dtype))
+    return out
+
+
+class MaskedRun(TorchDispatchMode):
+    """Every operation reads each tensor of ``factors`` masked (multiplied by its factors when
+    read, so no masked copy of the model exists), and, with ``upcast``, every float16 /
+    bfloat16 tensor in float32."""
+
+    def __init__(self, factors: Factors, upcast: bool = False) -> None:
+        super().__init__()
+        self.factors = factors
+        self.upcast = upcast
+
+    def _read(self, v: Any) -> Any:
+        if not isinstance(v, Tensor):
+            return v
+        entry = self.factors.get(id(v))
+        if entry is not None and entry[0] is v:
+            v = apply_factors(v, entry[1])
+        if self.upcast and v.dtype in HALF_TYPES:
+            v = v.float()
+        return v
+
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        with _disable_current_modes():  # masking is not part of the model's work (MAC counts)
+            args, kwargs = pytree.tree_map(self._read, (tuple(args), dict(kwargs or {})))
+        return func(*args, **kwargs)
+
+
+def masked_reference(
+    model: nn.Module,
+    groups: Sequence[Group],
+    selection: Selection,
+    normalisations: Sequence[Normalisation] = (),
+) -> tuple[nn.Module, Factors]:
+    """What the pruned model must compute, without copying ``model``'s tensors: the module to
+    run under ``MaskedRun(factors)``, and the factors.
+
+    Without a normalisation to reproduce, that module is ``model`` itself (unchanged). Otherwise
+    it is a copy of the module tree that shares ``model``'s tensors, in which the wrapped
+    normalisation modules hold masked copies of theirs and are replaced by :class:`KeptUnits`
+    (see :func:`kept_units_reference`)."""
+    factors = mask_factors(model, groups, selection)
+    active = active_normalisations(normalisations, selection)
+    if not active:
+        return model, factors
+    memo: dict[int, Any] = {}
+    for t in (*model.parameters(), *model.buffers()):
+        memo[id(t)] = t
+    for norm, _ in active:
+        module = model.get_submodule(norm.module)
+        for t in (*module.parameters(), *module.buffers()):
+            entry = factors.get(id(t))
+            if entry is not None:
+                masked = apply_factors(t, entry[1])
+                is_param = isinstance(t, nn.Parameter)
+                memo[id(t)] = nn.Parameter(masked, t.requires_grad) if is_param else masked
+    tree = copy.deepcopy(model, memo)
+    return kept_units_reference(tree, selection, normalisations), factors

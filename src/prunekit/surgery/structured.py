@@ -102,6 +102,7 @@ def prune_structured(
         def check(pruned_model: nn.Module) -> VerificationReport:
             return verify(
                 model, pruned_model, pool, selection, example_inputs, atol=config.atol,
+                exhaustive=config.verify_exhaustive, count_macs=config.metrics,
                 inexact=traced.inexact, normalisations=traced.normalisations,
             )  # fmt: skip
 
@@ -123,7 +124,9 @@ def prune_structured(
     if config.metrics:
         # the working copy: the same function and parameters, and with heads converted its
         # attention MACs are counted (PyTorch's counter cannot see into the fused MHA kernel)
-        before, after, notes = measure_both(model, pruned, example_inputs, config.latency)
+        before, after, notes = measure_both(
+            model, pruned, example_inputs, config.latency, report
+        )  # the MACs verification counted while it ran both models
     if inplace:
         with torch.no_grad():
             apply_plan(original, plan)  # the same plan already succeeded on an identical copy
@@ -149,13 +152,19 @@ def _select(
 
 
 def measure_both(
-    original: nn.Module, pruned: nn.Module, example_inputs: Any, latency: bool
+    original: nn.Module,
+    pruned: nn.Module,
+    example_inputs: Any,
+    latency: bool,
+    report: VerificationReport | None = None,
 ) -> tuple[ModelStats | None, ModelStats | None, tuple[str, ...]]:
-    """Measurements of both models; a failure to measure is reported in the notes, never
-    allowed to throw away a pruned and verified model."""
+    """Measurements of both models (reusing the MAC counts ``report`` made, if any); a failure
+    to measure is reported in the notes, never allowed to throw away a pruned and verified
+    model."""
+    counted = (report.macs_before, report.macs_after) if report else (None, None)
     try:
-        before = measure(original, example_inputs, latency=latency)
-        after = measure(pruned, example_inputs, latency=latency)
+        before = measure(original, example_inputs, latency=latency, macs=counted[0])
+        after = measure(pruned, example_inputs, latency=latency, macs=counted[1])
     except Exception as err:  # measuring is a report: the pruned model stands without it
         note = f"measuring the models failed ({type(err).__name__}: {err}); metrics omitted"
         warnings.warn(note, RuntimeWarning, stacklevel=3)
