@@ -25,8 +25,8 @@ from prunekit.graph.blocks import find_residual_blocks
 from prunekit.masks import clone_model
 from prunekit.models import build_model
 from prunekit.recovery import recalibrate_batchnorm
+from prunekit.result import PruneResult
 from prunekit.surgery import rebuild
-from prunekit.surgery.structured import StructuralResult
 from prunekit.train import evaluate, seed_everything, train
 
 ESTIMATORS = ("angular", "oracle", "magnitude")
@@ -77,7 +77,7 @@ def main(size: Size = FULL) -> None:
                 model, example, granularity="layer", sparsity=k / n_blocks,
                 estimator=estimator, data=scoring,
             )  # fmt: skip
-            assert isinstance(result, StructuralResult) and result.verification is not None
+            assert isinstance(result, PruneResult) and result.verification is not None
             assert result.params_ratio is not None and result.macs_ratio is not None
             plain = rebuild(model, result.plan)  # the same blocks, BatchNorm statistics as trained
             print(

@@ -30,8 +30,8 @@ from prunekit.masks import clone_model
 from prunekit.measure import count_macs, count_params, layer_sparsity
 from prunekit.models import build_model
 from prunekit.recovery import DistillConfig, FinetuneConfig, finetune, recalibrate_batchnorm
+from prunekit.result import PruneResult
 from prunekit.schedules import Polynomial, PruneSpec, Stepper
-from prunekit.surgery.structured import StructuralResult
 from prunekit.train import evaluate, seed_everything, train
 
 
@@ -111,7 +111,7 @@ def part_two(size: Size) -> None:
     result = prunekit.prune(
         dense, example, granularity="channel", sparsity=0.3, normalize="mean", recalibrate=False
     )  # BatchNorm recalibration is shown as its own step below
-    assert isinstance(result, StructuralResult)
+    assert isinstance(result, PruneResult)
     pruned = result.model
     before_bn = clone_model(pruned)
     recalibrate_batchnorm(pruned, train_loader, max_batches=20)

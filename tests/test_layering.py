@@ -28,9 +28,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("granularity", "masks"),
     ("measure", "io"),
     ("estimators",),
-    ("config",),
     ("surgery",),
-    ("result", "budget"),
+    ("budget",),
+    ("config",),
+    ("result",),
+    ("pruning",),
     ("api",),
     ("recovery",),
     ("schedules",),
@@ -161,8 +163,8 @@ def test_relative_and_from_imports_resolve_to_modules() -> None:
 
 
 def test_the_graph_sees_function_level_imports() -> None:
-    lazy = [e for e in EDGES if e.source == "prunekit.surgery.structured"]
-    assert any(e.target == "prunekit.norms" for e in lazy)
+    lazy = [e for e in EDGES if e.source == "prunekit.config"]  # imports inside validators
+    assert any(e.target.startswith("prunekit.granularity") for e in lazy)
 
 
 def test_every_package_has_a_layer() -> None:

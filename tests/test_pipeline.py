@@ -8,8 +8,8 @@ import torch
 from prunekit.io import load, read_metadata
 from prunekit.pipeline import run_recipe
 from prunekit.recipe import parse_recipe
+from prunekit.result import PruneResult
 from prunekit.surgery import rebuild_hook
-from prunekit.surgery.structured import StructuralResult
 
 
 def test_layer_recipe_removes_blocks_and_saves_a_loadable_plan(tmp_path: Path) -> None:
@@ -28,7 +28,7 @@ def test_layer_recipe_removes_blocks_and_saves_a_loadable_plan(tmp_path: Path) -
         }
     )
     report = run_recipe(recipe, progress=False, log=lambda _: None)
-    assert isinstance(report.result, StructuralResult)
+    assert isinstance(report.result, PruneResult)
     assert report.result.verification is not None
     removed = set(report.result.plan.blocks)
     assert len(removed) == 2 and removed <= {"layer1.0", "layer1.1", "layer2.1", "layer3.1"}

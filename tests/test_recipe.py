@@ -89,7 +89,10 @@ def test_layer_granularity_is_spelled_like_the_api() -> None:
         ({"sparsity": None}, "give sparsity .*candidate blocks"),
         ({"estimator": {"name": "activation"}}, "scores output channels"),
         ({"estimator": {"name": "angular", "options": {"per": "pixel"}}}, "per must be"),
-        ({"estimator": {"name": "angulr"}}, r"prune: unknown estimator 'angulr'.*did you mean 'angular'"),
+        (
+            {"estimator": {"name": "angulr"}},
+            r"prune: unknown estimator 'angulr'.*did you mean 'angular'",
+        ),
     ],
 )
 def test_bad_layer_recipes_are_refused_clearly(prune: dict[str, object], message: str) -> None:

@@ -25,13 +25,19 @@ def measuring_module() -> ModuleType:
 def ranked_mlp() -> nn.Sequential:
     """8 -> 16 -> 4 with weights whose magnitudes rank by hand: the first layer holds 1..128
     (hidden unit k's row is 8k+1..8k+8), the second 129..192."""
-    mlp = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    first, second = nn.Linear(8, 16), nn.Linear(16, 4)
     with torch.no_grad():
-        mlp[0].weight.copy_(torch.arange(1.0, 129.0).reshape(16, 8) / 128)
-        mlp[2].weight.copy_(torch.arange(129.0, 193.0).reshape(4, 16) / 128)
-        mlp[0].bias.fill_(0.1)
-        mlp[2].bias.fill_(0.1)
-    return mlp
+        first.weight.copy_(torch.arange(1.0, 129.0).reshape(16, 8) / 128)
+        second.weight.copy_(torch.arange(129.0, 193.0).reshape(4, 16) / 128)
+        first.bias.fill_(0.1)
+        second.bias.fill_(0.1)
+    return nn.Sequential(first, nn.ReLU(), second)
+
+
+def linear(model: nn.Module, name: str) -> nn.Linear:
+    layer = model.get_submodule(name)
+    assert isinstance(layer, nn.Linear)
+    return layer
 
 
 def quiet_prune(model: nn.Module, *args: object, **options: object) -> prunekit.PruneResult:
@@ -68,10 +74,10 @@ def test_channel_surgery_returns_a_prune_result_with_hand_counted_shapes() -> No
     result = quiet_prune(mlp, x[:1], sparsity=0.5, granularity="channel")
     assert isinstance(result, prunekit.PruneResult) and result.structural
     pruned = result.model
-    assert isinstance(pruned, nn.Sequential)
     # the 8 hidden units with the largest rows (8..15) stay: 8*8+8 + 8*4+4 = 108 parameters
-    assert pruned[0].weight.shape == (8, 8) and pruned[2].weight.shape == (4, 8)
-    assert torch.equal(pruned[0].weight, mlp[0].weight[8:])
+    assert linear(pruned, "0").weight.shape == (8, 8)
+    assert linear(pruned, "2").weight.shape == (4, 8)
+    assert torch.equal(linear(pruned, "0").weight, linear(mlp, "0").weight[8:])
     assert result.before is not None and result.after is not None
     assert (result.before.params, result.after.params) == (212, 108)
     assert (result.before.macs, result.after.macs) == (192, 96)

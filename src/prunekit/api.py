@@ -6,7 +6,7 @@ an :class:`~prunekit.estimators.Estimator`, :func:`~prunekit.core.select` and
 
 ``prunekit.prune(model, example_inputs, sparsity=0.5, granularity="channel")`` prunes
 *structurally*: it traces the model's dependency graph, removes the selected units physically and
-verifies the result (:func:`prunekit.surgery.structured.prune_structured`).
+verifies the result (:func:`prunekit.pruning.structural.prune_structured`).
 """
 
 from __future__ import annotations
@@ -21,15 +21,19 @@ from prunekit.config import PruneConfig, make_config
 from prunekit.core.groups import Group, Scores, selection_to_masks
 from prunekit.core.selection import select
 from prunekit.errors import ConfigError
-from prunekit.estimators import Estimator, ScoringData, as_scoring_data, get_estimator
-from prunekit.estimators import block_estimator
+from prunekit.estimators import (
+    Estimator,
+    ScoringData,
+    as_scoring_data,
+    block_estimator,
+    get_estimator,
+)
 from prunekit.estimators.data import LossFn
 from prunekit.granularity import Granularity, build_groups, get_granularity
 from prunekit.masks import apply_masks, clone_model
 from prunekit.measure import ExampleInputs
+from prunekit.pruning import measure_both, prune_layers, prune_structured
 from prunekit.result import PruneResult
-from prunekit.surgery.layers import prune_layers
-from prunekit.surgery.structured import measure_both, prune_structured
 
 DataLike = ScoringData | Iterable[Any] | None
 
@@ -107,11 +111,11 @@ def prune(
     selected (``target={"macs": 0.5}`` searches the selection that keeps half the dense MACs),
     removed physically and verified against the original with the removed units zeroed (a
     mismatch raises :class:`~prunekit.surgery.VerificationError` naming the group); see
-    :func:`~prunekit.surgery.structured.prune_structured`. The model's outputs keep their
+    :func:`~prunekit.pruning.structural.prune_structured`. The model's outputs keep their
     width, so the final classifier never shrinks.
 
     **Layers** (``granularity="layer"``, with ``example_inputs``): whole residual blocks are the
-    units (:func:`~prunekit.surgery.layers.prune_layers`); ``sparsity`` is the fraction of
+    units (:func:`~prunekit.pruning.layers.prune_layers`); ``sparsity`` is the fraction of
     candidate blocks removed; ``estimator`` is ``"angular"``, ``"oracle"`` or any registry name
     lifted to blocks.
     """

@@ -244,11 +244,10 @@ class PruneConfig(BaseModel):
 
     def _check_estimator(self) -> None:
         from prunekit.estimators import ESTIMATORS
-        from prunekit.estimators import BLOCK_ESTIMATORS
 
         name = self.estimator
-        if name not in ESTIMATORS and name not in BLOCK_ESTIMATORS:
-            known = sorted({*ESTIMATORS.names(), *BLOCK_ESTIMATORS.names()})
+        if name not in ESTIMATORS:
+            known = sorted(ESTIMATORS.names())
             message = (
                 f"unknown estimator {name!r}{closest(name.lower(), known)}; known: "
                 f"{', '.join(known)}"
@@ -300,12 +299,11 @@ class PruneConfig(BaseModel):
     def build_estimator(self) -> Estimator:
         """The configured estimator, built with its options; at granularity ``layer`` a block
         estimator (``angular``, ``oracle``) or a unit estimator lifted to whole blocks."""
-        from prunekit.estimators import ESTIMATORS, get_estimator
-        from prunekit.estimators import BLOCK_ESTIMATORS, block_estimator
+        from prunekit.estimators import block_estimator, capabilities_of, get_estimator
 
         if self.is_layer:
             return block_estimator(self.estimator, **self.estimator_options)
-        if self.estimator in BLOCK_ESTIMATORS and self.estimator not in ESTIMATORS:
+        if capabilities_of(self.estimator) == {"blocks"}:
             raise ConfigError(
                 f"estimator {self.estimator!r} scores whole residual blocks; it needs "
                 f"granularity 'layer', not {self.granularity!r}"

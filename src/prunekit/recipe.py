@@ -145,8 +145,7 @@ class OutputSpec(_Strict):
     @field_validator("curve")
     @classmethod
     def _estimators(cls, value: list[str]) -> list[str]:
-        from prunekit.estimators import ESTIMATORS
-        from prunekit.estimators import BLOCK_ESTIMATORS
+        from prunekit.estimators import BLOCK_ESTIMATORS, ESTIMATORS
 
         return [v if v in BLOCK_ESTIMATORS else _registry_check(v, ESTIMATORS.get) for v in value]
 

@@ -205,7 +205,10 @@ def test_layer_options_are_validated_like_a_layer_recipe(tmp_path: Path) -> None
 
 
 def test_model_args_are_yaml_values() -> None:
-    assert key_values(["width=8", "blocks=[3, 3, 3]"], "--model-arg") == {"width": 8, "blocks": [3, 3, 3]}
+    assert key_values(["width=8", "blocks=[3, 3, 3]"], "--model-arg") == {
+        "width": 8,
+        "blocks": [3, 3, 3],
+    }
     result = runner.invoke(app, ["prune", "--model-arg", "width", "--sparsity", "0.5"])
     assert result.exit_code == 2 and "expected KEY=VALUE" in result.output
     result = runner.invoke(app, ["prune", "--model-arg", "widht=8", "--sparsity", "0.5"])

@@ -13,14 +13,15 @@ from torch import Tensor, nn
 
 import prunekit
 from prunekit import io
-from prunekit.core.selection import SelectionConfig
+from prunekit.config import PruneConfig
 from prunekit.errors import SaveFileError
 from prunekit.estimators import get_estimator
 from prunekit.graph import build_structural_groups
 from prunekit.ops.mha import PrunableMultiheadAttention
+from prunekit.pruning import prune_structured
+from prunekit.result import PruneResult
 from prunekit.surgery import Plan, apply_plan, apply_surgery, rebuild, rebuild_hook, verify
 from prunekit.surgery.convert import replace_multihead_attention
-from prunekit.surgery.structured import StructuralResult, prune_structured
 
 
 class Encoder(nn.Module):
@@ -46,11 +47,11 @@ def _x() -> Tensor:
     return torch.randn(2, 5, 6, generator=torch.Generator().manual_seed(1))
 
 
-def _prune(model: nn.Module, x: Any, **kwargs: Any) -> StructuralResult:
+def _prune(model: nn.Module, x: Any, **kwargs: Any) -> PruneResult:
     result = prunekit.prune(
         model, x, sparsity=0.5, granularity="channel", scope="layer", **kwargs
     )  # fmt: skip
-    assert isinstance(result, StructuralResult)
+    assert isinstance(result, PruneResult)
     return result
 
 
@@ -120,10 +121,8 @@ def test_heads_false_keeps_multihead_attention(through_api: bool) -> None:
     if through_api:
         result = _prune(_encoder(), _x(), heads=False)
     else:
-        result = prune_structured(
-            _encoder(), _x(), config=SelectionConfig(sparsity=0.5, scope="layer"),
-            estimator=get_estimator("magnitude"), heads=False,
-        )  # fmt: skip
+        config = PruneConfig(granularity="channel", sparsity=0.5, scope="layer", heads=False)
+        result = prune_structured(_encoder(), _x(), config, estimator=get_estimator("magnitude"))
     attn = result.model.encoder.layers[0].self_attn  # type: ignore[union-attr,index]
     assert isinstance(attn, nn.MultiheadAttention) and attn.in_proj_weight.shape[0] == 48
     assert not result.plan.convert

@@ -12,8 +12,8 @@ from torch import nn
 
 import prunekit
 from prunekit import io
+from prunekit.result import PruneResult
 from prunekit.surgery import rebuild_hook
-from prunekit.surgery.structured import StructuralResult
 
 pytest.importorskip("transformers")
 
@@ -32,12 +32,12 @@ def ids() -> dict[str, torch.Tensor]:
     return {"input_ids": torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(0))}
 
 
-def heads_and_mlp(model: nn.Module, include: list[str], sparsity: float = 0.5) -> StructuralResult:
+def heads_and_mlp(model: nn.Module, include: list[str], sparsity: float = 0.5) -> PruneResult:
     result = prunekit.prune(
         model, ids(), sparsity=sparsity, granularity="channel", estimator="magnitude",
         scope="layer", include=include,
     )  # fmt: skip
-    assert isinstance(result, StructuralResult)
+    assert isinstance(result, PruneResult)
     assert result.verification is not None and result.verification.complete
     return result
 
@@ -113,7 +113,7 @@ def test_residual_width_is_pruned_and_verified_on_the_kept_units(transformers: A
     result = prunekit.prune(
         llama(transformers), ids(), sparsity=0.25, granularity="channel", scope="layer"
     )
-    assert isinstance(result, StructuralResult) and result.verification is not None
+    assert isinstance(result, PruneResult) and result.verification is not None
     # RMSNorm over it: checked against the kept-units reference
     assert result.verification.verified_kept_reference == ("model.embed_tokens",)
     assert result.verification.complete
@@ -125,7 +125,7 @@ def test_llama_residual_width_updates_hidden_size_for_from_pretrained(
     result = prunekit.prune(
         llama(transformers), ids(), sparsity=0.5, granularity="channel", scope="layer"
     )
-    assert isinstance(result, StructuralResult)
+    assert isinstance(result, PruneResult)
     pruned: Any = result.model
     assert pruned.config.hidden_size == pruned.model.embed_tokens.weight.shape[1] == 16
     pruned.save_pretrained(tmp_path)
@@ -146,7 +146,7 @@ def test_bert_hidden_size_keeps_its_value_when_head_sizes_derive_from_it(
         transformers.BertModel(config).eval(), ids(), sparsity=0.5, granularity="channel",
         scope="layer",
     )  # fmt: skip
-    assert isinstance(result, StructuralResult)
+    assert isinstance(result, PruneResult)
     assert result.model.config.hidden_size == 32  # head size = hidden / heads: cannot describe
 
 
@@ -155,7 +155,7 @@ def test_multihead_attention_loses_whole_heads() -> None:
     result = prunekit.prune(
         layer, torch.randn(2, 5, 8), sparsity=0.5, granularity="channel", scope="layer"
     )
-    assert isinstance(result, StructuralResult)
+    assert isinstance(result, PruneResult)
     pruned: Any = result.model  # nn.MultiheadAttention became its head-prunable replacement
     assert pruned.self_attn.num_heads == 1 and pruned.self_attn.q_proj.out_features == 4
     assert pruned.linear1.out_features == 8  # its feed-forward width is pruned
@@ -177,7 +177,7 @@ def test_timm_vit_heads_update_num_heads() -> None:
         model, torch.randn(1, 3, 16, 16), sparsity=0.5, granularity="channel", scope="layer",
         include=["*.attn.qkv", "*.mlp.fc1"],
     )  # fmt: skip
-    assert isinstance(result, StructuralResult)
+    assert isinstance(result, PruneResult)
     assert result.verification is not None and result.verification.complete
     pruned: Any = result.model
     attention = pruned.blocks[0].attn

@@ -18,8 +18,8 @@ from prunekit.core.groups import Group, Member
 from prunekit.core.views import IndexView
 from prunekit.graph import build_structural_groups
 from prunekit.graph.norms import Normalisation
+from prunekit.result import PruneResult
 from prunekit.surgery import VerificationError, apply_surgery, masked_copy, verify
-from prunekit.surgery.structured import StructuralResult
 from prunekit.surgery.verify import reference_copy
 
 
@@ -245,11 +245,11 @@ def test_groups_without_normalisation_records_stay_unverified() -> None:
 # --- real models -------------------------------------------------------------------------------
 
 
-def _prune(model: nn.Module, inputs: Any) -> StructuralResult:
+def _prune(model: nn.Module, inputs: Any) -> PruneResult:
     result = prunekit.prune(
         model, inputs, sparsity=0.5, granularity="channel", scope="layer", metrics=False
     )
-    assert isinstance(result, StructuralResult) and result.verification is not None
+    assert isinstance(result, PruneResult) and result.verification is not None
     return result
 
 

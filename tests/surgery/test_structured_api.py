@@ -17,8 +17,8 @@ from prunekit import io
 from prunekit.errors import ConfigError, SaveFileError, UnsupportedLayerError
 from prunekit.estimators import ESTIMATORS
 from prunekit.models import build_model
+from prunekit.result import PruneResult
 from prunekit.surgery import VerificationError, rebuild_hook
-from prunekit.surgery.structured import StructuralResult
 
 
 def small_resnet() -> nn.Module:
@@ -59,7 +59,7 @@ def test_every_estimator_prunes_structurally_and_verifies(estimator: str) -> Non
         n_batches=1,
         scope="layer",
     )
-    assert isinstance(result, StructuralResult)
+    assert isinstance(result, PruneResult)
     assert _same_state(before, model)  # the user's model is untouched
     assert result.verification is not None and result.verification.complete
     assert result.removed_units == sum(round(0.5 * g.n_units) for g in result.groups)
@@ -74,7 +74,7 @@ def test_activation_estimators_see_where_graph_units_appear() -> None:
         small_resnet(), example(), sparsity=0.5, granularity="channel", estimator="apoz",
         data=loader(), n_batches=1,
     )  # fmt: skip
-    assert isinstance(result, StructuralResult)
+    assert isinstance(result, PruneResult)
     assert all(g.output is not None for g in result.groups)
 
 
@@ -83,7 +83,7 @@ def test_inplace_prunes_the_users_model_object() -> None:
     copy_result = prunekit.prune(model, example(), sparsity=0.5, granularity="channel")
     result = prunekit.prune(model, example(), sparsity=0.5, granularity="channel", inplace=True)
     assert result.model is model
-    assert isinstance(copy_result, StructuralResult)
+    assert isinstance(copy_result, PruneResult)
     assert torch.allclose(model(example()), copy_result.model(example()), atol=1e-6)
     assert sum(p.numel() for p in model.parameters()) == copy_result.after.params  # type: ignore[union-attr]
 
@@ -95,7 +95,7 @@ def test_a_failed_verification_leaves_the_model_whole(monkeypatch: pytest.Monkey
     def broken(*args: object, **kwargs: object) -> None:
         raise VerificationError("group 'stem' breaks")
 
-    monkeypatch.setattr("prunekit.surgery.structured.verify", broken)
+    monkeypatch.setattr("prunekit.pruning.structural.verify", broken)
     with pytest.raises(VerificationError, match="stem"):
         prunekit.prune(model, example(), sparsity=0.5, granularity="channel", inplace=True)
     assert _same_state(before, model)
@@ -123,7 +123,7 @@ def test_round_to_min_keep_and_exclude() -> None:
         model, example(), sparsity=0.7, granularity="channel", scope="layer", round_to=4,
         exclude=["layer1.*"],
     )  # fmt: skip
-    assert isinstance(result, StructuralResult)
+    assert isinstance(result, PruneResult)
     for group in result.groups:
         if group.name in result.selection:
             kept = int(result.selection[group.name].sum())
@@ -146,7 +146,7 @@ def test_surgery_arguments_are_checked() -> None:
 def test_save_and_load_round_trip_with_the_plan(tmp_path: Path) -> None:
     model = small_resnet()
     result = prunekit.prune(model, example(), sparsity=0.5, granularity="channel")
-    assert isinstance(result, StructuralResult)
+    assert isinstance(result, PruneResult)
     pruned = result.model
     with torch.no_grad():  # make the saved weights differ from a plain slice of the original
         for p in pruned.parameters():
@@ -184,7 +184,7 @@ def test_an_unverifiable_group_that_breaks_the_model_is_kept_whole() -> None:
     model = WidthInCode().eval()
     result = prunekit.prune(model, torch.randn(4, 3), sparsity=0.5, granularity="channel",
                             scope="layer")  # fmt: skip
-    assert isinstance(result, StructuralResult) and result.verification is not None
+    assert isinstance(result, PruneResult) and result.verification is not None
     assert result.kept_unverifiable == ("embed",)
     assert result.verification.complete  # the other groups (fc1's width) are verified
     pruned: Any = result.model

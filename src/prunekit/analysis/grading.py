@@ -35,7 +35,13 @@ from tqdm.auto import tqdm
 from prunekit.core.groups import Group, Scores
 from prunekit.core.views import AxisView
 from prunekit.errors import ConfigError, DataError, PrunekitError
-from prunekit.estimators import ESTIMATORS, Estimator, Oracle, ScoringData, get_estimator
+from prunekit.estimators import (
+    Estimator,
+    Oracle,
+    ScoringData,
+    estimators_for,
+    get_estimator,
+)
 from prunekit.estimators.data import LossFn, as_scoring_data
 from prunekit.granularity import Granularity, build_groups, get_granularity
 
@@ -191,11 +197,7 @@ def default_oracle(groups: Sequence[Group]) -> Oracle:
 def default_estimators() -> list[str]:
     """Every registered estimator except the oracle and those that need structural groups
     (``bn_scale``: grading scores per-layer groups, which hold no BatchNorm)."""
-    return [
-        name
-        for name in ESTIMATORS.names()
-        if name != Oracle.name and not ESTIMATORS.get(name).structural_only
-    ]
+    return [n for n in estimators_for("channel") if n not in (Oracle.name, "bn_scale")]
 
 
 def compare(

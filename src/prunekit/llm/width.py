@@ -37,8 +37,8 @@ from prunekit.llm.blocks import find_blocks
 from prunekit.llm.pruned_io import config_describes_shapes
 from prunekit.llm.width_scores import UnitActivation, lm_scoring_data
 from prunekit.masks import clone_model
+from prunekit.result import PruneResult
 from prunekit.surgery import Plan, VerificationReport
-from prunekit.surgery.structured import StructuralResult
 
 Denominator = Literal["model", "blocks"]
 
@@ -343,7 +343,7 @@ def prune_width(
             metrics=False,
             inplace=inplace,
         )
-        assert isinstance(result, StructuralResult)
+        assert isinstance(result, PruneResult)
         pruned, plan, scores, report = result.model, result.plan, result.scores, result.verification
     return WidthPruneResult(
         pruned,

@@ -13,10 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit.api import PruneResult, prune
+from prunekit.api import prune
 from prunekit.core.groups import Masks
 from prunekit.errors import ConfigError, check_sparsity
 from prunekit.recovery.originals import original_tensor
+from prunekit.result import PruneResult
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit.api import PruneResult
+from prunekit.config import make_config
 from prunekit.core.groups import Group, Scores, selection_to_masks
 from prunekit.core.scores import Normalization, normalize_scores
 from prunekit.core.selection import Scope, SelectionConfig, select
@@ -27,6 +27,7 @@ from prunekit.estimators import as_scoring_data, get_estimator
 from prunekit.estimators.data import LossFn
 from prunekit.granularity import build_groups, get_granularity
 from prunekit.masks import apply_masks, bake_masks, clone_model, masks_of
+from prunekit.result import PruneResult
 from prunekit.schedules.formulas import Schedule
 from prunekit.surgery import Plan, apply_surgery
 
@@ -107,7 +108,16 @@ def prune_further(
     selection = select(scores, groups, config)
     masks = selection_to_masks(groups, selection)
     apply_masks(model, masks)
-    return PruneResult(model, groups, raw, selection, masks, config, est, gran)
+    options = {
+        "granularity": gran.spec(), "estimator": est.name, "sparsity": sparsity,
+        "scope": spec.scope, "min_keep": spec.min_keep, "normalize": spec.normalize,
+        "include": tuple(spec.include), "exclude": tuple(spec.exclude),
+    }  # fmt: skip
+    record = make_config(None, options, where="prune_further()", estimator_instance=True)
+    return PruneResult(
+        model=model, config=record, groups=groups, scores=raw, selection=selection,
+        estimator=est, granularity=gran.spec(), masks=masks,
+    )  # fmt: skip
 
 
 def remove_masked_units(model: nn.Module, groups: Sequence[Group]) -> tuple[nn.Module, Plan]:

@@ -3,12 +3,13 @@
 ``apply_surgery(model, groups, selection)`` returns a pruned copy and its :class:`Plan`;
 ``verify(original, pruned, groups, selection, example_inputs)`` proves surgery equals masking;
 ``rebuild(original, plan)`` re-creates the pruned shapes (for loading without pickle);
-``prune_layers`` removes whole residual blocks (``granularity="layer"``).
+``remove_residual_blocks`` / ``verify_blocks`` do the same for whole residual blocks.
+:mod:`prunekit.pruning` composes these mechanisms with scoring and selection.
 """
 
 from prunekit.surgery.apply import apply_plan, apply_surgery, rebuild, rebuild_hook
 from prunekit.surgery.blocks import IdentityBlock
-from prunekit.surgery.layers import prune_layers, remove_residual_blocks, verify_blocks
+from prunekit.surgery.layers import remove_residual_blocks, verify_blocks
 from prunekit.surgery.plan import Plan, TensorCut, make_plan
 from prunekit.surgery.verify import (
     DEFAULT_ATOL,
@@ -31,7 +32,6 @@ __all__ = [
     "apply_surgery",
     "make_plan",
     "masked_copy",
-    "prune_layers",
     "rebuild",
     "rebuild_hook",
     "remove_residual_blocks",

@@ -57,11 +57,13 @@ def _tensor_names(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, tuple[
 
 
 def _slice(t: Tensor, cut: TensorCut) -> Tensor:
+    """The kept slice of ``t``, a new tensor (``index_select`` copies; a cut that removes
+    nothing is cloned)."""
     out = t.detach()
     for dim in sorted(cut.removed):
         index = cut.kept_index(dim).to(t.device)
         out = out.index_select(dim, index)
-    return out.clone()
+    return out.clone() if out.data_ptr() == t.data_ptr() else out
 
 
 def _resolve(model: nn.Module, plan: Plan) -> list[tuple[TensorCut, Tensor]]:

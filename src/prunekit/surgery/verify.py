@@ -207,6 +207,8 @@ def _breaking_alone(
     example_inputs: Any,
 ) -> list[str]:
     """The candidate groups whose removal alone makes the pruned model fail (all if none)."""
+    if len(candidates) == 1:  # it breaks alone, or it is reported all the same
+        return list(candidates)
     keep_all = {g.name: torch.ones(g.n_units, dtype=torch.bool) for g in groups}
     breaking = []
     for name in candidates:

@@ -29,13 +29,11 @@ from prunekit.estimators import Estimator, ScoringData
 from prunekit.graph import build_structural_groups
 from prunekit.masks import masks_of
 from prunekit.measure import ModelStats, measure
+from prunekit.norms import batchnorm_layers, recalibrate_batchnorm
 from prunekit.result import PruneResult
 from prunekit.surgery.apply import apply_plan, apply_surgery
 from prunekit.surgery.convert import replace_multihead_attention
 from prunekit.surgery.verify import UnverifiableGroupError, VerificationReport, verify
-
-StructuralResult = PruneResult
-"""The result of structural pruning: a :class:`~prunekit.result.PruneResult` with a plan."""
 
 
 def _included(groups: Sequence[Group], include: Sequence[str]) -> list[Group]:
@@ -176,8 +174,6 @@ def recalibrate_after_surgery(pruned: nn.Module, data: ScoringData | None, remov
     """Re-estimate the pruned model's BatchNorm statistics on ``data`` when ``removed`` (units
     or blocks were cut); without data, warn that a model with BatchNorm keeps the dense model's
     statistics (they no longer match the inputs). Structural and layer pruning both call it."""
-    # imported here: recovery builds on the one-call API, which builds on this module
-    from prunekit.norms import batchnorm_layers, recalibrate_batchnorm
 
     layers = batchnorm_layers(pruned)
     if not layers or not removed:
