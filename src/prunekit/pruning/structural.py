@@ -107,10 +107,12 @@ def prune_structured(
         try:
             report = check(pruned)
         except UnverifiableGroupError as err:
+            kept = err.groups  # the traceback holds the failed model: redo surgery after it
+        if kept:
             # an inexact group whose width is written in code: keep it whole and redo surgery
-            kept = err.groups
             for name in kept:
                 selection[name] = torch.ones_like(selection[name], dtype=torch.bool)
+            del pruned  # freed before the second surgery, so both never coexist
             pruned, plan = apply_surgery(model, pool, selection)
             report = check(pruned)
     if config.recalibrate:
