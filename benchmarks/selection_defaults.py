@@ -52,7 +52,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from prunekit.analysis.allocation import allocate
-from prunekit.analysis.sensitivity import sensitivity
+from prunekit.analysis.sensitivity import SensitivityResult, sensitivity
 from prunekit.core.groups import Group, Scores, Selection
 from prunekit.core.scores import normalize_scores
 from prunekit.core.selection import SelectionConfig, keep_top, select
@@ -117,24 +117,31 @@ def layer_knob(scores: Scores, groups: Sequence[Group], spec: Mapping[str, Any])
     return lambda s: select(scores, groups, SelectionConfig(sparsity=min(s, cap), scope="layer"))
 
 
+_CURVES: dict[tuple[str, str, int], SensitivityResult] = {}
+"""This process's sensitivity curves by (model, estimator, seed): both MAC targets share them."""
+
+
+def curves(ctx: Context, job: Job, groups: Sequence[Group], scores: Scores) -> SensitivityResult:
+    """Sensitivity of the dense model, each group alone pruned by ``scores`` (memoised)."""
+    key = (job.model, job.estimator, job.seed)
+    if key not in _CURVES:
+        _CURVES[key] = sensitivity(
+            ctx.dense,
+            groups,
+            scores,
+            HeldOut(ctx, int(ctx.config["sensitivity_images"])),
+            ctx.config.get("sensitivity_sparsities", (0.1, 0.3, 0.5, 0.7, 0.9)),
+            higher_is_better=True,
+            progress=False,
+        )
+    return _CURVES[key]
+
+
 def sensitivity_knob(
-    scores: Scores,
-    groups: Sequence[Group],
-    spec: Mapping[str, Any],
-    model: nn.Module,
-    eval_fn: Callable[[nn.Module], float],
+    scores: Scores, groups: Sequence[Group], spec: Mapping[str, Any], result: SensitivityResult
 ) -> Knob:
-    """Sensitivity curves of ``model`` once, then :func:`allocate` at each unit sparsity (never
-    above ``1 - floor`` in a group)."""
-    result = sensitivity(
-        model,
-        groups,
-        scores,
-        eval_fn,
-        spec.get("sparsities", (0.1, 0.3, 0.5, 0.7, 0.9)),
-        higher_is_better=True,
-        progress=False,
-    )
+    """:func:`allocate` from the sensitivity curves at each unit sparsity (never above
+    ``1 - floor`` in a group)."""
     cap = 1.0 - float(spec["floor"])
 
     def knob(s: float) -> Selection:
@@ -189,8 +196,7 @@ def prunekit_prune(ctx: Context, job: Job, spec: Mapping[str, Any]) -> nn.Module
     elif kind == "layer":
         select_at = layer_knob(scores, groups, spec)
     else:
-        held_out = HeldOut(ctx, int(ctx.config["sensitivity_images"]))
-        select_at = sensitivity_knob(scores, groups, spec, ctx.dense, held_out)
+        select_at = sensitivity_knob(scores, groups, spec, curves(ctx, job, groups, scores))
 
     def build(s: float) -> nn.Module | None:
         try:
