@@ -6,7 +6,7 @@ from torch import nn
 
 from prunekit.budget import Target, build_cost_model, parse_target, select_to_target
 from prunekit.compat.torchvision_shim import ensure_torchvision_ops
-from prunekit.core import SelectionConfig, select
+from prunekit.core import AxisView, Group, Member, SelectionConfig, select
 from prunekit.core.selection import group_floor
 from prunekit.errors import ConfigError
 from prunekit.estimators import get_estimator
@@ -133,3 +133,27 @@ def test_no_groups_and_full_keep() -> None:
     scores = {groups[0].name: torch.arange(6.0)}
     kept = select_to_target(model, x, groups, scores, SelectionConfig(), Target("params", 1.0))
     assert bool(kept[groups[0].name].all())
+
+
+def test_a_unit_too_big_to_remove_is_kept_and_smaller_ones_go_instead() -> None:
+    # hidden layer 1: two units of 4 channels each (as a grouped convolution couples them),
+    # scored lowest; hidden layer 2: eight single channels
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1))
+    big = Group("big", "0", (
+        Member("0.weight", AxisView((8, 10), 0, 2, 0, 4)),
+        Member("0.bias", AxisView((8,), 0, 2, 0, 4)),
+        Member("2.weight", AxisView((8, 8), 1, 2, 0, 4)),
+    ))  # fmt: skip
+    small = Group("small", "2", (
+        Member("2.weight", AxisView((8, 8), 0)),
+        Member("2.bias", AxisView((8,), 0)),
+        Member("4.weight", AxisView((1, 8), 1)),
+    ))  # fmt: skip
+    scores = {"big": torch.tensor([0.1, 0.2]), "small": torch.arange(1.0, 9.0)}
+    # dense 88 + 72 + 9 = 169 params; a big unit costs 44 + 32, a small one 9 + 1
+    target = Target("params", (169 - 3 * 10) / 169)
+    x = torch.randn(1, 10)
+    sel = select_to_target(model, x, [big, small], scores, SelectionConfig(), target)
+    assert sel["big"].tolist() == [True, True]
+    assert sel["small"].tolist() == [False] * 3 + [True] * 5

@@ -21,6 +21,7 @@ from typing import Any
 from torch import nn
 
 from prunekit.budget.cost import CostModel, build_cost_model
+from prunekit.budget.refine import refine_past_big_units
 from prunekit.budget.target import Metric, Target, parse_target
 from prunekit.core.groups import Group, Scores, Selection
 from prunekit.core.selection import SelectionConfig, max_global_removal, select
@@ -54,9 +55,10 @@ class _Knob:
         return selection, self.costs.ratio(selection)
 
 
-def _bisect(knob: _Knob, goal: float) -> tuple[Selection, float]:
-    """The selection whose analytic ratio is closest to ``goal`` (ratios fall as sparsity
-    rises; the bracket closes to adjacent selections)."""
+def _bisect(knob: _Knob, goal: float, band: float) -> tuple[Selection, float]:
+    """The selection whose analytic ratio is closest to ``goal``. Ratios fall as sparsity
+    rises; the bracket closes to adjacent selections, and when the unit between them is too
+    big a step the search goes on past it (:func:`refine_past_big_units`)."""
     lo, (sel_lo, r_lo) = 0.0, knob.at(0.0)
     if r_lo <= goal or knob.top <= 0.0:
         return sel_lo, r_lo
@@ -72,6 +74,11 @@ def _bisect(knob: _Knob, goal: float) -> tuple[Selection, float]:
             lo, sel_lo, r_lo = mid, sel, r
         else:
             hi, sel_hi, r_hi = mid, sel, r
+    if min(r_lo - goal, goal - r_hi) > band * goal:
+        sel_lo, r_lo = refine_past_big_units(
+            sel_lo, r_lo, goal, band,
+            scores=knob.scores, groups=knob.groups, config=knob.config, costs=knob.costs,
+        )  # fmt: skip
     return (sel_lo, r_lo) if r_lo - goal < goal - r_hi else (sel_hi, r_hi)
 
 
@@ -134,7 +141,7 @@ def select_to_target(
     lowest = knob.at(knob.top)[1]
     if lowest > target.keep * (1 + tolerance):
         raise _unreachable(target, lowest, config)
-    selection, analytic = _bisect(knob, target.keep)
+    selection, analytic = _bisect(knob, target.keep, tolerance / 2)
     if target.keep >= 1.0:
         return selection
     dense = _measure(model, example_inputs, target.metric) if target.metric == "params" else None
@@ -156,6 +163,6 @@ def select_to_target(
             best = (error, selection)
         if error <= tolerance:
             break
-        selection, analytic = _bisect(knob, target.keep * analytic / real)
+        selection, analytic = _bisect(knob, target.keep * analytic / real, tolerance / 2)
     assert best is not None
     return best[1]
