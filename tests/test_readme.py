@@ -70,7 +70,7 @@ def test_python_examples_run(
     }
     for number, block in enumerate(code_blocks(section("Use it from Python"), "python")):
         code = compile(block, f"README.md (python block {number + 1})", "exec")
-        exec(code, namespace)  # noqa: S102 - the README's own example code
+        exec(code, namespace)
     result = namespace.get("result")
     assert result is not None and type(result).__name__ == "PruneResult"
 
