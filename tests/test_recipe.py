@@ -11,7 +11,10 @@ def test_embedded_demo_recipe_is_valid() -> None:
 
     path = Path(str(resources.files("prunekit").joinpath("recipes/demo.yaml")))
     recipe = load_recipe(path)
-    assert recipe.prune.sparsity == 0.9 and recipe.model.name == "lenet-300-100"
+    assert recipe.prune.target == {"macs": 0.5} and recipe.model.name == "small-vgg"
+    assert recipe.prune.granularity == "channel" and recipe.finetune.distill is not None
+    unstructured = load_recipe(path.with_name("demo_unstructured.yaml"))
+    assert unstructured.prune.sparsity == 0.9 and unstructured.model.name == "lenet-300-100"
 
 
 @pytest.mark.parametrize(
@@ -86,7 +89,7 @@ def test_layer_granularity_is_spelled_like_the_api() -> None:
         ({"normalize": "max"}, "no meaning there: normalize: 'max'"),
         ({"min_keep": 2}, "no meaning there: min_keep: 2"),
         ({"surgery": False}, "by surgery; it cannot mask"),
-        ({"sparsity": None}, "give sparsity .*candidate blocks"),
+        ({"sparsity": None}, "needs sparsity .*candidate blocks"),
         ({"estimator": {"name": "activation"}}, "scores output channels"),
         ({"estimator": {"name": "angular", "options": {"per": "pixel"}}}, "per must be"),
         (

@@ -259,7 +259,7 @@ class PruneConfig(BaseModel):
         """Layer granularity: a block is one unit, ranked globally and removed by surgery."""
         if self.sparsity is None and self.threshold is None and not self.overrides:
             raise ValueError(
-                "granularity 'layer': give sparsity (the fraction of candidate blocks removed) "
+                "granularity 'layer' needs sparsity (the fraction of candidate blocks removed) "
                 "or threshold"
             )
         if self.surgery is False:

@@ -300,7 +300,8 @@ def _write(
     files: dict[str, Path] = {}
     if recipe.output.save:
         arch = {"model": recipe.model.name, "kwargs": _arch_kwargs(result.model, recipe)}
-        files["model"] = result.save(out / "model", arch=arch)
+        extra = {"recipe": recipe.model_dump(mode="json")}
+        files["model"] = result.save(out / "model", arch=arch, extra=extra)
     if recipe.output.plots:
         files["layer_sparsity"] = plot_layer_sparsity(
             layer_sparsity(result.model), out / "layer_sparsity.png"

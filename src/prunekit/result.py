@@ -111,13 +111,20 @@ class PruneResult:
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
-    def save(self, path: str | Path, *, arch: Mapping[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        path: str | Path,
+        *,
+        arch: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Path:
         """Write the pruned model to the directory ``path`` (safetensors + ``prunekit.json``
         with the plan and the config); :func:`prunekit.load` rebuilds it. ``arch`` says how to
-        rebuild the dense architecture without a model (see :func:`prunekit.io.save`)."""
+        rebuild the dense architecture without a model (see :func:`prunekit.io.save`);
+        ``extra`` is free JSON metadata stored beside the config."""
         plan = self.plan.to_dict() if self.plan is not None else None
-        extra = {"prune_config": self.config.to_dict()}
-        return save_model(self.model, path, arch=arch, plan=plan, extra=extra)
+        metadata = {**dict(extra or {}), "prune_config": self.config.to_dict()}
+        return save_model(self.model, path, arch=arch, plan=plan, extra=metadata)
 
     def __repr__(self) -> str:
         ratios = []

@@ -16,12 +16,12 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from prunekit import ESTIMATORS, ScoringData, build_groups, get_estimator, get_granularity
+from prunekit import ScoringData, build_groups, get_estimator, get_granularity
 from prunekit.analysis import default_estimators, default_oracle, grade, grade_model
 from prunekit.analysis.grading import compare, correlation, label
 from prunekit.core.groups import Group, Scores
 from prunekit.errors import DataError
-from prunekit.estimators import Estimator, Oracle
+from prunekit.estimators import Estimator, Oracle, estimators_for
 
 
 def test_hand_worked_correlations() -> None:
@@ -62,7 +62,8 @@ def test_oracle_of_a_dead_neuron_is_exactly_zero() -> None:
 def test_defaults() -> None:
     assert "oracle" not in default_estimators()
     # bn_scale needs structural groups (a channel with its BatchNorm); grading's are per layer
-    assert set(default_estimators()) == set(ESTIMATORS.names()) - {"oracle", "bn_scale"}
+    expected = set(estimators_for("channel")) - {"oracle", "bn_scale"}
+    assert set(default_estimators()) == expected and "angular" not in expected
     model = nn.Sequential(nn.Linear(8, 4))
     assert default_oracle(build_groups(model, get_granularity("channel"))) == Oracle()
     for spec in ("element", "2:4", "block:2x2"):

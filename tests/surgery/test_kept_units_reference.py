@@ -88,7 +88,7 @@ def _check_exact(model: nn.Module, x: Tensor, group: str, removed: list[int]) ->
     assert group in groups.inexact
     selection = {g.name: keep(g.n_units, removed if g.name == group else []) for g in groups}
     pruned, _ = apply_surgery(model, groups, selection)
-    report = verify(model, pruned, groups, selection, x)
+    report = verify(model, pruned, groups, selection, x, exhaustive=True)
     assert report.complete and report.verified_kept_reference == (group,)
     assert report.relative_diff < 1e-13
     got = _outputs(pruned, x)
@@ -168,7 +168,8 @@ def test_a_functional_norm_in_a_block_runs_the_block_on_the_kept_units() -> None
                                   ("fc2.weight", 0), ("fc2.bias", 0), ("norm.weight", 0),
                                   ("norm.bias", 0)}  # fmt: skip
     selection = {"0": keep(6, [0, 4]), "1.fc1": keep(8, [1, 2, 3])}
-    report = verify(model, apply_surgery(model, groups, selection)[0], groups, selection, x)
+    pruned = apply_surgery(model, groups, selection)[0]
+    report = verify(model, pruned, groups, selection, x, exhaustive=True)
     assert report.complete and set(report.verified_kept_reference) == {"0", "1.fc1"}
     assert report.relative_diff < 1e-13
 
@@ -180,7 +181,8 @@ def test_group_norm_with_several_groups_stays_plainly_verified() -> None:
     groups = build_structural_groups(model, x)
     assert groups.inexact == frozenset() and groups[0].n_units == 2  # a unit: one norm group
     selection = {"0": keep(2, [1])}
-    report = verify(model, apply_surgery(model, groups, selection)[0], groups, selection, x)
+    pruned = apply_surgery(model, groups, selection)[0]
+    report = verify(model, pruned, groups, selection, x, exhaustive=True)
     assert report.verified == ("0",) and report.verified_kept_reference == ()
 
 
@@ -226,7 +228,8 @@ def test_a_normalisation_in_the_models_own_forward_stays_unverified() -> None:
     x = torch.randn(1, 3, 4, 4)
     groups = build_structural_groups(model, x)
     selection = {"conv": keep(6, [2])}
-    report = verify(model, apply_surgery(model, groups, selection)[0], groups, selection, x)
+    pruned = apply_surgery(model, groups, selection)[0]
+    report = verify(model, pruned, groups, selection, x, exhaustive=True)
     assert report.unverified == ("conv",) and report.verified == () and not report.complete
     assert "model's own forward" in report.reasons["conv"]
 
@@ -247,7 +250,13 @@ def test_groups_without_normalisation_records_stay_unverified() -> None:
 
 def _prune(model: nn.Module, inputs: Any) -> PruneResult:
     result = prunekit.prune(
-        model, inputs, sparsity=0.5, granularity="channel", scope="layer", metrics=False
+        model,
+        inputs,
+        sparsity=0.5,
+        granularity="channel",
+        scope="layer",
+        metrics=False,
+        verify_exhaustive=True,
     )
     assert isinstance(result, PruneResult) and result.verification is not None
     return result

@@ -15,7 +15,7 @@ from torch import nn
 import prunekit
 from prunekit import io
 from prunekit.errors import ConfigError, SaveFileError, UnsupportedLayerError
-from prunekit.estimators import ESTIMATORS
+from prunekit.estimators import estimators_for
 from prunekit.models import build_model
 from prunekit.result import PruneResult
 from prunekit.surgery import VerificationError, rebuild_hook
@@ -43,7 +43,7 @@ def _same_state(a: dict[str, torch.Tensor], model: nn.Module) -> bool:
     return set(a) == set(state) and all(torch.equal(a[k], state[k]) for k in a)
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS.names())
+@pytest.mark.parametrize("estimator", estimators_for("channel"))
 def test_every_estimator_prunes_structurally_and_verifies(estimator: str) -> None:
     model = small_resnet()
     before = copy.deepcopy(model.state_dict())

@@ -42,7 +42,7 @@ def _guarded(action: Callable[[], T]) -> T:
     try:
         return action()
     except PrunekitError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
