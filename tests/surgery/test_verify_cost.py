@@ -5,7 +5,12 @@ result."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,3 +158,22 @@ def test_a_failure_to_measure_keeps_the_verified_result() -> None:
     assert result.before is None and result.after is None
     measured = [w for w in caught if issubclass(w.category, RuntimeWarning)]
     assert any("complex128" in str(w.message) for w in measured)
+
+
+@pytest.mark.slow
+def test_the_verification_cost_benchmark_runs_its_quick_config(tmp_path: Path) -> None:
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
+    done = subprocess.run(
+        [
+            sys.executable, str(bench / "verification_cost.py"),
+            str(bench / "configs" / "verification_cost.yaml"), "--quick", "--out", str(tmp_path),
+        ],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    arms = {row["arm"]: row for row in results["summary"]}
+    assert set(arms) == {"prunekit", "prunekit_exhaustive", "torch_pruning"}
+    assert arms["torch_pruning"]["cpu_s_ratio_to_tp"] == 1.0
+    assert all(row["runs"] for row in results["rows"])
+    assert (tmp_path / "results.md").read_text().count("\n|") == 4  # separator + 3 arms
