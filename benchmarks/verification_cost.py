@@ -130,7 +130,7 @@ def _torch_pruning(model: Any, x: Any, sparsity: float) -> Callable[[], Any]:
 def _prunekit(model: Any, x: Any, sparsity: float, exhaustive: bool) -> Callable[[], Any]:
     import prunekit
 
-    options = {"verify_exhaustive": True} if exhaustive else {}
+    options: dict[str, Any] = {"verify_exhaustive": True} if exhaustive else {}
     return lambda: prunekit.prune(model, x, sparsity=sparsity, granularity="channel", **options)
 
 
