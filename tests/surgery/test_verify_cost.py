@@ -18,7 +18,9 @@ from torch import nn
 
 import prunekit
 from prunekit.graph import build_structural_groups
+from prunekit.graph.blocks import find_residual_blocks
 from prunekit.surgery import VerificationError, apply_surgery, verify
+from prunekit.surgery.layers import remove_residual_blocks, verify_blocks
 from prunekit.surgery.reference import MaskedRun, mask_factors
 
 
@@ -177,3 +179,31 @@ def test_the_verification_cost_benchmark_runs_its_quick_config(tmp_path: Path) -
     assert arms["torch_pruning"]["cpu_s_ratio_to_tp"] == 1.0
     assert all(row["runs"] for row in results["rows"])
     assert (tmp_path / "results.md").read_text().count("\n|") == 4  # separator + 3 arms
+
+
+class _Residual(nn.Module):
+    """``x + relu(fc(x))``: a removable block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.relu(self.fc(x))
+
+
+@pytest.mark.parametrize("exhaustive", [False, True])
+def test_block_verification_modes_and_nan(exhaustive: bool) -> None:
+    net = nn.Sequential(_Residual(), _Residual()).eval()
+    with torch.no_grad():
+        net[0].fc.weight.copy_(torch.eye(2))
+        net[0].fc.bias.zero_()
+    x = torch.tensor([[1.0, -2.0]])
+    pruned, plan = remove_residual_blocks(net, find_residual_blocks(net, x)[:1])
+    report = verify_blocks(net, pruned, plan, x, exhaustive=exhaustive)
+    assert report.exhaustive is exhaustive and report.max_abs_diff == 0.0
+    assert report.dtype == ("torch.float64" if exhaustive else "torch.float32")
+    with torch.no_grad():
+        pruned[1].fc.bias[0] = float("nan")
+    with pytest.raises(VerificationError, match="NaN or inf"):
+        verify_blocks(net, pruned, plan, x, exhaustive=exhaustive)

@@ -26,6 +26,7 @@ from torch import nn
 from prunekit.graph.blocks import ResidualBlock
 from prunekit.surgery.apply import rebuild
 from prunekit.surgery.blocks import block_entry
+from prunekit.surgery.compare import RunMode
 from prunekit.surgery.plan import Plan
 from prunekit.surgery.verify import (
     DEFAULT_ATOL,
@@ -84,11 +85,16 @@ def verify_blocks(
     example_inputs: Any,
     *,
     atol: float = DEFAULT_ATOL,
-    dtype: torch.dtype | None = torch.float64,
+    exhaustive: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> VerificationReport:
     """Check that ``pruned`` computes what ``original`` computes with the blocks of
     ``plan.blocks`` skipped (outputs replaced by inputs); raise :class:`VerificationError`
-    naming the blocks that break the equality on their own."""
+    naming the blocks that break the equality on their own. The modes are those of
+    :func:`~prunekit.surgery.verify`: fast by default (the models as they are, no tensor
+    copied), ``exhaustive=True`` on float64 copies, ``dtype`` on copies in that dtype."""
+    if exhaustive and dtype is None:
+        dtype = torch.float64
     removed = list(plan.blocks)
     failure, diff, scale, tol = _mismatch(original, pruned, removed, example_inputs, atol, dtype)
     if failure is not None:
@@ -102,4 +108,12 @@ def verify_blocks(
             f"their own: {culprits or 'none alone (they fail only together)'}; removed blocks: "
             f"{removed[:20]}"
         )
-    return VerificationReport(diff, scale, tol, str(dtype or "model dtype"), tuple(removed), ())
+    return VerificationReport(
+        diff,
+        scale,
+        tol,
+        RunMode(dtype).describe(original),
+        tuple(removed),
+        (),
+        exhaustive=dtype is not None,
+    )
