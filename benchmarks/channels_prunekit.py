@@ -45,7 +45,9 @@ def select_for_macs(
     round_to = ctx.config.get("round_to", 1)
 
     def attempt(n: int) -> tuple[int, Selection]:
-        config = SelectionConfig(sparsity=n / total, round_to=round_to, min_keep=1)
+        config = SelectionConfig(
+            sparsity=n / total, round_to=round_to, min_keep=1, min_keep_fraction=0.0
+        )
         selection = select(scores, groups, config)
         pruned, _ = apply_surgery(reference, groups, selection)
         return count_macs(pruned, ctx.example).total, selection

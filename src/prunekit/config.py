@@ -151,7 +151,12 @@ class PruneConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _estimator_mapping(cls, data: Any) -> Any:
-        """A recipe may write ``estimator: {name: taylor, options: {...}}``."""
+        """A recipe may write ``estimator: {name: taylor, options: {...}}``; an unknown field
+        is refused with a did-you-mean."""
+        if isinstance(data, Mapping):
+            for key in data:
+                if key not in cls.model_fields and key != "calibration_batches":
+                    raise ValueError(f"unknown option {key!r}{closest(str(key), cls.model_fields)}")
         if isinstance(data, Mapping) and isinstance(data.get("estimator"), Mapping):
             data = dict(data)
             spec = dict(data.pop("estimator"))

@@ -210,11 +210,6 @@ def one_line_error(args: list[str]) -> ErrorText:
     return text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.main._guarded prints the error with rich's default wrapping, which breaks a "
-    "long message over lines at 80 columns, inside a path too (pass soft_wrap=True)",
-)
 def test_an_error_is_one_physical_line(tmp_path: Path) -> None:
     missing = tmp_path / ("a-long-folder-name-" * 4) / "images"
     args = ["prune", "--model", "lenet-5", "--data", f"imagefolder:{missing}", "--sparsity", "0.5"]

@@ -231,7 +231,7 @@ def sensitivity(
         for group in groups:
             curve = []
             for s in points:
-                config = SelectionConfig(sparsity=s, scope="layer")
+                config = SelectionConfig(sparsity=s, scope="layer", min_keep_fraction=0.0)
                 keep = select({group.name: scores[group.name]}, [group], config)
                 masks = selection_to_masks([group], keep)
                 with trials.masked(masks) as masked:

@@ -104,7 +104,10 @@ def prune_further(
     scores = rank_remaining(
         {g.name: raw[g.name] for g in groups}, removed_units(model, groups), spec.normalize
     )
-    config = SelectionConfig(sparsity=sparsity, scope=spec.scope, min_keep=spec.min_keep)
+    # schedules reach their exact sparsity: the floor of one-shot pruning does not apply
+    config = SelectionConfig(
+        sparsity=sparsity, scope=spec.scope, min_keep=spec.min_keep, min_keep_fraction=0.0
+    )
     selection = select(scores, groups, config)
     masks = selection_to_masks(groups, selection)
     apply_masks(model, masks)
