@@ -56,9 +56,11 @@ def test_hand_worked_pruned_outputs_and_both_modes_pass() -> None:
     fast = verify(net, pruned, groups, selection, X)
     assert not fast.exhaustive and fast.dtype == "torch.float32"
     assert fast.max_abs_diff == 0.0 and fast.scale == 25.0 and fast.verified == ("0",)
+    assert fast.tolerance == pytest.approx(25 * 1e-4)  # FAST_ATOL relative to max |output|
     full = verify(net, pruned, groups, selection, X, exhaustive=True)
     assert full.exhaustive and full.dtype == "torch.float64"
     assert full.max_abs_diff == 0.0 and full.scale == 25.0
+    assert full.tolerance == pytest.approx(25 * 1e-5)  # DEFAULT_ATOL
 
 
 @pytest.mark.parametrize("exhaustive", [False, True])
@@ -66,8 +68,9 @@ def test_a_wrong_surgery_fails_in_both_modes(exhaustive: bool) -> None:
     net, groups, selection, _ = _keep_last_two()
     # surgery keeps units 0 and 1 while the selection says 2 and 3: outputs [1 + 4, 2] = [5, 2]
     wrong, _ = apply_surgery(net, groups, {"0": torch.tensor([True, True, False, False])})
-    # |[25, 7] - [5, 2]| = 20 > 1e-5 * 25
-    with pytest.raises(VerificationError, match=r"max \|pruned - masked\| = 20 > 0.00025"):
+    # |[25, 7] - [5, 2]| = 20 > 1e-4 * 25 (float32), 1e-5 * 25 (float64)
+    bound = "0.00025" if exhaustive else "0.0025"
+    with pytest.raises(VerificationError, match=rf"max \|pruned - masked\| = 20 > {bound}\."):
         verify(net, wrong, groups, selection, X, exhaustive=exhaustive)
 
 

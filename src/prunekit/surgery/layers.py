@@ -26,13 +26,13 @@ from torch import nn
 from prunekit.graph.blocks import ResidualBlock
 from prunekit.surgery.apply import rebuild
 from prunekit.surgery.blocks import block_entry
-from prunekit.surgery.compare import RunMode
+from prunekit.surgery.compare import RunMode, model_dtype
 from prunekit.surgery.plan import Plan
 from prunekit.surgery.verify import (
-    DEFAULT_ATOL,
     VerificationError,
     VerificationReport,
     compare_outputs,
+    default_atol,
     run_outputs,
 )
 
@@ -84,7 +84,7 @@ def verify_blocks(
     plan: Plan,
     example_inputs: Any,
     *,
-    atol: float = DEFAULT_ATOL,
+    atol: float | None = None,
     exhaustive: bool = False,
     dtype: torch.dtype | None = None,
 ) -> VerificationReport:
@@ -95,6 +95,8 @@ def verify_blocks(
     copied), ``exhaustive=True`` on float64 copies, ``dtype`` on copies in that dtype."""
     if exhaustive and dtype is None:
         dtype = torch.float64
+    if atol is None:
+        atol = default_atol(dtype or model_dtype(original))
     removed = list(plan.blocks)
     failure, diff, scale, tol = _mismatch(original, pruned, removed, example_inputs, atol, dtype)
     if failure is not None:
