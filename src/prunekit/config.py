@@ -140,7 +140,12 @@ class PruneConfig(BaseModel):
     verify_exhaustive: bool = Field(
         False, description="Verify in float64 on copies of both models (slow, exhaustive)."
     )
-    atol: float = Field(1e-5, gt=0.0, description="Verification tolerance, relative.")
+    atol: float | None = Field(
+        None,
+        gt=0.0,
+        description="Verification tolerance, relative to the largest output; default 1e-4 in "
+        "the model's dtype, 1e-5 for the exhaustive float64 check.",
+    )
     metrics: bool = Field(True, description="Measure params, MACs and size before and after.")
     latency: bool = Field(False, description="Also time the model before and after (slow).")
     heads: bool = Field(True, description="Let whole heads of nn.MultiheadAttention be removed.")

@@ -52,6 +52,7 @@ class _Data:
     train: DataLoader[Any]
     test: DataLoader[Any]
     example: Any
+    num_classes: int | None = None
 
 
 def _data(recipe: Recipe, source: ModelSource | None = None) -> _Data:
@@ -61,7 +62,7 @@ def _data(recipe: Recipe, source: ModelSource | None = None) -> _Data:
             spec.dataset, model=source, batch_size=spec.batch_size, limit=spec.train_limit,
             seed=recipe.seed,
         )  # fmt: skip
-        return _Data(loaded.train, loaded.test, loaded.example_inputs)
+        return _Data(loaded.train, loaded.test, loaded.example_inputs, loaded.num_classes)
     train_set = load_dataset(spec.dataset, "train", spec.root)
     test_set = load_dataset(spec.dataset, "test", spec.root)
     train_loader = make_loader(
@@ -73,12 +74,16 @@ def _data(recipe: Recipe, source: ModelSource | None = None) -> _Data:
 
 
 def model_source(recipe: Recipe) -> ModelSource | None:
-    """The user's model named by a model spec (``torchvision:resnet18``, ...), or ``None`` for
-    a reference model, which :func:`dense_model` builds for the data."""
+    """The user's model named by a model spec (``torchvision:resnet18``, ...); for a reference
+    model on a data spec (``imagefolder:DIR``), the reference model as built by default, whose
+    input shape the data is read to; else ``None`` (:func:`dense_model` builds the reference
+    model for the built-in data)."""
     spec = recipe.model
-    if not spec.is_source:
-        return None
-    return load_model(spec.name, weights=spec.weights, kwargs=spec.kwargs)
+    if spec.is_source:
+        return load_model(spec.name, weights=spec.weights, kwargs=spec.kwargs)
+    if ":" in recipe.data.dataset:
+        return load_model(spec.name, kwargs=spec.kwargs)
+    return None
 
 
 def _fit(
@@ -114,12 +119,14 @@ def dense_model(
     progress: bool,
     log: Log,
     source: ModelSource | None = None,
+    num_classes: int | None = None,
 ) -> nn.Module:
     """The model to prune: the user's model (``source``, trained only when the recipe's
     ``train.epochs`` asks for it explicitly), or a reference model loaded from
-    ``model.checkpoint`` or trained as the recipe says."""
+    ``model.checkpoint`` or trained as the recipe says (with ``num_classes`` outputs when the
+    data says how many classes it has)."""
     spec = recipe.model
-    if source is not None:
+    if source is not None and source.family != "prunekit":
         model = source.model
         if spec.checkpoint is not None:
             log(f"loading {spec.name} from {spec.checkpoint}")
@@ -131,6 +138,8 @@ def dense_model(
     kwargs = dict(spec.kwargs)
     kwargs.setdefault("in_channels", int(example.shape[1]))
     kwargs.setdefault("in_size", int(example.shape[-1]))
+    if num_classes is not None:
+        kwargs.setdefault("num_classes", num_classes)
     model = build_model(spec.name, **kwargs)
     if spec.checkpoint is not None:
         log(f"loading {spec.name} from {spec.checkpoint}")
@@ -234,7 +243,7 @@ def run_recipe(
         torch.set_num_threads(recipe.threads)
     source = model_source(recipe)
     data = _data(recipe, source)
-    model = dense_model(recipe, data.train, data.example, progress, log, source)
+    model = dense_model(recipe, data.train, data.example, progress, log, source, data.num_classes)
     eval_fn = accuracy_eval(data.test)
     before = measure(model, data.example, eval_fn=eval_fn, latency=False)
     log(f"pruning: {recipe.prune.estimator} at {recipe.prune.granularity} granularity")
@@ -318,7 +327,7 @@ def _write(
 
 def _arch_kwargs(model: nn.Module, recipe: Recipe) -> dict[str, Any]:
     kwargs = dict(recipe.model.kwargs)
-    for key in ("in_channels", "in_size"):
+    for key in ("in_channels", "in_size", "num_classes"):
         value = getattr(model, key, None)
         if isinstance(value, int):
             kwargs.setdefault(key, value)

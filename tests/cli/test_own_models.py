@@ -140,12 +140,6 @@ def test_reference_lenet5_on_an_mnist_image_folder_runs(mnist_folder: Path, tmp_
     assert_outputs(out, torch.randn(2, int(kwargs.get("in_channels", 1)), side, side))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reference model gets no ModelSource in pipeline._data, so load_data resizes the "
-    "grey 28x28 digits to the 3x224x224 default and lenet-5 is built for in_channels=3, "
-    "in_size=224 (5.6M parameters instead of 61k) with 10 outputs for a 3-class folder",
-)
 def test_reference_lenet5_keeps_its_own_input_shape_on_an_mnist_folder(
     mnist_folder: Path, tmp_path: Path
 ) -> None:
@@ -157,12 +151,6 @@ def test_reference_lenet5_keeps_its_own_input_shape_on_an_mnist_folder(
     assert arch["kwargs"]["in_channels"] == 1 and arch["kwargs"]["in_size"] == 28
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the pipeline's evaluate/train call cross_entropy on the model's output; a Hugging "
-    "Face classifier returns an ImageClassifierOutput (logits in .logits), so the run stops "
-    "with 'eval_fn failed: TypeError: cross_entropy_loss(): argument input must be Tensor'",
-)
 def test_hugging_face_image_classifier_from_a_directory(
     tiny_vit_dir: Path, photo_folder: Path, tmp_path: Path
 ) -> None:

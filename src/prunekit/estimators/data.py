@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from prunekit.core.outputs import cross_entropy
 from prunekit.errors import DataError
 
 Batch = Any
@@ -43,7 +43,7 @@ class ScoringData:
     """
 
     batches: Sequence[Batch]
-    loss_fn: LossFn = F.cross_entropy
+    loss_fn: LossFn = cross_entropy
     forward: ForwardFn = default_forward
     progress: bool = True
 
@@ -57,7 +57,7 @@ class ScoringData:
         loader: Iterable[Batch],
         *,
         n_batches: int | None = 8,
-        loss_fn: LossFn = F.cross_entropy,
+        loss_fn: LossFn = cross_entropy,
         forward: ForwardFn = default_forward,
         progress: bool = True,
     ) -> ScoringData:
@@ -78,4 +78,4 @@ def as_scoring_data(
     """Accept a ready :class:`ScoringData`, a loader (or list of batches), or ``None``."""
     if data is None or isinstance(data, ScoringData):
         return data
-    return ScoringData.from_loader(data, n_batches=n_batches, loss_fn=loss_fn or F.cross_entropy)
+    return ScoringData.from_loader(data, n_batches=n_batches, loss_fn=loss_fn or cross_entropy)

@@ -37,7 +37,6 @@ from prunekit.llm.blocks import find_blocks
 from prunekit.llm.pruned_io import config_describes_shapes
 from prunekit.llm.width_scores import UnitActivation, lm_scoring_data
 from prunekit.masks import clone_model
-from prunekit.result import PruneResult
 from prunekit.surgery import Plan, VerificationReport
 
 Denominator = Literal["model", "blocks"]
@@ -343,7 +342,8 @@ def prune_width(
             metrics=False,
             inplace=inplace,
         )
-        assert isinstance(result, PruneResult)
+        if result.plan is None:  # structural pruning always records its plan
+            raise RuntimeError("width pruning returned no plan")
         pruned, plan, scores, report = result.model, result.plan, result.scores, result.verification
     return WidthPruneResult(
         pruned,

@@ -54,7 +54,10 @@ class SoftFilterPruning:
     def __call__(self, step: int, model: nn.Module) -> bool:
         if step % self.frequency:
             return False
-        self.last = self._select(model).masks
+        masks = self._select(model).masks
+        if masks is None:  # _select masks, never surgery
+            raise RuntimeError("soft filter pruning selected by surgery instead of masks")
+        self.last = masks
         for name, mask in self.last.items():
             original_tensor(model, name).mul_(mask.to(original_tensor(model, name)))
         return True

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from prunekit.core.outputs import logits_of
 from prunekit.errors import ConfigError
 from prunekit.masks import clone_model, masks_of
 from prunekit.recovery.distill import DistillConfig, distillation_loss, feature_loss
@@ -104,7 +105,7 @@ class _Distiller(nn.Module):
     def forward(self, inputs: Tensor) -> Tensor:
         with torch.no_grad():
             self.teacher.eval()
-            self.teacher_logits = self.teacher(inputs)
+            self.teacher_logits = logits_of(self.teacher(inputs))
         out: Tensor = self.student(inputs)
         return out
 
@@ -116,7 +117,7 @@ class _Distiller(nn.Module):
                 f"{tuple(self.teacher_logits.shape)} differ in shape; the teacher must be the "
                 "unpruned model (its classifier keeps the same classes)"
             )
-        total = distillation_loss(outputs, self.teacher_logits, targets, self.config)
+        total = distillation_loss(logits_of(outputs), self.teacher_logits, targets, self.config)
         for s in self.features:
             s_feat = self.seen[f"s:{s}"]
             key = s.replace(".", "__")

@@ -17,11 +17,11 @@ from itertools import islice
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from prunekit.core.modes import module_mode
+from prunekit.core.outputs import cross_entropy, logits_of
 from prunekit.errors import ConfigError, DataError
 from prunekit.train.optimizers import make_optimizer
 
@@ -72,7 +72,8 @@ class _Meter:
         self.n = 0
         self.classifying = True
 
-    def add(self, loss: float, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+    def add(self, loss: float, outputs: Any, targets: torch.Tensor) -> None:
+        outputs = logits_of(outputs)
         batch = len(targets)
         self.loss_sum += loss * batch
         self.n += batch
@@ -99,7 +100,7 @@ def train(
     optimizer: str | torch.optim.Optimizer = "adam",
     weight_decay: float = 0.0,
     momentum: float = 0.9,
-    loss_fn: LossFn = F.cross_entropy,
+    loss_fn: LossFn = cross_entropy,
     progress: bool = True,
     on_step: StepCallback | None = None,
 ) -> TrainStats:
@@ -173,7 +174,7 @@ def evaluate(
     model: nn.Module,
     loader: Iterable[Any],
     *,
-    loss_fn: LossFn = F.cross_entropy,
+    loss_fn: LossFn = cross_entropy,
     max_batches: int | None = None,
     progress: bool = False,
 ) -> EvalResult:
