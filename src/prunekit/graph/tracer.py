@@ -28,7 +28,7 @@ from prunekit.graph.atoms import AtomGraph, Slots
 from prunekit.graph.meta import shortcut_for
 from prunekit.graph.norms import NormSite, find_site
 from prunekit.graph.running import (
-    as_args,
+    call_with,
     composite_attention,
     eval_mode,
     meta_state,
@@ -296,11 +296,11 @@ def trace(
 
     Labels need shapes, not values, so by default the run computes nothing: parameters,
     buffers and inputs are replaced by ``meta`` tensors for the call
-    (:func:`torch.func.functional_call`; the model itself is not changed), and every op only
-    infers its output's shape. A model whose forward depends on values (``if x.sum() > 0``,
-    ``x[mask]``) or makes CPU tensors of its own cannot run on meta tensors; it is traced again
-    with real computation (``compute="real"`` forces that; ``"fake"`` uses a
-    ``FakeTensorMode`` instead of meta tensors).
+    (:func:`~prunekit.graph.running.call_with`; every tensor of the model is put back, aliased
+    modules included), and every op only infers its output's shape. A model whose forward
+    depends on values (``if x.sum() > 0``, ``x[mask]``) or makes CPU tensors of its own cannot
+    run on meta tensors; it is traced again with real computation (``compute="real"`` forces
+    that; ``"fake"`` uses a ``FakeTensorMode`` instead of meta tensors).
     """
     if isinstance(ignore, str):
         ignore = (ignore,)
@@ -331,8 +331,7 @@ def _run_trace(
     with eval_mode(model), torch.no_grad(), composite_attention():
         with tracer.module_scope(), compute_mode, tracer:
             if swap is not None:
-                args, kwargs = as_args(to_meta(example_inputs))
-                output = torch.func.functional_call(model, swap, args, kwargs, strict=False)
+                output = call_with(model, swap, to_meta(example_inputs))
             else:
                 output = run_model(model, example_inputs)
         tracer.fix_all(output)
