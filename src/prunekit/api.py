@@ -85,6 +85,7 @@ def prune(
     data: DataLike = None,
     loss_fn: LossFn | None = None,
     inplace: bool = False,
+    progress: bool = False,
     **options: Any,
 ) -> PruneResult:
     """Score, select and mask (or remove) in one call.
@@ -98,7 +99,7 @@ def prune(
     The user's model is not modified unless ``inplace=True``; every check (names, sparsity,
     data, finite scores, feasible selection, verification) runs before the model is touched, so
     a failure leaves it as it was. The result is a :class:`~prunekit.result.PruneResult` for
-    every granularity.
+    every granularity. ``progress=True`` shows a bar over the stages of structural pruning.
 
     **Masks** (the default, and whenever ``example_inputs`` is not given): ``result.model`` is
     the masked model and ``result.plan`` is ``None``. N:M granularities fix the sparsity at
@@ -144,7 +145,7 @@ def prune(
         unit_estimator = estimator_obj or cfg.build_estimator()
         scoring = as_scoring_data(data, loss_fn, cfg.n_batches)
         return prune_structured(model, example_inputs, cfg, estimator=unit_estimator,
-                                data=scoring, inplace=inplace)  # fmt: skip
+                                data=scoring, inplace=inplace, progress=progress)  # fmt: skip
     return _prune_masks(model, example_inputs, cfg, estimator_obj, data, loss_fn, inplace)
 
 

@@ -171,6 +171,7 @@ def prune_with(
     model: nn.Module,
     calibration: DataLoader[Any],
     example: Any,
+    progress: bool = False,
     **changes: Any,
 ) -> PruneResult:
     """Run ``prunekit.prune`` on a copy of ``model`` with the recipe's ``prune:`` config (and
@@ -179,7 +180,9 @@ def prune_with(
     with the model (:func:`_write`) so :func:`prunekit.load` rebuilds the pruned shape."""
     # the job measures the models itself, with the task metric
     config = recipe.prune.replace(**changes, metrics=False)
-    return prune(model, example_inputs(model, example), config=config, data=calibration)
+    return prune(
+        model, example_inputs(model, example), config=config, data=calibration, progress=progress
+    )
 
 
 def sparsity_curves(
@@ -247,7 +250,7 @@ def run_recipe(
     eval_fn = accuracy_eval(data.test)
     before = measure(model, data.example, eval_fn=eval_fn, latency=False)
     log(f"pruning: {recipe.prune.estimator} at {recipe.prune.granularity} granularity")
-    result = prune_with(recipe, model, data.train, data.example)
+    result = prune_with(recipe, model, data.train, data.example, progress)
     pruned = measure(result.model, data.example, eval_fn=eval_fn, latency=False)
     after = None
     if recipe.finetune.epochs or recipe.finetune.max_steps:

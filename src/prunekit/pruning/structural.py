@@ -30,6 +30,7 @@ from prunekit.graph import build_structural_groups
 from prunekit.masks import masks_of
 from prunekit.measure import ModelStats, measure
 from prunekit.norms import batchnorm_layers, recalibrate_batchnorm
+from prunekit.pruning.progress import Stages
 from prunekit.result import PruneResult
 from prunekit.surgery.apply import apply_plan, apply_surgery
 from prunekit.surgery.convert import replace_multihead_attention
@@ -48,6 +49,7 @@ def prune_structured(
     estimator: Estimator,
     data: ScoringData | None = None,
     inplace: bool = False,
+    progress: bool = False,
 ) -> PruneResult:
     """Remove the lowest-scored units of every coupled group of ``model`` physically.
 
@@ -73,13 +75,33 @@ def prune_structured(
     lose a head); the pruned model holds the replacements, groups and the plan name their
     tensors (``self_attn.q_proj.weight``), and ``plan.convert`` lets ``rebuild`` replay the
     conversion. ``heads=False`` keeps ``nn.MultiheadAttention`` and its heads.
+
+    ``progress=True`` shows a bar naming the stage that is running (:data:`STAGES`).
     """
     if masks_of(model):
         raise ConfigError(
             "structural pruning needs a model without masks: bake them first "
             "(prunekit.bake_masks on a prunekit.clone_model copy) or remove them"
         )
+    with Stages(STAGES, enabled=progress) as stages:
+        return _prune_structured(model, example_inputs, config, estimator, data, inplace, stages)
+
+
+STAGES = ("tracing", "scoring", "selecting", "surgery", "verifying", "recalibrating", "measuring")
+"""The stages of :func:`prune_structured`, in order, as the progress bar names them."""
+
+
+def _prune_structured(
+    model: nn.Module,
+    example_inputs: Any,
+    config: PruneConfig,
+    estimator: Estimator,
+    data: ScoringData | None,
+    inplace: bool,
+    stages: Stages,
+) -> PruneResult:
     original = model
+    stages.start("tracing")
     if config.heads:  # a new module tree holding the user's tensors, which no stage modifies
         model, _ = replace_multihead_attention(model, share_tensors=True)
     traced = build_structural_groups(model, example_inputs, ignore=tuple(config.exclude))
@@ -90,12 +112,16 @@ def prune_structured(
             f"exclude={list(config.exclude)}): every unit is fixed by the model's outputs or by "
             "exclusions"
         )
+    stages.start("scoring")
     scores = estimator.score(model, pool, data)
+    stages.start("selecting")
     selection = _select(model, example_inputs, pool, scores, config)
+    stages.start("surgery")
     pruned, plan = apply_surgery(model, pool, selection)
     report = None
     kept: tuple[str, ...] = ()
     if config.verify:
+        stages.start("verifying")
 
         def check(pruned_model: nn.Module) -> VerificationReport:
             return verify(
@@ -109,19 +135,26 @@ def prune_structured(
         except UnverifiableGroupError as err:
             kept = err.groups  # the traceback holds the failed model: redo surgery after it
         if kept:
-            # an inexact group whose width is written in code: keep it whole and redo surgery
-            for name in kept:
-                selection[name] = torch.ones_like(selection[name], dtype=torch.bool)
+            # an inexact group whose width is written in code: keep it whole, select the rest
+            # again (a target is then met by the other groups) and redo surgery
+            whole = {name: torch.ones_like(selection[name], dtype=torch.bool) for name in kept}
+            if config.target is not None:
+                rest = [g for g in pool if g.name not in whole]
+                selection = {**_select(model, example_inputs, rest, scores, config), **whole}
+            else:
+                selection.update(whole)
             del pruned  # freed before the second surgery, so both never coexist
             pruned, plan = apply_surgery(model, pool, selection)
             report = check(pruned)
     if config.recalibrate:
+        stages.start("recalibrating")
         recalibrate_after_surgery(
             pruned, data, removed=any(not bool(k.all()) for k in selection.values())
         )
     before = after = None
     notes: tuple[str, ...] = ()
     if config.metrics:
+        stages.start("measuring")
         # the working copy: the same function and parameters, and with heads converted its
         # attention MACs are counted (PyTorch's counter cannot see into the fused MHA kernel)
         before, after, notes = measure_both(
