@@ -10,6 +10,7 @@ from torch import nn
 
 from prunekit.core.groups import Group
 from prunekit.errors import ConfigError
+from prunekit.granularity.tied import merge_tied
 from prunekit.ops.rules import LayerRule, prunable_layers
 
 
@@ -52,7 +53,11 @@ def build_groups(
     include: Sequence[str] = ("*",),
     exclude: Sequence[str] = (),
 ) -> list[Group]:
-    """One group per prunable layer of ``model`` (by name patterns), at ``granularity``."""
+    """One group per prunable layer of ``model`` (by name patterns), at ``granularity``.
+
+    Layers that share a tensor (tied weights) are one group: the shared tensor gets one
+    decision (:func:`~prunekit.granularity.tied.merge_tied`).
+    """
     groups = [
         granularity.group(name, module, rule)
         for name, module, rule in prunable_layers(model, include, exclude)
@@ -62,4 +67,4 @@ def build_groups(
             f"no prunable layer in the model matches include={list(include)} "
             f"exclude={list(exclude)}"
         )
-    return groups
+    return merge_tied(model, groups)

@@ -88,10 +88,15 @@ def _resolve(model: nn.Module, name: str) -> tuple[nn.Module, str, Tensor]:
 
 
 def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
-    """Mask the named tensors of ``model`` in place (1 keeps, 0 removes)."""
-    resolved = []
+    """Mask the named tensors of ``model`` in place (1 keeps, 0 removes).
+
+    A tensor used under several names (tied weights, a module registered twice) is masked
+    wherever it is used, so every use sees the same values and baking keeps the tie; two
+    different masks for one such tensor are refused.
+    """
+    resolved: dict[int, tuple[str, Tensor, Tensor]] = {}
     for name, mask in masks.items():
-        module, attr, value = _resolve(model, name)
+        _, _, value = _resolve(model, name)
         if tuple(mask.shape) != tuple(value.shape):
             raise ConfigError(
                 f"mask for {name!r} has shape {tuple(mask.shape)}, the tensor has "
@@ -99,13 +104,48 @@ def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
             )
         if not torch.isfinite(mask).all():
             raise ConfigError(f"mask for {name!r} contains NaN or infinite values")
-        resolved.append((module, attr, mask.detach().to(device=value.device, dtype=value.dtype)))
-    for module, attr, mask in resolved:
-        existing = _mask_module(module, attr)
-        if existing is not None:
-            existing.mask.mul_(mask)
-        else:
-            parametrize.register_parametrization(module, attr, Mask(mask.clone()))
+        mask = mask.detach().to(device=value.device, dtype=value.dtype)
+        key = id(_storage(model, name))
+        if key in resolved and not torch.equal(resolved[key][2], mask):
+            raise ConfigError(
+                f"masks for {resolved[key][0]!r} and {name!r} differ, but the two names are one "
+                "tensor (tied weights): give one mask for it"
+            )
+        resolved.setdefault(key, (name, _storage(model, name), mask))
+    for _, tensor, mask in resolved.values():
+        for module, attr in _slots(model, tensor):
+            existing = _mask_module(module, attr)
+            if existing is not None:
+                existing.mask.mul_(mask)
+            else:
+                parametrize.register_parametrization(module, attr, Mask(mask.clone()))
+
+
+def _storage(model: nn.Module, name: str) -> Tensor:
+    """The parameter or buffer object behind ``name`` (a masked tensor's original)."""
+    module, attr, value = _resolve(model, name)
+    if parametrize.is_parametrized(module, attr):
+        original = getattr(_parametrizations(module)[attr], "original", None)
+        if isinstance(original, Tensor):
+            return original
+    found: Tensor | None = module._parameters.get(attr)
+    if found is None:
+        found = module._buffers.get(attr)
+    return found if found is not None else value
+
+
+def _slots(model: nn.Module, tensor: Tensor) -> list[tuple[nn.Module, str]]:
+    """Every (module, attribute) of ``model`` that holds ``tensor`` (or masks it)."""
+    found: list[tuple[nn.Module, str]] = []
+    for module in model.modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            continue  # holds the originals of a masked tensor: reached through its owner
+        held = {**module._parameters, **module._buffers}
+        if parametrize.is_parametrized(module):
+            for attr, chain in _parametrizations(module).items():
+                held[attr] = getattr(chain, "original", None)
+        found.extend((module, attr) for attr, t in held.items() if t is tensor)
+    return found
 
 
 def is_masked(model: nn.Module, name: str) -> bool:
@@ -127,10 +167,19 @@ def masks_of(model: nn.Module) -> Masks:
 
 
 def _unmask(model: nn.Module, bake: bool) -> None:
-    """Remove every mask; ``bake`` keeps the masked values, otherwise the originals come back."""
+    """Remove every mask; ``bake`` keeps the masked values, otherwise the originals come back.
+
+    A tensor masked at several places (tied weights) is baked once; its other places then
+    take the baked tensor, so they stay tied.
+    """
+    baked: set[int] = set()
     for name in masks_of(model):
         module, attr, _ = _resolve(model, name)
-        parametrize.remove_parametrizations(module, attr, leave_parametrized=bake)
+        key = id(_storage(model, name))
+        parametrize.remove_parametrizations(
+            module, attr, leave_parametrized=bake and key not in baked
+        )
+        baked.add(key)
 
 
 def bake_masks(model: nn.Module) -> None:
