@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("estimators",),
     ("surgery",),
     ("budget",),
+    ("export",),
     ("config",),
     ("result",),
     ("pruning",),
