@@ -2,6 +2,8 @@
 
 Batches are materialised once (the first ``n_batches`` of a loader), so every estimator in a
 comparison sees exactly the same data and an exhausted iterator cannot silently give zero batches.
+Every batch is checked when the data is built: an empty batch, or one holding NaN or infinite
+values, is refused with its index and the position of the first bad value.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from torch import Tensor, nn
 
 from prunekit.core.outputs import cross_entropy
 from prunekit.errors import DataError
+from prunekit.graph.finite import check_finite, check_not_empty
 
 Batch = Any
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -50,6 +53,9 @@ class ScoringData:
     def __post_init__(self) -> None:
         if len(self.batches) == 0:
             raise DataError("scoring data has no batches (the loader is empty)")
+        for i, batch in enumerate(self.batches):
+            check_not_empty(batch, f"scoring batch {i}")
+            check_finite(batch, f"scoring batch {i}")
 
     @classmethod
     def from_loader(

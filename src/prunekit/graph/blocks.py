@@ -53,6 +53,7 @@ from prunekit.core.groups import Group, Member
 from prunekit.core.modes import eval_mode
 from prunekit.core.views import AxisView
 from prunekit.errors import UnsupportedLayerError
+from prunekit.graph.finite import check_finite
 from prunekit.graph.running import run_model
 
 HIDDEN_KWARGS: tuple[str, ...] = ("hidden_states", "x", "input")
@@ -289,8 +290,10 @@ def find_residual_blocks(
 
     The model runs once, for real, in eval mode and without gradients, on ``example_inputs``
     (a tensor, a tuple of positional arguments or a dict of keyword arguments); nothing of it
-    changes. ``include`` / ``exclude`` are glob patterns on the blocks' module paths.
+    changes. ``include`` / ``exclude`` are glob patterns on the blocks' module paths. Example
+    inputs holding NaN or infinite values are refused before the model runs.
     """
+    check_finite(example_inputs, "example inputs")
     calls, watch = _trace_calls(model, example_inputs)
     residual = [i for i in sorted(watch.residual) if _is_residual(calls[i])]
     blocks = []

@@ -25,6 +25,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from prunekit.errors import ConfigError, PrunekitError, UnsupportedLayerError, closest
 from prunekit.graph.atoms import AtomGraph, Slots
+from prunekit.graph.finite import check_finite
 from prunekit.graph.meta import shortcut_for
 from prunekit.graph.norms import NormSite, find_site
 from prunekit.graph.running import (
@@ -300,13 +301,15 @@ def trace(
     modules included), and every op only infers its output's shape. A model whose forward
     depends on values (``if x.sum() > 0``, ``x[mask]``) or makes CPU tensors of its own cannot
     run on meta tensors; it is traced again with real computation (``compute="real"`` forces
-    that; ``"fake"`` uses a ``FakeTensorMode`` instead of meta tensors).
+    that; ``"fake"`` uses a ``FakeTensorMode`` instead of meta tensors). Example inputs holding
+    NaN or infinite values are refused (:class:`~prunekit.errors.DataError`) before anything runs.
     """
     if isinstance(ignore, str):
         ignore = (ignore,)
     if compute not in ("meta", "fake", "real"):
         raise ConfigError(f"compute must be 'meta', 'fake' or 'real', got {compute!r}")
     check_ignore(model, ignore)
+    check_finite(example_inputs, "example inputs")
     if compute != "real":
         try:
             return _run_trace(model, example_inputs, ignore, compute)
