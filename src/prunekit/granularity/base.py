@@ -11,6 +11,7 @@ from torch import nn
 from prunekit.core.groups import Group
 from prunekit.errors import ConfigError
 from prunekit.granularity.tied import merge_tied
+from prunekit.graph.tracer import check_ignore
 from prunekit.ops.rules import LayerRule, prunable_layers
 
 
@@ -56,8 +57,13 @@ def build_groups(
     """One group per prunable layer of ``model`` (by name patterns), at ``granularity``.
 
     Layers that share a tensor (tied weights) are one group: the shared tensor gets one
-    decision (:func:`~prunekit.granularity.tied.merge_tied`).
+    decision (:func:`~prunekit.granularity.tied.merge_tied`). An ``exclude`` pattern that
+    matches no module is a :class:`~prunekit.errors.ConfigError` with a did-you-mean, as in
+    structural pruning.
     """
+    if isinstance(exclude, str):
+        exclude = (exclude,)
+    check_ignore(model, tuple(exclude))
     groups = [
         granularity.group(name, module, rule)
         for name, module, rule in prunable_layers(model, include, exclude)

@@ -276,11 +276,15 @@ def _unsupported_message(func: Any, where: str, stack: Sequence[str]) -> str:
 
 
 def check_ignore(model: nn.Module, ignore: Sequence[str]) -> None:
+    """Raise :class:`~prunekit.errors.ConfigError` for a pattern that matches no module of
+    ``model``, with a did-you-mean over its module names. ``ignore`` is what the ``exclude``
+    option becomes, in structural pruning and for masks alike, so the message says ``exclude``.
+    """
     names = [n for n, _ in model.named_modules() if n]
     for pattern in ignore:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
             hint = closest(pattern, names)
-            raise ConfigError(f"ignore pattern {pattern!r} matches no module of the model{hint}")
+            raise ConfigError(f"exclude pattern {pattern!r} matches no module of the model{hint}")
 
 
 def trace(
