@@ -24,7 +24,14 @@ from torch import nn
 
 from prunekit.export.report import ExportError
 from prunekit.export.runtimes import require
-from prunekit.export.tensors import as_call, flat_outputs, input_tensors, to_numpy
+from prunekit.export.tensors import (
+    as_call,
+    batch_size,
+    flat_outputs,
+    input_tensors,
+    to_numpy,
+    with_batch,
+)
 from prunekit.measure import ExampleInputs
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -70,7 +77,12 @@ def dynamic_shapes(inputs: ExampleInputs) -> Any:
 
 
 def capture(model: nn.Module, inputs: ExampleInputs, dynamic_batch: bool) -> Any:
-    """``torch.export.export`` of ``model`` on ``inputs`` (non-strict), batch dynamic if asked."""
+    """``torch.export.export`` of ``model`` on ``inputs`` (non-strict), batch dynamic if asked.
+
+    ``torch.export`` specialises a size-1 dimension, so a batch-1 example is traced at batch 2
+    when the batch is to be dynamic."""
+    if dynamic_batch and batch_size(inputs) == 1:
+        inputs = with_batch(inputs, 2)
     args, kwargs = as_call(inputs)
     shapes = dynamic_shapes(inputs) if dynamic_batch else None
     with _quiet():
