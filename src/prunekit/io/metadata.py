@@ -18,6 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
 from prunekit.errors import ConfigError, SaveFileError
+from prunekit.io.atomic import readable
 
 FORMAT_NAME = "prunekit.saved-model"
 FORMAT_VERSION = 1
@@ -269,8 +270,12 @@ def parse_metadata(data: Any, file: Path) -> SaveMetadata:
 
 
 def save_directory(path: str | Path) -> Path:
-    """``path`` as an existing save directory, or a :class:`SaveFileError` saying what it is."""
-    directory = Path(path)
+    """``path`` as an existing save directory, or a :class:`SaveFileError` saying what it is.
+
+    Where a save was killed while switching directories (the directory is missing and the
+    previous save lies beside it), the previous save is read.
+    """
+    directory = readable(Path(path))
     if not directory.exists():
         raise SaveFileError(f"{directory}: no such directory")
     if not directory.is_dir():

@@ -11,7 +11,6 @@ twice), for tensors tied to another name, and on request (``keep_originals=True`
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 
 from prunekit._version import __version__
 from prunekit.errors import ConfigError, SaveFileError
-from prunekit.io.atomic import fsync_directory, fsync_file, sha256_of, staged
+from prunekit.io.atomic import fsync_file, sha256_of, switch_directory
 from prunekit.io.metadata import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -117,7 +116,7 @@ def _target_directory(path: str | Path) -> Path:
     directory = Path(path)
     if directory.exists() and not directory.is_dir():
         raise SaveFileError(f"{directory}: exists and is not a directory; save() writes one")
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.parent.mkdir(parents=True, exist_ok=True)
     return directory
 
 
@@ -151,7 +150,10 @@ def save(
     Args:
         model: the model; its masks must be prunekit masks (no other parametrizations).
         path: directory to write ``model.safetensors`` and ``prunekit.json`` into (created if
-            needed; files of an earlier save there are replaced atomically).
+            needed). An earlier save there is replaced all at once: the new save is written
+            to a hidden sibling directory that is then renamed into place, so a crash leaves
+            the previous save or the new one, both loadable; other files in the directory are
+            carried over.
         arch: how :func:`prunekit.io.load` rebuilds the architecture without a model:
             ``{"model": <name in prunekit.models>, "kwargs": {...}}``.
         plan: the structural pruning plan that gives the saved shapes: JSON data or JSON text
@@ -176,14 +178,15 @@ def save(
         dtype_name(tensor.dtype)  # refuse unsupported dtypes before writing anything
     written, keys = _pack(named)
     directory = _target_directory(path)
-    weights, metadata = directory / WEIGHTS_FILE, directory / METADATA_FILE
-    with staged(weights) as weights_temp, staged(metadata) as metadata_temp:
-        save_file(written, weights_temp, metadata={"format": "pt", "prunekit": FORMAT_NAME})
-        fsync_file(weights_temp)
+
+    def write(staging: Path) -> None:
+        weights = staging / WEIGHTS_FILE
+        save_file(written, weights, metadata={"format": "pt", "prunekit": FORMAT_NAME})
+        fsync_file(weights)
         meta = SaveMetadata(
             format_version=FORMAT_VERSION,
             prunekit_version=__version__,
-            sha256=sha256_of(weights_temp),
+            sha256=sha256_of(weights),
             tensors=_infos(tensors, keys, ""),
             masks=_infos(masks, keys, MASK_PREFIX),
             originals=_infos(originals, keys, ORIGINAL_PREFIX),
@@ -191,9 +194,8 @@ def save(
             plan=plan_json,
             extra=extra_json,
         )
-        _write_json(meta.to_json(), metadata_temp)
-        fsync_file(metadata_temp)
-        os.replace(weights_temp, weights)
-        os.replace(metadata_temp, metadata)
-    fsync_directory(directory)
+        _write_json(meta.to_json(), staging / METADATA_FILE)
+        fsync_file(staging / METADATA_FILE)
+
+    switch_directory(directory, write, {WEIGHTS_FILE, METADATA_FILE})
     return directory
