@@ -22,6 +22,8 @@ from prunekit.measure import ModelStats, Row, compare
 
 if TYPE_CHECKING:
     from prunekit.estimators import Estimator
+    from prunekit.export import ExportReport
+    from prunekit.measure import ExampleInputs
     from prunekit.surgery.plan import Plan
     from prunekit.surgery.verify import VerificationReport
 
@@ -140,6 +142,21 @@ class PruneResult:
             f"estimator={self.estimator.name!r}, removed={self.removed_units}/{self.total_units}, "
             f"{', '.join([*ratios, f'verification={verified}'])})"
         )
+
+    def export(
+        self,
+        path: str | Path,
+        format: str = "onnx",
+        *,
+        example_inputs: ExampleInputs,
+        **kwargs: Any,
+    ) -> ExportReport:
+        """Export the pruned model to ``path`` and check it against PyTorch in the target
+        runtime (see :func:`prunekit.export.export_model`, which takes ``kwargs``:
+        ``dynamic_batch``, ``opset``, ``check``, ``atol``)."""
+        from prunekit.export import export_model
+
+        return export_model(self.model, example_inputs, path, format=format, **kwargs)
 
 
 def _ratio(before: ModelStats | None, after: ModelStats | None, attr: str) -> float | None:
