@@ -5,13 +5,14 @@ For each model (``weights=None``, one 1x3x224x224 input), in a fresh single-thre
 model with a time limit:
 
 1. ``prunekit.prune(model, x, granularity="channel", target={"macs": 0.5}, metrics=False)``
-   on a copy of the dense model (magnitude scores, structural surgery, verified);
+   on a copy of the dense model (magnitude scores, structural surgery, verified), and again
+   with ``round_to=8`` (kept channels per group a multiple of 8);
 2. :func:`prunekit.export.export_model` of the dense and of the pruned model to ONNX (dynamic
    batch; the parity check runs onnxruntime at batch 1 and 3 against PyTorch, atol 1e-4 scaled
    by ``max(1, max |output|)``), recording the exporter that worked and the largest relative
    difference;
-3. latency at batch 1 with one thread: onnxruntime dense and pruned, and PyTorch eager dense and
-   pruned, interleaved (:func:`prunekit.export.interleaved_latency`: one call of each per round,
+3. latency at batch 1 with one thread: onnxruntime dense, pruned and pruned with ``round_to=8``,
+   and PyTorch eager dense and pruned, interleaved (:func:`prunekit.export.interleaved_latency`: one call of each per round,
    order rotated), 5 warm-up rounds, medians over ``--repeats`` rounds.
 
 Rows are appended to ``<out>/results.json`` as each model finishes (a rerun skips models already
@@ -90,9 +91,15 @@ def run_one(name: str, repeats: int) -> dict[str, Any]:
         pruned = result.model
         row["macs_ratio"] = count_macs(pruned, x).total / count_macs(dense, x).total
         row["params_ratio"] = count_params(pruned) / row["params"]
+        stage = "prune round_to=8"
+        rounded = prunekit.prune(
+            copy.deepcopy(dense), x, granularity="channel", target={"macs": 0.5},
+            round_to=8, metrics=False,
+        ).model  # fmt: skip
+        row["macs_ratio_r8"] = count_macs(rounded, x).total / count_macs(dense, x).total
         with tempfile.TemporaryDirectory(prefix="export-sweep-") as folder:
             paths = {}
-            for kind, model in (("dense", dense), ("pruned", pruned)):
+            for kind, model in (("dense", dense), ("pruned", pruned), ("pruned_r8", rounded)):
                 stage = f"export {kind}"
                 report = export_model(model, x, Path(folder) / f"{kind}.onnx")
                 paths[kind] = report.path
@@ -107,11 +114,12 @@ def run_one(name: str, repeats: int) -> dict[str, Any]:
             with (
                 runtime_runner(paths["dense"], x, "onnxruntime") as ort_dense,
                 runtime_runner(paths["pruned"], x, "onnxruntime") as ort_pruned,
+                runtime_runner(paths["pruned_r8"], x, "onnxruntime") as ort_r8,
                 runtime_runner(dense, x, "torch") as torch_dense,
                 runtime_runner(pruned, x, "torch") as torch_pruned,
             ):
                 times = interleaved_latency(
-                    {"ort_dense": ort_dense, "ort_pruned": ort_pruned,
+                    {"ort_dense": ort_dense, "ort_pruned": ort_pruned, "ort_pruned_r8": ort_r8,
                      "torch_dense": torch_dense, "torch_pruned": torch_pruned},
                     warmup=5, repeats=repeats,
                 )  # fmt: skip
@@ -125,10 +133,10 @@ def run_one(name: str, repeats: int) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | params (M) | MACs ratio | exporter | max rel diff dense / pruned "
-        "| ORT dense (ms) | ORT pruned (ms) | ORT speed-up | torch dense (ms) "
-        "| torch pruned (ms) | torch speed-up |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | params (M) | MACs ratio (r8) | exporter | max rel diff dense / pruned "
+        "| ORT dense (ms) | ORT pruned (ms) | ORT speed-up | ORT speed-up, round_to=8 "
+        "| torch dense (ms) | torch pruned (ms) | torch speed-up |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     failed = []
     for r in rows:
@@ -136,13 +144,16 @@ def table(rows: list[dict[str, Any]]) -> str:
             failed.append(f"- `{r['model']}`: {r['failed']}")
             continue
         ms = r["latency_ms"]
-        exporters = sorted({r["dense"]["exporter"], r["pruned"]["exporter"]})
+        kinds = ("dense", "pruned", "pruned_r8")
+        exporters = sorted({r[k]["exporter"] for k in kinds})
+        rel = max(r["pruned"]["max_rel_diff"], r["pruned_r8"]["max_rel_diff"])
         lines.append(
-            f"| {r['model']} | {r['params'] / 1e6:.1f} | {r['macs_ratio']:.3f} | "
-            f"{' / '.join(exporters)} | "
-            f"{r['dense']['max_rel_diff']:.1e} / {r['pruned']['max_rel_diff']:.1e} | "
+            f"| {r['model']} | {r['params'] / 1e6:.1f} | {r['macs_ratio']:.3f} "
+            f"({r['macs_ratio_r8']:.3f}) | {' / '.join(exporters)} | "
+            f"{r['dense']['max_rel_diff']:.1e} / {rel:.1e} | "
             f"{ms['ort_dense']:.2f} | {ms['ort_pruned']:.2f} | "
             f"{ms['ort_dense'] / ms['ort_pruned']:.2f}x | "
+            f"{ms['ort_dense'] / ms['ort_pruned_r8']:.2f}x | "
             f"{ms['torch_dense']:.2f} | {ms['torch_pruned']:.2f} | "
             f"{ms['torch_dense'] / ms['torch_pruned']:.2f}x |"
         )
