@@ -12,8 +12,9 @@ model with a time limit:
    by ``max(1, max |output|)``), recording the exporter that worked and the largest relative
    difference;
 3. latency at batch 1 with one thread: onnxruntime dense, pruned and pruned with ``round_to=8``,
-   and PyTorch eager dense and pruned, interleaved (:func:`prunekit.export.interleaved_latency`: one call of each per round,
-   order rotated), 5 warm-up rounds, medians over ``--repeats`` rounds.
+   and PyTorch eager dense and pruned, interleaved (:func:`prunekit.export.interleaved_latency`:
+   one call of each per round, order rotated), 5 warm-up rounds, medians over ``--repeats``
+   rounds.
 
 Rows are appended to ``<out>/results.json`` as each model finishes (a rerun skips models already
 there); ``<out>/results.md`` holds the table.
