@@ -12,6 +12,7 @@ from prunekit.report.tables import before_after_table, layer_table
 if TYPE_CHECKING:
     from prunekit.api import ScoreResult
     from prunekit.pipeline import JobReport
+    from prunekit.result import PruneResult
 
 
 MODEL_SPECS: tuple[tuple[str, str], ...] = (
@@ -114,8 +115,19 @@ def job_tables(report: JobReport) -> list[Table]:
         tables.append(
             before_after_table(report.before, report.after, title="dense vs pruned + fine-tuned")
         )
-    tables.append(layer_table(report.result.model, title="sparsity per layer"))
+    if report.result.structural:
+        tables.append(units_table(report.result))
+    else:
+        tables.append(layer_table(report.result.model, title="sparsity per layer"))
     return tables
+
+
+def units_table(result: PruneResult) -> Table:
+    """Units kept per group after structural pruning, the most cut first."""
+    table = Table("group", "units", "kept", "kept %", title="units kept per group")
+    for name, total, kept in sorted(result.layer_rows(), key=lambda r: r[2] / max(r[1], 1)):
+        table.add_row(name, f"{total:,}", f"{kept:,}", f"{kept / max(total, 1):.0%}")
+    return table
 
 
 def scores_table(result: ScoreResult) -> Table:
