@@ -193,3 +193,28 @@ def test_target_text_and_mapping_mean_the_same() -> None:
     text = make_config(None, {"granularity": "channel", "target": "macs=0.5"})
     mapping = make_config(None, {"granularity": "channel", "target": {"macs": 0.5}})
     assert text.target == mapping.target == {"macs": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("options", "scope", "normalize"),
+    [
+        ({"granularity": "channel", "sparsity": 0.5}, "layer", "none"),
+        ({"granularity": "channel", "sparsity": 0.5, "scope": "global"}, "global", "mean"),
+        (
+            {"granularity": "channel", "sparsity": 0.5, "scope": "global", "normalize": "none"},
+            "global",
+            "none",
+        ),  # fmt: skip
+        ({"granularity": "element", "sparsity": 0.9}, "global", "none"),
+        ({"granularity": "2:4"}, "global", "none"),
+        ({"granularity": "layer", "sparsity": 0.3, "estimator": "angular"}, "global", "none"),
+    ],
+)
+def test_auto_defaults_follow_the_selection_benchmark(
+    options: dict[str, object], scope: str, normalize: str
+) -> None:
+    """Channels: per-layer selection (a global ranking of raw scores starves layers); a global
+    ranking of channels normalises by the mean; weights keep one global magnitude ranking."""
+    selection = PruneConfig(**options).selection()  # type: ignore[arg-type]
+    assert (selection.scope, selection.normalize) == (scope, normalize)
+    assert selection.min_keep_fraction == (0.0 if options["granularity"] == "layer" else 0.1)

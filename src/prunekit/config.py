@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from prunekit.budget.target import parse_target
-from prunekit.core.scores import NORMALIZATIONS
+from prunekit.core.scores import NORMALIZATIONS, Normalization
 from prunekit.core.selection import SelectionConfig
 from prunekit.errors import (
     ConfigError,
@@ -61,7 +61,7 @@ def _target_dict(value: Any) -> dict[str, float] | None:
 _LAYER_NEUTRAL: dict[str, tuple[Any, ...]] = {
     "scope": ("auto", "global"),
     "round_to": (1,),
-    "normalize": ("none",),
+    "normalize": ("auto", "none"),
     "min_keep": (0, 1),
 }
 """Selection options that mean nothing when a unit is a whole block, and their neutral values."""
@@ -100,8 +100,10 @@ class PruneConfig(BaseModel):
         description="global: rank every group's units on one scale; layer: the same "
         "fraction from each group; auto: layer for structural units, global otherwise.",
     )
-    normalize: Literal["none", "max", "sum", "l2", "mean"] = Field(
-        "none", description="Per-group score normalisation before a global ranking."
+    normalize: Literal["auto", "none", "max", "sum", "l2", "mean"] = Field(
+        "auto",
+        description="Per-group score normalisation before a global ranking; auto: mean for "
+        "structural units ranked globally, none otherwise.",
     )
     min_keep: int = Field(1, ge=0, description="Every group keeps at least this many units.")
     min_keep_fraction: float = Field(
@@ -219,7 +221,7 @@ class PruneConfig(BaseModel):
     @field_validator("normalize")
     @classmethod
     def _normalize(cls, value: str) -> str:
-        if value not in NORMALIZATIONS:
+        if value != "auto" and value not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {value!r}")
         return value
 
@@ -320,6 +322,18 @@ class PruneConfig(BaseModel):
             )
         return get_estimator(self.estimator, **self.estimator_options)
 
+    @property
+    def resolved_normalize(self) -> Normalization:
+        """The normalisation ``auto`` stands for: ``mean`` when structural units are ranked
+        globally (raw scores differ in scale from layer to layer, and a global ranking of them
+        starves whole layers: see the selection benchmark in docs/benchmarks.md), else none."""
+        if self.normalize != "auto":
+            return self.normalize
+        from prunekit.granularity import get_granularity
+
+        structural = not self.is_layer and get_granularity(self.granularity).structural
+        return "mean" if structural and self.resolved_scope == "global" else "none"
+
     def replace(self, **changes: Any) -> PruneConfig:
         """A validated copy with ``changes`` applied."""
         return make_config(self, changes, where="")
@@ -334,7 +348,7 @@ class PruneConfig(BaseModel):
             min_keep=self.min_keep,
             min_keep_fraction=0.0 if self.is_layer else self.min_keep_fraction,
             round_to=self.round_to,
-            normalize=self.normalize,
+            normalize=self.resolved_normalize,
         )
 
     def to_dict(self) -> dict[str, Any]:
