@@ -226,14 +226,17 @@ def batched(example: Any, batch: int) -> Any:
 
 
 def compare_latency(
-    dense: nn.Module, pruned: nn.Module, inputs: Any, rounds: int = 5
+    dense: nn.Module, pruned: nn.Module, inputs: Any, rounds: int = 5, threads: int = 1
 ) -> tuple[float, float]:
-    """Median forward time (ms) of both models, measured in alternating rounds so that a
-    change in machine load hits both alike."""
+    """Median forward time (ms) of both models on ``threads`` CPU threads, measured in
+    alternating rounds so that a change in machine load hits both alike. One thread by
+    default: a thread pool on a shared machine waits for descheduled threads and turns
+    milliseconds into scheduler slices."""
     times: dict[str, list[float]] = {"dense": [], "pruned": []}
     for _ in range(rounds):
         for name, model in (("dense", dense), ("pruned", pruned)):
-            times[name].append(measure_latency(model, inputs, warmup=3, repeats=10).median_ms)
+            latency = measure_latency(model, inputs, warmup=2, repeats=5, threads=threads)
+            times[name].append(latency.median_ms)
     return statistics.median(times["dense"]), statistics.median(times["pruned"])
 
 
@@ -260,7 +263,10 @@ def run_recipe(
         _fit(result.model, data.train, recipe.finetune, progress, distill, teacher=model)
         after = measure(result.model, data.example, eval_fn=eval_fn, latency=False)
     if recipe.output.latency:
-        log(f"timing dense and pruned models (batch {recipe.output.latency_batch}, interleaved)")
+        log(
+            f"timing dense and pruned models (batch {recipe.output.latency_batch}, one thread, "
+            "interleaved)"
+        )
         dense_ms, pruned_ms = compare_latency(
             model, result.model, batched(data.example, recipe.output.latency_batch)
         )
