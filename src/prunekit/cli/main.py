@@ -19,6 +19,7 @@ import yaml
 from rich.console import Console
 
 from prunekit.cli import views
+from prunekit.cli.export import export_command
 from prunekit.cli.llm import llm_app
 from prunekit.config import PruneConfig
 from prunekit.errors import ConfigError, PrunekitError
@@ -33,6 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(llm_app, name="llm")
+app.command("export")(export_command)
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
@@ -88,8 +90,7 @@ def demo(
     ] = False,
     out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
 ) -> None:
-    """Halve the MACs of a small VGG trained on Fashion-MNIST by channel pruning, recover it,
-    and report accuracy, params, MACs and CPU latency before and after."""
+    """Halve a Fashion-MNIST VGG's MACs by channel pruning, recover it, report before/after."""
     recipe = _guarded(lambda: demo_recipe(quick, out, unstructured))
     _run(recipe, command=" ".join(["prunekit", *sys.argv[1:]]))
 
@@ -237,8 +238,7 @@ def inspect(
     ] = None,
     max_layers: Annotated[int, typer.Option(help="Layers shown per group.")] = 8,
 ) -> None:
-    """Show what structural pruning can remove: dependency groups, what each couples, params
-    and MACs per layer, and what cannot be pruned and why."""
+    """Show dependency groups, params and MACs per layer, and what cannot be pruned and why."""
     from prunekit.analysis.inspect import inspect_model
     from prunekit.report.inspect_view import inspection_tables
 
