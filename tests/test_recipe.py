@@ -112,3 +112,10 @@ def test_block_estimators_need_layer_granularity() -> None:
         parse_recipe({"prune": {"sparsity": 0.5}, "output": {"curve": ["angular"]}})
     recipe = parse_recipe({**layer_recipe(), "output": {"curve": ["angular", "oracle"]}})
     assert recipe.output.curve == ["angular", "oracle"]
+
+
+def test_example_shape_is_parsed_and_checked() -> None:
+    recipe = parse_recipe({"prune": {"sparsity": 0.5}, "example_shape": "1x3x32x32"})
+    assert recipe.example_shape == [1, 3, 32, 32]
+    with pytest.raises(ConfigError, match="example_shape: input shape '1xfoo'"):
+        parse_recipe({"prune": {"sparsity": 0.5}, "example_shape": "1xfoo"})

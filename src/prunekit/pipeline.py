@@ -29,7 +29,7 @@ from prunekit.report.html import layer_sparsity_plot, write_html_report
 from prunekit.report.plots import plot_layer_sparsity, plot_metric_vs_sparsity
 from prunekit.report.run import RunReport, Verification, collect_versions, layer_rows_from_selection
 from prunekit.result import PruneResult
-from prunekit.sources import ModelSource, load_data, load_model
+from prunekit.sources import ModelSource, example_from_shape, load_data, load_model
 from prunekit.train import evaluate, seed_everything, train
 
 Log = Callable[[str], None]
@@ -249,6 +249,8 @@ def run_recipe(
         torch.set_num_threads(recipe.threads)
     source = model_source(recipe)
     data = _data(recipe, source)
+    if recipe.example_shape is not None:  # tracing and measuring inputs given as a shape
+        data = dataclasses.replace(data, example=example_from_shape(recipe.example_shape))
     model = dense_model(recipe, data.train, data.example, progress, log, source, data.num_classes)
     eval_fn = accuracy_eval(data.test)
     before = measure(model, data.example, eval_fn=eval_fn, latency=False)

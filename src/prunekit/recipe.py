@@ -175,8 +175,22 @@ class Recipe(_Strict):
     )
 
     example_shape: list[int] | None = Field(
-        None, description="Shape of one example input (batch 1) when the data gives none."
+        None,
+        description="Shape of the example input that tracing and measurement run on (batch "
+        "first, e.g. [1, 3, 224, 224]); default: one sample of the data.",
     )
+
+    @field_validator("example_shape", mode="before")
+    @classmethod
+    def _shape(cls, value: Any) -> Any:
+        from prunekit.sources import parse_shape
+
+        if value is None:
+            return None
+        try:
+            return list(parse_shape(value))
+        except PrunekitError as err:
+            raise ValueError(str(err)) from err
 
     @model_validator(mode="after")
     def _curve_estimators(self) -> Recipe:

@@ -147,6 +147,12 @@ def prune_command(
         ),
     ] = "mnist",
     batch_size: Annotated[int, typer.Option(help="Batch size of the data.")] = 128,
+    input_shape: Annotated[
+        str | None,
+        typer.Option(
+            help="Example input shape for tracing, e.g. 1x3x224x224 (default: the data's)."
+        ),
+    ] = None,
     data_limit: Annotated[
         int | None, typer.Option(help="Use only the first N training samples.")
     ] = None,
@@ -204,6 +210,7 @@ def prune_command(
             },
             "data": {"dataset": data, "batch_size": batch_size, "train_limit": data_limit},
             "train": train,
+            "example_shape": input_shape,
             "prune": prune_spec,
             "finetune": {
                 "epochs": finetune_epochs,
