@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,3 +158,45 @@ def write_results(out: Path, results: Mapping[str, Any], markdown: str) -> None:
     (out / "results.md").write_text(markdown + "\n")
     print(markdown)
     print(f"\nwrote {out / 'results.json'} and {out / 'results.md'}")
+
+
+def run_per_model(
+    script: str,
+    names: Sequence[str],
+    out: Path,
+    *,
+    timeout: int,
+    table: Callable[[list[dict[str, Any]]], str],
+    extra_args: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Run ``script --one NAME`` for each model in a fresh single-threaded process, collect the
+    JSON row it prints after ``RESULT ``, and write ``results.json`` / ``results.md`` after every
+    model (a stopped sweep resumes: models already in ``results.json`` are skipped). A crash or a
+    timeout becomes a row with ``failed``."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    rows: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+    done = {r["model"] for r in rows}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for name in names:
+        if name in done:
+            continue
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(
+                [sys.executable, script, "--one", name, *extra_args],
+                capture_output=True, text=True, timeout=timeout, env=env,
+            )  # fmt: skip
+            found = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+            row = json.loads(found[-1][7:]) if found else {
+                "model": name, "params": 0,
+                "failed": f"process exited {proc.returncode}: {proc.stderr.strip()[-300:]}",
+            }  # fmt: skip
+        except subprocess.TimeoutExpired:
+            row = {"model": name, "params": 0, "failed": f"timeout after {timeout} s"}
+        row["wall_s"] = time.perf_counter() - start
+        rows.append(row)
+        path.write_text(json.dumps(rows, indent=1))
+        (out / "results.md").write_text(table(rows))
+        print(f"{name}: {row.get('failed') or 'ok'} ({row['wall_s']:.0f} s)", flush=True)
+    return rows

@@ -28,9 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 import traceback
@@ -38,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from common import run_per_model
 
 ROOT = Path(__file__).resolve().parent
 MODELS = (
@@ -175,32 +173,10 @@ def main() -> None:
     if args.one:
         print("RESULT " + json.dumps(run_one(args.one, args.repeats)), flush=True)
         return
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "results.json"
-    rows: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
-    done = {r["model"] for r in rows}
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    for name in args.only or MODELS:
-        if name in done:
-            continue
-        start = time.perf_counter()
-        command = [sys.executable, __file__, "--one", name, "--repeats", str(args.repeats)]
-        try:
-            proc = subprocess.run(
-                command, capture_output=True, text=True, timeout=args.timeout, env=env
-            )
-            found = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-            row = json.loads(found[-1][7:]) if found else {
-                "model": name, "params": 0,
-                "failed": f"process exited {proc.returncode}: {proc.stderr.strip()[-300:]}",
-            }  # fmt: skip
-        except subprocess.TimeoutExpired:
-            row = {"model": name, "params": 0, "failed": f"timeout after {args.timeout} s"}
-        row["wall_s"] = time.perf_counter() - start
-        rows.append(row)
-        path.write_text(json.dumps(rows, indent=1))
-        (args.out / "results.md").write_text(table(rows))
-        print(f"{name}: {row.get('failed') or 'ok'} ({row['wall_s']:.0f} s)", flush=True)
+    run_per_model(
+        __file__, args.only or MODELS, args.out, timeout=args.timeout, table=table,
+        extra_args=["--repeats", str(args.repeats)],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

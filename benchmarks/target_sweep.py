@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 import torch
+from common import run_per_model
 
 ROOT = Path(__file__).resolve().parent
 TARGETS = ("macs=0.5", "params=0.5")
@@ -73,7 +71,7 @@ def _reason(err: BaseException) -> str:
 def run_one(name: str) -> dict[str, Any]:
     """Trace, score, and meet each target on one model; every stage's failure is recorded."""
     from prunekit.budget import parse_target, select_to_target
-    from prunekit.core import SelectionConfig
+    from prunekit.config import PruneConfig
     from prunekit.estimators import get_estimator
     from prunekit.graph import build_structural_groups
     from prunekit.measure import count_macs, count_params
@@ -102,7 +100,8 @@ def run_one(name: str) -> dict[str, Any]:
         return row
     dense = {"macs": count_macs(model, x).total, "params": count_params(model)}
     row["macs"] = dense["macs"]
-    config = SelectionConfig()
+    # prunekit's default selection for channels (per layer, 10% floor); the target replaces sparsity
+    config = PruneConfig(granularity="channel", sparsity=0.5).selection()
     row["targets"] = {}
     for text in TARGETS:
         target = parse_target(text)
@@ -164,32 +163,10 @@ def main() -> None:
     if args.one:
         print("RESULT " + json.dumps(run_one(args.one)), flush=True)
         return
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "results.json"
-    rows: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
-    done = {r["model"] for r in rows}
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    for name in args.only or model_names():
-        if name in done:
-            continue
-        start = time.perf_counter()
-        try:
-            proc = subprocess.run(
-                [sys.executable, __file__, "--one", name],
-                capture_output=True, text=True, timeout=args.timeout, env=env,
-            )  # fmt: skip
-            found = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-            row = json.loads(found[-1][7:]) if found else {
-                "model": name, "params": 0,
-                "failed": f"process exited {proc.returncode}: {proc.stderr.strip()[-300:]}",
-            }  # fmt: skip
-        except subprocess.TimeoutExpired:
-            row = {"model": name, "params": 0, "failed": f"timeout after {args.timeout} s"}
-        row["wall_s"] = time.perf_counter() - start
-        rows.append(row)
-        path.write_text(json.dumps(rows, indent=1))
-        (args.out / "results.md").write_text(table(rows))
-        print(f"{name}: {row.get('failed') or 'ok'} ({row['wall_s']:.0f} s)", flush=True)
+    run_per_model(
+        __file__, args.only or model_names(), args.out, timeout=args.timeout, table=table,
+        extra_args=(),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
