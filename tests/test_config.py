@@ -204,7 +204,7 @@ def test_target_text_and_mapping_mean_the_same() -> None:
             {"granularity": "channel", "sparsity": 0.5, "scope": "global", "normalize": "none"},
             "global",
             "none",
-        ),  # fmt: skip
+        ),
         ({"granularity": "element", "sparsity": 0.9}, "global", "none"),
         ({"granularity": "2:4"}, "global", "none"),
         ({"granularity": "layer", "sparsity": 0.3, "estimator": "angular"}, "global", "none"),

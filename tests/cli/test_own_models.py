@@ -4,6 +4,7 @@ and a one-line error with exit status 2 for every bad input."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,35 +23,15 @@ from prunekit.io import read_metadata
 runner = CliRunner()
 
 #: skimage.data photographs per class folder: 2, 2 and 3 images (two of them greyscale).
-PHOTOS = {
-    "animal": ("chelsea", "cat"),
-    "people": ("astronaut", "camera"),
-    "things": ("coffee", "rocket", "clock"),
-}
 #: Keeps a run small: a few images, one calibration batch, no fine-tuning or dense training.
 SMALL = ["--data-limit", "4", "--batch-size", "2", "--set", "n_batches=1"]
 SMALL += ["--finetune-epochs", "0", "--train-epochs", "0"]
 
 
-def save_png(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-
-
 @pytest.fixture(scope="module")
-def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = pytest.importorskip("skimage.data", reason="scikit-image is not installed")
-    root = tmp_path_factory.mktemp("photos")
-    for label, names in PHOTOS.items():
-        for name in names:
-            save_png(getattr(data, name)(), root / label / f"{name}.png")
-    return root
-
-
-@pytest.fixture(scope="module")
-def mnist_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def mnist_folder(
+    tmp_path_factory: pytest.TempPathFactory, save_png: Callable[[np.ndarray, Path], None]
+) -> Path:
     """The first five real MNIST test digits of each class 0, 1, 2 as 28x28 grey PNGs."""
     try:
         images, labels = load_dataset("mnist", "test").tensors

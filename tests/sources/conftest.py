@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,35 +16,12 @@ from prunekit.data import load_dataset
 from prunekit.errors import DataError
 
 #: skimage.data photographs per class folder: 2, 2 and 3 images.
-PHOTOS = {
-    "animal": ("chelsea", "cat"),
-    "people": ("astronaut", "camera"),
-    "things": ("coffee", "rocket", "clock"),
-}
 TOKENIZER_FILES = (
     "vocab.txt",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
 )
-
-
-def save_png(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-
-
-@pytest.fixture(scope="session")
-def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Seven real photographs (two of them greyscale) in three class folders."""
-    data = pytest.importorskip("skimage.data", reason="scikit-image is not installed")
-    root = tmp_path_factory.mktemp("photos")
-    for label, names in PHOTOS.items():
-        for name in names:
-            save_png(getattr(data, name)(), root / label / f"{name}.png")
-    return root
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +33,11 @@ def mnist_test() -> TensorDataset:
 
 
 @pytest.fixture(scope="session")
-def mnist_folder(tmp_path_factory: pytest.TempPathFactory, mnist_test: TensorDataset) -> Path:
+def mnist_folder(
+    tmp_path_factory: pytest.TempPathFactory,
+    mnist_test: TensorDataset,
+    save_png: Callable[[np.ndarray, Path], None],
+) -> Path:
     """The first ten real MNIST test digits of each class 0, 1, 2 as 28x28 grey PNGs."""
     root = tmp_path_factory.mktemp("mnist-png")
     images, labels = mnist_test.tensors
