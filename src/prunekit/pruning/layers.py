@@ -26,9 +26,12 @@ from prunekit.estimators import Estimator, ScoringData
 from prunekit.graph import StructuralGroups
 from prunekit.graph.blocks import ResidualBlock, block_groups, find_residual_blocks
 from prunekit.masks import masks_of
-from prunekit.pruning.structural import measure_both, recalibrate_after_surgery
+from prunekit.pruning.structural import (
+    apply_in_place,
+    measure_both,
+    recalibrate_after_surgery,
+)
 from prunekit.result import PruneResult
-from prunekit.surgery.apply import apply_plan
 from prunekit.surgery.layers import remove_residual_blocks, verify_blocks
 
 
@@ -124,10 +127,7 @@ def prune_layers(
     if config.metrics:
         before, after, notes = measure_both(model, pruned, example_inputs, config.latency)
     if inplace:
-        with torch.no_grad():
-            apply_plan(model, plan)  # the same plan already succeeded on an identical copy
-            model.load_state_dict(pruned.state_dict())
-        pruned = model
+        pruned = apply_in_place(model, pruned, plan)
     return PruneResult(
         model=pruned, config=config, groups=groups, scores=scores, selection=selection,
         estimator=estimator, granularity=config.granularity, plan=plan, verification=report,

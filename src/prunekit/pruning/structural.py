@@ -34,6 +34,7 @@ from prunekit.pruning.progress import Stages
 from prunekit.result import PruneResult
 from prunekit.surgery.apply import apply_plan, apply_surgery
 from prunekit.surgery.convert import replace_multihead_attention
+from prunekit.surgery.plan import Plan
 from prunekit.surgery.verify import UnverifiableGroupError, VerificationReport, verify
 
 
@@ -161,10 +162,7 @@ def _prune_structured(
             model, pruned, example_inputs, config.latency, report
         )  # the MACs verification counted while it ran both models
     if inplace:
-        with torch.no_grad():
-            apply_plan(original, plan)  # the same plan already succeeded on an identical copy
-            original.load_state_dict(pruned.state_dict())
-        pruned = original
+        pruned = apply_in_place(original, pruned, plan)
     return PruneResult(
         model=pruned, config=config, groups=traced, scores=scores, selection=selection,
         estimator=estimator, granularity=config.granularity, plan=plan, verification=report,
@@ -182,6 +180,15 @@ def _select(
     return select_to_target(
         model, example_inputs, pool, scores, config.selection(), parse_target(config.target)
     )
+
+
+def apply_in_place(user_model: nn.Module, pruned: nn.Module, plan: Plan) -> nn.Module:
+    """Give the user's model the pruned shapes and values (``inplace=True``), only after the
+    same plan succeeded and verified on a copy; returns the user's model."""
+    with torch.no_grad():
+        apply_plan(user_model, plan)
+        user_model.load_state_dict(pruned.state_dict())
+    return user_model
 
 
 def measure_both(
