@@ -1,6 +1,7 @@
 """Test-wide settings: one torch thread per test process, so parallel workers do not fight over
 the two cores of a CI machine (measured: a digits MLP trained in 2.4 s single-threaded, 50 s with
-two threads while another process ran)."""
+two threads while another process ran); torchvision's operator schemas defined before anything
+imports torchvision or timm; shared image-folder fixtures."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from prunekit.compat.torchvision_shim import ensure_torchvision_ops
+
 torch.set_num_threads(1)
+ensure_torchvision_ops()  # before any test imports torchvision or timm (CPU torch, CUDA wheel)
 
 #: Real photographs shipped with scikit-image, by class folder (two of them are greyscale).
 PHOTOS = {

@@ -21,7 +21,7 @@ ROOT = Path(prunekit.__file__).parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("_version", "errors", "compat"),
-    ("registry",),
+    ("registry", "validation"),
     ("core", "adapters"),
     ("ops", "models", "data", "train"),
     ("graph", "norms"),

@@ -28,11 +28,11 @@ from prunekit.core.scores import NORMALIZATIONS, Normalization
 from prunekit.core.selection import SelectionConfig
 from prunekit.errors import (
     ConfigError,
-    PrunekitError,
     UnknownNameError,
     check_sparsity,
     closest,
 )
+from prunekit.validation import as_value_error, describe_errors, error_class
 
 if TYPE_CHECKING:
     from prunekit.estimators import Estimator
@@ -41,20 +41,12 @@ LAYER_GRANULARITY = "layer"
 """The granularity whose units are whole residual blocks."""
 
 
-def _wrap(check: Any, value: Any) -> Any:
-    """Run a registry check, turning a prunekit error into the ValueError pydantic reports."""
-    try:
-        return check(value)
-    except PrunekitError as err:
-        raise ValueError(str(err)) from err
-
-
 def _target_dict(value: Any) -> dict[str, float] | None:
     """A budget as plain data, ``{"macs": 0.5}``, from anything
     :func:`prunekit.budget.parse_target` reads."""
     if value is None:
         return None
-    target = _wrap(parse_target, value)
+    target = as_value_error(parse_target, value)
     return {target.metric: target.keep}
 
 
@@ -183,7 +175,7 @@ class PruneConfig(BaseModel):
         text = value.strip().lower()
         if text == LAYER_GRANULARITY:
             return text
-        return _wrap(lambda v: get_granularity(v).spec(), value)
+        return as_value_error(lambda v: get_granularity(v).spec(), value)
 
     @field_validator("include", "exclude", mode="before")
     @classmethod
@@ -198,7 +190,7 @@ class PruneConfig(BaseModel):
     @field_validator("sparsity")
     @classmethod
     def _sparsity(cls, value: float | None) -> float | None:
-        return None if value is None else _wrap(check_sparsity, value)
+        return None if value is None else as_value_error(check_sparsity, value)
 
     @field_validator("threshold")
     @classmethod
@@ -215,7 +207,7 @@ class PruneConfig(BaseModel):
     @field_validator("overrides")
     @classmethod
     def _overrides(cls, value: dict[str, float]) -> dict[str, float]:
-        return {k: _wrap(lambda v, k=k: check_sparsity(v, f"overrides[{k!r}]"), v)
+        return {k: as_value_error(lambda v, k=k: check_sparsity(v, f"overrides[{k!r}]"), v)
                 for k, v in value.items()}  # fmt: skip
 
     @field_validator("normalize")
@@ -265,7 +257,7 @@ class PruneConfig(BaseModel):
                 f"{', '.join(known)}"
             )
             raise ValueError(message) from UnknownNameError(message)
-        _wrap(lambda _: self.build_estimator(), name)
+        as_value_error(lambda _: self.build_estimator(), name)
 
     def _check_layer(self) -> PruneConfig:
         """Layer granularity: a block is one unit, ranked globally and removed by surgery."""
@@ -364,27 +356,6 @@ class PruneConfig(BaseModel):
     def default(cls, name: str) -> Any:
         """The default of option ``name``."""
         return cls.model_fields[name].get_default(call_default_factory=True)
-
-
-def error_class(err: ValidationError) -> type[ConfigError]:
-    """The most specific prunekit error behind a validation error (an unknown registry name
-    stays an :class:`~prunekit.errors.UnknownNameError`), else :class:`ConfigError`."""
-    for e in err.errors():
-        cause = getattr((e.get("ctx") or {}).get("error"), "__cause__", None)
-        if isinstance(cause, ConfigError):
-            return type(cause)
-    return ConfigError
-
-
-def describe_errors(err: ValidationError, prefix: str = "") -> str:
-    """One line per bad field of a pydantic error: ``path: message``."""
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        path = ".".join(p for p in (prefix, loc) if p)
-        message = str(e["msg"]).removeprefix("Value error, ")
-        parts.append(f"{path}: {message}" if path else message)
-    return "; ".join(parts)
 
 
 def make_config(

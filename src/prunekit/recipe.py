@@ -15,8 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from prunekit.config import PruneConfig, describe_errors
+from prunekit.config import PruneConfig
 from prunekit.errors import ConfigError, PrunekitError, closest
+from prunekit.validation import as_value_error, describe_errors
 
 
 class _Strict(BaseModel):
@@ -24,10 +25,8 @@ class _Strict(BaseModel):
 
 
 def _registry_check(value: str, check: Any) -> str:
-    try:
-        check(value)
-    except PrunekitError as err:
-        raise ValueError(str(err)) from err
+    """``value`` once ``check(value)`` accepts it (a registry lookup, a spec parser)."""
+    as_value_error(check, value)
     return value
 
 

@@ -20,11 +20,12 @@ from rich.console import Console
 
 from prunekit.cli import views
 from prunekit.cli.export import export_command
+from prunekit.cli.inspect import inspect_command
 from prunekit.cli.llm import llm_app
+from prunekit.cli.options import key_values
 from prunekit.config import PruneConfig
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.recipe import Recipe, load_recipe, parse_recipe
-from prunekit.sources import example_from_shape, load_model
 
 app = typer.Typer(
     name="prunekit",
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 app.add_typer(llm_app, name="llm")
 app.command("export")(export_command)
+app.command("inspect")(inspect_command)
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
@@ -221,75 +223,6 @@ def prune_command(
         }
         recipe = _guarded(lambda: parse_recipe(spec, "command line"))
     _run(recipe, command=" ".join(["prunekit", *sys.argv[1:]]))
-
-
-@app.command()
-def inspect(
-    model: Annotated[
-        str,
-        typer.Argument(
-            help="Model: a reference model name, torchvision:NAME, timm:NAME, hf:DIR, "
-            "file.py:FACTORY or package.module:FACTORY."
-        ),
-    ],
-    weights: Annotated[Path | None, typer.Option(help="Weights file or directory.")] = None,
-    model_arg: Annotated[
-        list[str] | None, typer.Option(help="Model argument KEY=VALUE (a YAML value).")
-    ] = None,
-    input_shape: Annotated[
-        str | None,
-        typer.Option(help="Shape of one example input, e.g. 1x3x224x224 (default: the model's)."),
-    ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option(help="Layer name patterns to leave alone.")
-    ] = None,
-    max_layers: Annotated[int, typer.Option(help="Layers shown per group.")] = 8,
-) -> None:
-    """Show dependency groups, params and MACs per layer, and what cannot be pruned and why."""
-    from prunekit.analysis.inspect import inspect_model
-    from prunekit.report.inspect_view import inspection_tables
-
-    def run() -> Any:
-        source = load_model(
-            model, weights=weights, kwargs=key_values(model_arg or [], "--model-arg")
-        )
-        example = _example_for(source, input_shape)
-        return inspect_model(source.model, example, exclude=tuple(exclude or ()))
-
-    ins = _guarded(run)
-    for table in inspection_tables(ins, max_layers=max_layers):
-        console.print(table)
-
-
-def _example_for(source: Any, shape: str | None) -> Any:
-    """Example inputs for tracing: ``shape``, else the model's own ``example_input()``, else
-    the input shape its family declares."""
-    if shape is not None:
-        return example_from_shape(shape)
-    make = getattr(source.model, "example_input", None)
-    if callable(make):
-        return make()
-    if source.input_shape is None:
-        raise ConfigError(
-            f"model {source.spec!r} does not declare its input shape: pass --input-shape, "
-            "e.g. 1x3x224x224"
-        )
-    return example_from_shape(source.input_shape)
-
-
-def key_values(pairs: list[str], option: str) -> dict[str, Any]:
-    """``["width=8", "blocks=[3, 3, 3]"]`` -> ``{"width": 8, "blocks": [3, 3, 3]}`` (values are
-    YAML, as in a recipe)."""
-    kwargs: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{option} {pair!r}: expected KEY=VALUE, e.g. blocks=[3,3,3]")
-        try:
-            kwargs[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{option} {pair!r}: the value is not valid YAML: {err}") from None
-    return kwargs
 
 
 def _run(recipe: Recipe, command: str = "prunekit") -> None:

@@ -1,4 +1,4 @@
-"""Pruning of transformer language models and encoders (issue 5).
+"""Pruning of transformer language models and encoders.
 
 Calibration windows and perplexity (``calibration``, ``perplexity``), layer-by-layer one-shot
 pruning with magnitude, Wanda and SparseGPT (``sequential``, ``methods``, ``LLM_METHODS``) with
