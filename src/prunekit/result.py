@@ -19,6 +19,7 @@ from prunekit.config import PruneConfig
 from prunekit.core.groups import Group, Masks, Scores, Selection
 from prunekit.io import save as save_model
 from prunekit.measure import ModelStats, Row, compare
+from prunekit.measure.format import format_change, format_value
 
 if TYPE_CHECKING:
     from prunekit.estimators import Estimator
@@ -165,29 +166,16 @@ def _ratio(before: ModelStats | None, after: ModelStats | None, attr: str) -> fl
     return float(getattr(after, attr)) / float(getattr(before, attr))
 
 
-def _fmt(value: float | None, kind: str) -> str:
-    if value is None:
-        return "-"
-    if kind == "bytes":
-        return f"{value / 1e6:.2f} MB"
-    if kind == "fraction":
-        return f"{value:.3f}"
-    if kind in ("ms", "metric"):
-        return f"{value:.3f}"
-    return f"{int(value):,}"
-
-
 def _metric_lines(rows: Sequence[Row]) -> list[str]:
     if not rows:
         return []
-    lines = [f"  {'':<16}{'before':>16}{'after':>16}{'ratio':>8}"]
+    lines = [f"  {'':<16}{'before':>16}{'after':>16}{'change':>10}"]
     for row in rows:
         if row.before is None and row.after is None:
             continue
-        ratio = "-" if row.ratio is None else f"{row.ratio:.3f}"
         lines.append(
-            f"  {row.name:<16}{_fmt(row.before, row.kind):>16}{_fmt(row.after, row.kind):>16}"
-            f"{ratio:>8}"
+            f"  {row.name:<16}{format_value(row, row.before):>16}"
+            f"{format_value(row, row.after):>16}{format_change(row):>10}"
         )
     return lines
 

@@ -17,27 +17,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from prunekit.io.atomic import fsync_directory, fsync_file, staged
+from prunekit.measure.format import format_change, format_count, format_fraction, format_value
 from prunekit.measure.params import LayerStats
 from prunekit.measure.summary import Row
 from prunekit.report.plots import plot_layer_sparsity
 from prunekit.report.run import LayerRow, Plot, RunReport, Verification
-from prunekit.report.tables import (
-    MISSING,
-    format_bytes,
-    format_count,
-    format_fraction,
-    format_metric,
-    format_ms,
-    format_ratio,
-)
-
-_FORMATS: dict[str, Callable[[float], str]] = {
-    "count": format_count,
-    "bytes": format_bytes,
-    "fraction": format_fraction,
-    "ms": format_ms,
-    "metric": format_metric,
-}
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -63,21 +47,6 @@ figcaption { font-weight: bold; margin-bottom: 0.3em; }
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
-
-
-def format_value(row: Row, value: float | None) -> str:
-    """A metric row's value as the text tables show it (``-`` when missing)."""
-    return MISSING if value is None else _FORMATS[row.kind](value)
-
-
-def format_change(row: Row) -> str:
-    """``×ratio`` for quantities that scale, percentage points for fractions, a signed
-    difference for task metrics."""
-    if row.kind == "fraction":
-        return MISSING if row.change is None else f"{100 * row.change:+.1f} pp"
-    if row.kind == "metric":
-        return MISSING if row.change is None else f"{row.change:+.4g}"
-    return MISSING if row.ratio is None else format_ratio(row.ratio)
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: set[int]) -> str:

@@ -8,75 +8,37 @@ quantities that scale, and a signed difference for fractions (percentage points)
 from __future__ import annotations
 
 import io
-import math
-from collections.abc import Callable
 
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 from torch.nn.utils.parametrize import type_before_parametrizations
 
+from prunekit.measure.format import (
+    MISSING,
+    format_bytes,
+    format_change,
+    format_count,
+    format_fraction,
+    format_metric,
+    format_ms,
+    format_ratio,
+    format_value,
+)
 from prunekit.measure.params import layer_sparsity
-from prunekit.measure.summary import ModelStats, Row, compare
+from prunekit.measure.summary import ModelStats, compare
 
-MISSING = "-"
-
-
-def format_count(value: float) -> str:
-    """``235200`` -> ``"235,200"``."""
-    return f"{round(value):,}"
-
-
-def format_bytes(value: float) -> str:
-    """``512`` -> ``"512 B"``, ``1536`` -> ``"1.5 KiB"``, up to GiB."""
-    if abs(value) < 1024:
-        return f"{round(value)} B"
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
-        if abs(value) < 1024 or unit == "GiB":
-            break
-    return f"{value:.1f} {unit}"
-
-
-def format_fraction(value: float) -> str:
-    """``0.5`` -> ``"50.0%"``."""
-    return f"{100 * value:.1f}%"
-
-
-def format_metric(value: float) -> str:
-    """Four significant digits, without exponents below 10,000."""
-    return f"{value:.4g}" if abs(value) < 1e4 or not math.isfinite(value) else f"{value:,.0f}"
-
-
-def format_ratio(value: float) -> str:
-    """``0.5`` -> ``"×0.50"``; two significant digits below 0.01 (``"×0.0012"``)."""
-    return f"×{value:.2f}" if value == 0 or abs(value) >= 0.01 else f"×{value:.2g}"
-
-
-def format_ms(value: float) -> str:
-    """``1.23456`` -> ``"1.235 ms"``."""
-    return f"{value:.3f} ms"
-
-
-_FORMATS: dict[str, Callable[[float], str]] = {
-    "count": format_count,
-    "bytes": format_bytes,
-    "fraction": format_fraction,
-    "ms": format_ms,
-    "metric": format_metric,
-}
-
-
-def _value(row: Row, value: float | None) -> str:
-    return MISSING if value is None else _FORMATS[row.kind](value)
-
-
-def _change(row: Row) -> str:
-    if row.kind == "fraction":
-        return MISSING if row.change is None else f"{100 * row.change:+.1f} pp"
-    if row.kind == "metric":
-        return MISSING if row.change is None else f"{row.change:+.4g}"
-    return MISSING if row.ratio is None else format_ratio(row.ratio)
+__all__ = [
+    "MISSING",
+    "format_bytes",
+    "format_change",
+    "format_count",
+    "format_fraction",
+    "format_metric",
+    "format_ms",
+    "format_ratio",
+    "format_value",
+]
 
 
 def before_after_table(before: ModelStats, after: ModelStats, *, title: str = "") -> Table:
@@ -86,7 +48,12 @@ def before_after_table(before: ModelStats, after: ModelStats, *, title: str = ""
     for name in ("before", "after", "change"):
         table.add_column(name, justify="right")
     for row in compare(before, after):
-        table.add_row(row.name, _value(row, row.before), _value(row, row.after), _change(row))
+        table.add_row(
+            row.name,
+            format_value(row, row.before),
+            format_value(row, row.after),
+            format_change(row),
+        )
     return table
 
 
