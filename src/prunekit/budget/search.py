@@ -27,6 +27,7 @@ from prunekit.core.groups import Group, Scores, Selection
 from prunekit.core.selection import SelectionConfig, max_global_removal, select
 from prunekit.errors import ConfigError
 from prunekit.measure import count_macs, count_params
+from prunekit.surgery.apply import apply_surgery
 
 CONFIRM_ROUNDS = 3
 """Surgery-and-count confirmations at most (each after a corrected search)."""
@@ -96,9 +97,6 @@ def _real_ratio(
     metric: Metric,
     dense: float,
 ) -> float:
-    # imported here: surgery builds on selection, and structural pruning builds on this module
-    from prunekit.surgery.apply import apply_surgery
-
     pruned, _ = apply_surgery(model, groups, selection)
     return _measure(pruned, example_inputs, metric) / dense
 

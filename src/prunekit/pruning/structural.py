@@ -26,7 +26,7 @@ from prunekit.core.groups import Group, Scores, Selection
 from prunekit.core.selection import select
 from prunekit.errors import ConfigError
 from prunekit.estimators import Estimator, ScoringData
-from prunekit.graph import build_structural_groups
+from prunekit.graph import StructuralGroups, build_structural_groups
 from prunekit.masks import masks_of
 from prunekit.measure import ModelStats, measure
 from prunekit.norms import batchnorm_layers, recalibrate_batchnorm
@@ -118,35 +118,14 @@ def _prune_structured(
     stages.start("selecting")
     selection = _select(model, example_inputs, pool, scores, config)
     stages.start("surgery")
-    pruned, plan = apply_surgery(model, pool, selection)
-    report = None
-    kept: tuple[str, ...] = ()
     if config.verify:
         stages.start("verifying")
-
-        def check(pruned_model: nn.Module) -> VerificationReport:
-            return verify(
-                model, pruned_model, pool, selection, example_inputs, atol=config.atol,
-                exhaustive=config.verify_exhaustive, count_macs=config.metrics,
-                inexact=traced.inexact, normalisations=traced.normalisations,
-            )  # fmt: skip
-
-        try:
-            report = check(pruned)
-        except UnverifiableGroupError as err:
-            kept = err.groups  # the traceback holds the failed model: redo surgery after it
-        if kept:
-            # an inexact group whose width is written in code: keep it whole, select the rest
-            # again (a target is then met by the other groups) and redo surgery
-            whole = {name: torch.ones_like(selection[name], dtype=torch.bool) for name in kept}
-            if config.target is not None:
-                rest = [g for g in pool if g.name not in whole]
-                selection = {**_select(model, example_inputs, rest, scores, config), **whole}
-            else:
-                selection.update(whole)
-            del pruned  # freed before the second surgery, so both never coexist
-            pruned, plan = apply_surgery(model, pool, selection)
-            report = check(pruned)
+        pruned, plan, selection, report, kept = _verified_surgery(
+            model, example_inputs, traced, pool, scores, selection, config
+        )
+    else:
+        pruned, plan = apply_surgery(model, pool, selection)
+        report, kept = None, ()
     if config.recalibrate:
         stages.start("recalibrating")
         recalibrate_after_surgery(
@@ -168,6 +147,43 @@ def _prune_structured(
         estimator=estimator, granularity=config.granularity, plan=plan, verification=report,
         before=before, after=after, kept_unverifiable=kept, notes=notes,
     )  # fmt: skip
+
+
+def _verified_surgery(
+    model: nn.Module,
+    example_inputs: Any,
+    traced: StructuralGroups,
+    pool: Sequence[Group],
+    scores: Scores,
+    selection: Selection,
+    config: PruneConfig,
+) -> tuple[nn.Module, Plan, Selection, VerificationReport, tuple[str, ...]]:
+    """Surgery checked against masking. An inexact group whose width is written in code (the
+    pruned model cannot run) is kept whole, the rest selected again (a target is then met by
+    the other groups) and surgery redone; returns the pruned model, plan, final selection,
+    report and the groups kept whole."""
+
+    def check(pruned_model: nn.Module, chosen: Selection) -> VerificationReport:
+        return verify(
+            model, pruned_model, pool, chosen, example_inputs, atol=config.atol,
+            exhaustive=config.verify_exhaustive, count_macs=config.metrics,
+            inexact=traced.inexact, normalisations=traced.normalisations,
+        )  # fmt: skip
+
+    pruned, plan = apply_surgery(model, pool, selection)
+    try:
+        return pruned, plan, selection, check(pruned, selection), ()
+    except UnverifiableGroupError as err:
+        kept = err.groups  # the traceback holds the failed model: redo surgery after it
+    whole = {name: torch.ones_like(selection[name], dtype=torch.bool) for name in kept}
+    if config.target is not None:
+        rest = [g for g in pool if g.name not in whole]
+        selection = {**_select(model, example_inputs, rest, scores, config), **whole}
+    else:
+        selection = {**selection, **whole}
+    del pruned  # freed before the second surgery, so both never coexist
+    pruned, plan = apply_surgery(model, pool, selection)
+    return pruned, plan, selection, check(pruned, selection), kept
 
 
 def _select(
