@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from torch import nn
 
 from prunekit.compat.torchvision_shim import ensure_torchvision_ops
 from prunekit.errors import closest
@@ -29,10 +31,7 @@ def build_torchvision(name: str, kwargs: Mapping[str, Any]) -> Built:
             f"unknown torchvision model {name!r}{closest(name, known)}; "
             f"{len(known)} known, e.g. resnet18, mobilenet_v3_small, vit_b_16"
         )
-    try:
-        model = models.get_model(name, weights=None, **kwargs)
-    except Exception as error:
-        raise SourceError(f"{spec} raised {one_line(error)}") from error
+    model = _create(spec, lambda: models.get_model(name, weights=None, **kwargs))
     if not _is_image_model(name):
         return Built(model=model, spec=spec)
     resize, crop = _eval_sizes(name)
@@ -59,10 +58,7 @@ def build_timm(name: str, kwargs: Mapping[str, Any]) -> Built:
             f"unknown timm model {name!r}{closest(name, known)}; "
             f"{len(known)} known (timm.list_models())"
         )
-    try:
-        model = timm.create_model(name, pretrained=False, **kwargs)
-    except Exception as error:
-        raise SourceError(f"{spec} raised {one_line(error)}") from error
+    model = _create(spec, lambda: timm.create_model(name, pretrained=False, **kwargs))
     size = getattr(model, "pretrained_cfg", {}).get("input_size")
     return Built(
         model=model,
@@ -103,3 +99,11 @@ def _eval_sizes(name: str) -> tuple[int, int]:
         return 256, 224
     crop = int(keywords["crop_size"])
     return int(keywords.get("resize_size", 256)), crop
+
+
+def _create(spec: str, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()``, with whatever the library raises turned into one :class:`SourceError` line."""
+    try:
+        return build()
+    except Exception as error:
+        raise SourceError(f"{spec} raised {one_line(error)}") from error
