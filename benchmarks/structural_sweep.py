@@ -133,8 +133,11 @@ def run_one(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
         row["prunekit"] = run_prunekit(model, inputs, config)
         row["prunekit"]["ok"] = "yes"
     except Exception as err:
-        message = str(err).splitlines()[0][:160] if str(err) else ""
+        from prunekit.errors import PrunekitError
+
+        message = str(err).splitlines()[0][:300] if str(err) else ""
         row["prunekit"] = {"ok": f"fails: {type(err).__name__}: {message}"}
+        row["prunekit"]["refused"] = isinstance(err, PrunekitError)
         row["traceback"] = traceback.format_exc()[-2000:]
     if config.get("torch_pruning"):
         signal.signal(signal.SIGALRM, _too_slow)
@@ -193,16 +196,23 @@ def main() -> None:
     parser.add_argument("config", type=Path)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--speed", action="store_true", help="only the trace + group timing")
+    parser.add_argument("--wide", action="store_true", help="the wide timm + HF list instead")
     parser.add_argument("--only", nargs="*", default=None, help="model names (source:name)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     config = read_config(args.config, args.quick)
+    wide = config.pop("wide", {}) or {}
+    if args.wide:
+        config.update(wide, wide=True)
     if args.one:
         print("RESULT " + json.dumps(run_one(args.one, config)), flush=True)
         return
     out = args.out or ROOT.parent / "runs" / "bench" / (
-        args.config.stem + ("-quick" if args.quick else "") + ("-speed" if args.speed else "")
+        args.config.stem
+        + ("-quick" if args.quick else "")
+        + ("-speed" if args.speed else "")
+        + ("-wide" if args.wide else "")
     )
     if args.speed:
         rows = speed(config)
@@ -238,6 +248,7 @@ def main() -> None:
     for name in names:
         command = [sys.executable, __file__, str(args.config), "--one", name]
         command += ["--quick"] if args.quick else []
+        command += ["--wide"] if args.wide else []
         start = time.perf_counter()
         row: dict[str, Any]
         try:

@@ -19,7 +19,121 @@ def _vision() -> Any:
     return torchvision
 
 
+WIDE_TIMM = [
+    "cait_xxs24_224", "pit_ti_224", "xcit_nano_12_p16_224", "levit_128s", "mobilevitv2_050",
+    "efficientformer_l1", "poolformer_s12", "ghostnet_100", "mixnet_s", "rexnet_100",
+    "hrnet_w18_small", "dla34", "res2net50_14w_8s", "resnest14d", "cspresnet50", "repvgg_a0",
+    "mobileone_s0", "fastvit_t8", "edgenext_xx_small", "pvt_v2_b0", "crossvit_tiny_240",
+    "mixer_s16_224", "resmlp_12_224", "gmlp_ti16_224", "eva02_tiny_patch14_224",
+    "ese_vovnet19b_dw", "lcnet_100", "efficientvit_m0", "convnextv2_atto", "inception_next_tiny",
+    "ghostnetv2_100", "tiny_vit_5m_224", "coat_tiny", "convit_tiny", "davit_tiny",
+    "deit_tiny_distilled_patch16_224", "vit_relpos_small_patch16_224", "nf_resnet26",
+]  # fmt: skip
+"""timm models of the wide sweep (``--wide``): small variants of 38 architecture families."""
+
+_TEXT = {
+    "vocab_size": 1000,
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 128,
+    "max_position_embeddings": 64,
+}
+_DECODER = {**_TEXT, "num_key_value_heads": 2}
+_IMAGE = {"image_size": 64, "num_channels": 3, "num_labels": 10}
+
+
+def _spec(model: str, config: str, kwargs: Mapping[str, Any], **inputs: int) -> dict[str, Any]:
+    return {"model": model, "config": {"model_type": config, **kwargs}, **inputs}
+
+
+WIDE_HF: dict[str, dict[str, Any]] = {
+    "roberta": _spec("RobertaForSequenceClassification", "RobertaConfig", _TEXT, tokens=32),
+    "distilbert": _spec("DistilBertForSequenceClassification", "DistilBertConfig",
+                        {"vocab_size": 1000, "dim": 64, "n_layers": 2, "n_heads": 4,
+                         "hidden_dim": 128, "max_position_embeddings": 64}, tokens=32),
+    "albert": _spec("AlbertForSequenceClassification", "AlbertConfig",
+                    {**_TEXT, "embedding_size": 32}, tokens=32),
+    "electra": _spec("ElectraForSequenceClassification", "ElectraConfig",
+                     {**_TEXT, "embedding_size": 32}, tokens=32),
+    "deberta": _spec("DebertaForSequenceClassification", "DebertaConfig", _TEXT, tokens=32),
+    "deberta_v2": _spec("DebertaV2ForSequenceClassification", "DebertaV2Config",
+                        {**_TEXT, "relative_attention": True, "position_buckets": 16,
+                         "pos_att_type": ["p2c", "c2p"]}, tokens=32),
+    "mobilebert": _spec("MobileBertForSequenceClassification", "MobileBertConfig",
+                        {**_TEXT, "embedding_size": 32, "intra_bottleneck_size": 32,
+                         "true_hidden_size": 32, "num_feedforward_networks": 2}, tokens=32),
+    "mpnet": _spec("MPNetForSequenceClassification", "MPNetConfig", _TEXT, tokens=32),
+    "xlm_roberta": _spec("XLMRobertaForSequenceClassification", "XLMRobertaConfig", _TEXT,
+                         tokens=32),
+    "t5_encoder": _spec("T5EncoderModel", "T5Config",
+                        {"vocab_size": 1000, "d_model": 64, "d_kv": 16, "d_ff": 128,
+                         "num_layers": 2, "num_heads": 4}, tokens=32),
+    "opt": _spec("OPTForCausalLM", "OPTConfig",
+                 {"vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2,
+                  "num_attention_heads": 4, "ffn_dim": 128, "max_position_embeddings": 64,
+                  "word_embed_proj_dim": 64}, tokens=32),
+    "gpt_neo": _spec("GPTNeoForCausalLM", "GPTNeoConfig",
+                     {"vocab_size": 1000, "hidden_size": 64, "num_layers": 2, "num_heads": 4,
+                      "attention_types": [[["global", "local"], 1]], "max_position_embeddings": 64,
+                      "window_size": 16}, tokens=32),
+    "gptj": _spec("GPTJForCausalLM", "GPTJConfig",
+                  {"vocab_size": 1000, "n_embd": 64, "n_layer": 2, "n_head": 4, "rotary_dim": 8,
+                   "n_positions": 64}, tokens=32),
+    "gpt_neox": _spec("GPTNeoXForCausalLM", "GPTNeoXConfig", _TEXT, tokens=32),
+    "bloom": _spec("BloomForCausalLM", "BloomConfig",
+                   {"vocab_size": 1000, "hidden_size": 64, "n_layer": 2, "n_head": 4}, tokens=32),
+    "falcon": _spec("FalconForCausalLM", "FalconConfig",
+                    {"vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 4}, tokens=32),
+    "mistral": _spec("MistralForCausalLM", "MistralConfig", _DECODER, tokens=32),
+    "qwen2": _spec("Qwen2ForCausalLM", "Qwen2Config", _DECODER, tokens=32),
+    "qwen3": _spec("Qwen3ForCausalLM", "Qwen3Config", {**_DECODER, "head_dim": 16}, tokens=32),
+    "phi": _spec("PhiForCausalLM", "PhiConfig", _TEXT, tokens=32),
+    "phi3": _spec("Phi3ForCausalLM", "Phi3Config",
+                  {**_DECODER, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 1},
+                  tokens=32),
+    "gemma": _spec("GemmaForCausalLM", "GemmaConfig", {**_DECODER, "head_dim": 16}, tokens=32),
+    "gemma2": _spec("Gemma2ForCausalLM", "Gemma2Config", {**_DECODER, "head_dim": 16},
+                    tokens=32),
+    "stablelm": _spec("StableLmForCausalLM", "StableLmConfig", _DECODER, tokens=32),
+    "olmo": _spec("OlmoForCausalLM", "OlmoConfig", _DECODER, tokens=32),
+    "mixtral": _spec("MixtralForCausalLM", "MixtralConfig",
+                     {**_DECODER, "num_local_experts": 4, "num_experts_per_tok": 2}, tokens=32),
+    "swin": _spec("SwinForImageClassification", "SwinConfig",
+                  {**_IMAGE, "patch_size": 4, "embed_dim": 32, "depths": [1, 1],
+                   "num_heads": [2, 4], "window_size": 4}, image=64),
+    "convnext": _spec("ConvNextForImageClassification", "ConvNextConfig",
+                      {"num_labels": 10, "num_stages": 2, "hidden_sizes": [16, 32],
+                       "depths": [1, 1]}, image=64),
+    "resnet": _spec("ResNetForImageClassification", "ResNetConfig",
+                    {"num_labels": 10, "embedding_size": 16, "hidden_sizes": [16, 32],
+                     "depths": [1, 1]}, image=64),
+    "deit": _spec("DeiTForImageClassification", "DeiTConfig",
+                  {**_IMAGE, **_TEXT, "patch_size": 8}, image=64),
+    "beit": _spec("BeitForImageClassification", "BeitConfig",
+                  {**_IMAGE, **_TEXT, "patch_size": 8, "use_relative_position_bias": True},
+                  image=64),
+    "mobilevit": _spec("MobileViTForImageClassification", "MobileViTConfig",
+                       {"image_size": 64, "num_labels": 10, "hidden_sizes": [32, 40, 48],
+                        "neck_hidden_sizes": [8, 8, 16, 24, 32, 40, 64]}, image=64),
+    "clip_vision": _spec("CLIPVisionModel", "CLIPVisionConfig",
+                         {"image_size": 64, "patch_size": 8, "hidden_size": 64,
+                          "num_hidden_layers": 2, "num_attention_heads": 4,
+                          "intermediate_size": 128}, image=64),
+    "dinov2": _spec("Dinov2Model", "Dinov2Config",
+                    {"image_size": 64, "patch_size": 8, "hidden_size": 64,
+                     "num_hidden_layers": 2, "num_attention_heads": 4, "mlp_ratio": 2}, image=64),
+    "segformer": _spec("SegformerForImageClassification", "SegformerConfig",
+                       {"num_labels": 10, "hidden_sizes": [16, 32, 48, 64],
+                        "decoder_hidden_size": 64}, image=64),
+}  # fmt: skip
+"""Tiny Hugging Face configs of the wide sweep (``--wide``): 35 architectures."""
+
+
 def model_names(config: Mapping[str, Any]) -> list[str]:
+    if config.get("wide"):
+        return [f"hf:{n}" for n in WIDE_HF] + [f"timm:{n}" for n in WIDE_TIMM]
     names = [f"hf:{n}" for n in config.get("hf") or {}]
     names += [f"timm:{n}" for n in config.get("timm") or []]
     tv = config.get("torchvision") or []
@@ -50,7 +164,7 @@ def build(name: str, config: Mapping[str, Any]) -> tuple[nn.Module, Any, list[st
     _vision()
     import transformers
 
-    spec = dict(config["hf"][key])
+    spec = dict((config.get("hf") or {}).get(key) or WIDE_HF[key])
     cfg_kwargs = dict(spec["config"])
     cfg = getattr(transformers, cfg_kwargs.pop("model_type"))(**cfg_kwargs)
     model = getattr(transformers, spec["model"])(cfg).eval()
