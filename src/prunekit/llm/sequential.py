@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,6 +33,10 @@ from prunekit.measure.inputs import eval_mode
 
 Allocation = Literal["uniform", "owl"]
 """How the target sparsity is spread over layers."""
+
+StatsReducer = Callable[[Mapping[str, InputStats]], None]
+"""Combines a block's input statistics in place before its layers are solved, e.g. a sum over
+processes that each ran a share of the calibration windows (:mod:`prunekit.distributed`)."""
 
 
 @dataclass(frozen=True)
@@ -151,8 +155,11 @@ def prune_block(
     inputs: BlockInputs | None,
     *,
     method: LLMMethod | None = None,
+    reduce: StatsReducer | None = None,
 ) -> dict[str, float]:
-    """Prune every selected Linear of block ``index``; return each layer's achieved sparsity."""
+    """Prune every selected Linear of block ``index``; return each layer's achieved sparsity.
+
+    ``reduce`` gets the block's input statistics before any layer is solved."""
     method = method or config.build_method()
     granularity = config.granularity()
     layers = stack.linears(index, config.include, config.exclude)
@@ -162,6 +169,8 @@ def prune_block(
             raise DataError(f"method {method.name!r} needs calibration data")
         modules = {name: module for name, module, _ in layers}
         stats = block_stats(stack.blocks[index], modules, inputs, hessian=method.needs_hessian)
+        if reduce is not None:
+            reduce(stats)
     masks: dict[str, Tensor] = {}
     achieved: dict[str, float] = {}
     for name, module, rule in layers:
@@ -185,6 +194,7 @@ def prune_llm(
     *,
     inplace: bool = False,
     progress: bool = True,
+    reduce: StatsReducer | None = None,
 ) -> LLMPruneResult:
     """Prune a transformer block by block (see the module docstring).
 
@@ -193,6 +203,8 @@ def prune_llm(
             for methods that need no data (magnitude).
         inplace: prune ``model`` itself; otherwise a copy (:func:`prunekit.masks.clone_model`).
         progress: show a tqdm bar over blocks.
+        reduce: combines each block's input statistics before its layers are solved
+            (:data:`StatsReducer`).
     """
     method = config.build_method()
     if method.needs_data and calibration is None:
@@ -213,7 +225,9 @@ def prune_llm(
             inputs = capture_block_inputs(target, stack, calibration)
         bar = tqdm(range(len(stack)), desc=f"{method.name}", unit="block", disable=not progress)
         for index in bar:
-            achieved.update(prune_block(target, stack, index, config, inputs, method=method))
+            achieved.update(
+                prune_block(target, stack, index, config, inputs, method=method, reduce=reduce)
+            )
             if inputs is not None and index + 1 < len(stack):
                 advance(stack.blocks[index], inputs)
     if not achieved:

@@ -1,0 +1,84 @@
+"""Run a function in ``N`` local processes joined in one process group, and collect its results.
+
+:func:`run_processes` is ``torchrun`` for tests, benchmarks and notebooks: it spawns ``N`` fresh
+Python processes (``torch.multiprocessing.spawn``), joins them through a rendezvous file
+(``init_method="file://..."``, so no port has to be free), sets each process to
+``threads`` intra-op threads, calls ``fn(*args)`` on every rank and returns the ranks' return
+values in rank order. ``fn`` and ``args`` are pickled to reach the children, so ``fn`` must be
+importable by name (a module-level function) and ``args`` plain data.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from prunekit.distributed.process import Backend, default_backend
+from prunekit.errors import ConfigError
+
+
+def _worker(
+    rank: int,
+    world_size: int,
+    backend: Backend,
+    folder: str,
+    threads: int,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+) -> None:
+    torch.set_num_threads(threads)
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+    dist.init_process_group(
+        backend,
+        init_method=f"file://{Path(folder) / 'rendezvous'}",
+        rank=rank,
+        world_size=world_size,
+    )
+    try:
+        result = fn(*args)
+        torch.save(result, Path(folder) / f"result-{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def run_processes(
+    fn: Callable[..., Any],
+    world_size: int,
+    *args: Any,
+    threads: int = 1,
+    backend: Backend | None = None,
+) -> list[Any]:
+    """``[fn(*args) on rank 0, ..., on rank world_size - 1]``, each in its own process.
+
+    A rank that raises makes this raise (``torch.multiprocessing.ProcessRaisedException`` with
+    the child's traceback).
+    """
+    if world_size < 1 or threads < 1:
+        raise ConfigError(
+            f"run_processes needs world_size >= 1 and threads >= 1, got {world_size}, {threads}"
+        )
+    backend = backend or default_backend()
+    if backend == "nccl" and torch.cuda.device_count() < world_size:
+        raise ConfigError(
+            f"run_processes: {world_size} NCCL ranks need {world_size} GPUs, "
+            f"found {torch.cuda.device_count()}"
+        )
+    with tempfile.TemporaryDirectory(prefix="prunekit-dist-") as folder:
+        mp.spawn(
+            _worker,
+            args=(world_size, backend, folder, threads, fn, args),
+            nprocs=world_size,
+            join=True,
+        )
+        # our own files, written just above by our own children
+        return [
+            torch.load(Path(folder) / f"result-{r}.pt", weights_only=False)
+            for r in range(world_size)
+        ]

@@ -1,0 +1,60 @@
+"""Layer-by-layer LLM pruning (Wanda, SparseGPT) with the calibration split over processes.
+
+Every rank holds the whole model and the same calibration windows, and runs
+:func:`prunekit.llm.prune_llm` on its own contiguous share of the windows
+(:func:`~prunekit.distributed.process.shard_range`): block inputs, the block forward passes and
+the per-layer input statistics cost ``1 / world_size`` of the single-process run. Before a
+block's layers are solved, the statistics are summed over the ranks
+(:func:`~prunekit.distributed.stats.all_reduce_stats`, hooked in through ``prune_llm``'s
+``reduce``), so every rank solves each layer from the statistics of *all* windows and ends with
+the same masks and weights as one process that saw every window. The per-layer solves are
+repeated on every rank (they are what Wanda and SparseGPT compute from the statistics).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from prunekit.distributed.process import require_group, shard_range
+from prunekit.distributed.stats import all_reduce_stats
+from prunekit.errors import ConfigError, DataError
+from prunekit.llm.sequential import LLMPruneConfig, LLMPruneResult, prune_llm
+
+
+def prune_llm_distributed(
+    model: nn.Module,
+    calibration: Tensor | None,
+    config: LLMPruneConfig,
+    *,
+    inplace: bool = False,
+    progress: bool = False,
+) -> LLMPruneResult:
+    """:func:`prunekit.llm.prune_llm` with the calibration windows split over the process group.
+
+    Call it on every rank with the same model and the same ``[n, seq_len]`` windows (``n`` at
+    least the world size). ``progress`` shows the bar on rank 0 only. The result is the same on
+    every rank.
+    """
+    rank, world = require_group("prune_llm_distributed")
+    if config.allocation == "owl":
+        raise ConfigError(
+            "prune_llm_distributed: allocation='owl' scores outliers on each rank's own windows; "
+            "compute the layer sparsities first (prunekit.llm.owl_layer_sparsity) and pass them "
+            "as layer_sparsity"
+        )
+    if calibration is None:
+        return prune_llm(model, None, config, inplace=inplace, progress=progress and rank == 0)
+    if calibration.dim() != 2 or calibration.shape[0] < world:
+        raise DataError(
+            f"prune_llm_distributed: calibration must be [n, seq_len] windows with n >= "
+            f"{world} (one per rank), got shape {tuple(calibration.shape)}"
+        )
+    share = shard_range(int(calibration.shape[0]), rank, world)
+    return prune_llm(
+        model,
+        calibration[share.start : share.stop],
+        config,
+        inplace=inplace,
+        progress=progress and rank == 0,
+        reduce=all_reduce_stats,
+    )
