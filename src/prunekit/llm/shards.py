@@ -2,11 +2,12 @@
 
 A Hugging Face model directory holds either ``model.safetensors`` or shards listed by
 ``model.safetensors.index.json`` (``{"weight_map": {tensor name: shard file}}``).
-:class:`ShardedCheckpoint` checks the index and every shard's header up front (a missing,
-truncated or corrupt shard is a one-line error before anything runs), then reads tensors by name,
-opening each shard only for the call (``safetensors.safe_open`` memory-maps the file, so an open
-handle would keep the pages it touched resident). :func:`write_shard` writes one shard atomically
-(a temporary file renamed into place) and :func:`write_index` writes the index at the end.
+:class:`ShardedCheckpoint` checks the index and every shard's header up front (a missing shard,
+a truncated one — ``safe_open`` requires the header to cover the file exactly — or a corrupt one
+is a one-line error before anything runs), then reads tensors by name, opening each shard only
+for the call: ``safe_open`` memory-maps the file, so an open handle would keep the pages it
+touched resident. :func:`write_shard` writes one shard atomically (a temporary file renamed into
+place) and :func:`write_index` writes the index at the end.
 """
 
 from __future__ import annotations
@@ -94,7 +95,6 @@ class ShardedCheckpoint:
                     piece = handle.get_slice(name)
                     shape = tuple(int(d) for d in piece.get_shape())
                     self.info[name] = TensorInfo(shard, shape, str(piece.get_dtype()))
-            _check_size(path)
 
     def names(self) -> list[str]:
         return sorted(self.info)
@@ -136,21 +136,6 @@ class ShardedCheckpoint:
         for shard in sorted({i.shard for i in self.info.values()}):
             digest.update(f"{shard}:{(self.directory / shard).stat().st_size}\n".encode())
         return digest.hexdigest()
-
-
-def _check_size(path: Path) -> None:
-    """Refuse a truncated shard: its header's last data offset must be the file's end."""
-    with path.open("rb") as f:
-        header_len = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(header_len))
-    ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
-    expected = 8 + header_len + max(ends, default=0)
-    actual = path.stat().st_size
-    if actual != expected:
-        raise DataError(
-            f"shard {str(path)!r} is truncated or padded: {actual} bytes, its header says "
-            f"{expected}"
-        )
 
 
 def atomic_replace(tmp: Path, final: Path) -> None:
