@@ -119,3 +119,15 @@ def test_bad_arguments_are_config_errors(fp32_file: Path, tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="'kl' is not one of minmax, entropy, percentile"):
         quantize_onnx(fp32_file, tmp_path / "o.onnx", calibration=[x[:4]], method="kl")
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_cli_int8_needs_onnx_and_calibration_data(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from prunekit.cli.main import app
+
+    runner = CliRunner()
+    wrong = runner.invoke(app, ["export", str(tmp_path), "--format", "openvino", "--int8"])
+    assert wrong.exit_code == 2 and "--int8 quantises ONNX files" in wrong.output
+    missing = runner.invoke(app, ["export", str(tmp_path), "--int8"])
+    assert missing.exit_code == 2 and "--int8 needs --calibration DATASET" in missing.output
