@@ -1,0 +1,84 @@
+"""Trace and score a model once for a search, exactly as :func:`prunekit.prune` would.
+
+Every trial of a search prunes the same model with the same groups and scores and only changes
+the per-layer sparsities, so tracing (:func:`~prunekit.graph.build_structural_groups`) and
+scoring run once here. They run the way structural pruning runs them (attention converted to
+prunable heads, the same exclusions and inclusions, the same estimator on the same data), so a
+chosen allocation replayed by ``prunekit.prune`` selects the same units.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunekit.budget import Target, build_cost_model
+from prunekit.config import PruneConfig
+from prunekit.core.groups import Group, Scores
+from prunekit.errors import ConfigError
+from prunekit.estimators import ScoringData
+from prunekit.graph import build_structural_groups
+from prunekit.search.space import SearchSpace
+from prunekit.surgery.convert import replace_multihead_attention
+
+
+@dataclass
+class Prepared:
+    """The working model (the user's tensors, attention converted to heads), its example
+    inputs, the searched groups and their scores."""
+
+    model: nn.Module
+    example: Any
+    groups: list[Group]
+    scores: Scores
+    config: PruneConfig
+
+
+def prepare(
+    model: nn.Module, example: Any, config: PruneConfig, data: ScoringData | None
+) -> Prepared:
+    """Groups and scores of ``model`` under ``config`` (granularity, estimator, include,
+    exclude, heads)."""
+    working = model
+    if config.heads:
+        working, _ = replace_multihead_attention(model, share_tensors=True)
+    traced = build_structural_groups(working, example, ignore=tuple(config.exclude))
+    pool = [g for g in traced if any(fnmatch.fnmatchcase(g.layer, p) for p in config.include)]
+    if not pool:
+        raise ConfigError(
+            f"search: no prunable group found (include={list(config.include)}, "
+            f"exclude={list(config.exclude)})"
+        )
+    scores = config.build_estimator().score(working, pool, data)
+    return Prepared(working, example, pool, scores, config)
+
+
+def build_space(prepared: Prepared, target: Target, tolerance: float) -> SearchSpace:
+    """The search space of ``prepared`` with MACs and params cost models."""
+    costs = {
+        metric: build_cost_model(prepared.model, prepared.example, prepared.groups, metric)
+        for metric in ("macs", "params")
+    }
+    return SearchSpace(
+        prepared.groups, prepared.scores, prepared.config.selection(), costs, target,
+        tolerance=tolerance,
+    )  # fmt: skip
+
+
+def fingerprint(model: nn.Module, extra: Sequence[str] = ()) -> str:
+    """A hash of the model's tensor names, shapes, dtypes and values (and ``extra`` strings):
+    a study recorded for one model is refused for another."""
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    for item in extra:
+        digest.update(item.encode())
+    return digest.hexdigest()
