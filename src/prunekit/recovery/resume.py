@@ -3,14 +3,25 @@
 :func:`train_resumable` runs ``steps`` optimizer steps of ``model`` on ``loader`` with an
 ``on_step`` pruning callback (a :class:`~prunekit.schedules.Stepper`, RigL, ...). Every ``every``
 steps it atomically saves the model's masks and original tensors, the optimizer state, the
-callback's ``state_dict()``, the loader's shuffling generator and the global random states.
-Rerunning the same call finds the checkpoint and continues from it; the final model is bitwise
-the one an uninterrupted run gives (same device, same thread count).
+callback's ``state_dict()``, the random states and the loader's position. Rerunning the same
+call finds the checkpoint and continues from it; the final model is bitwise the one an
+uninterrupted run gives (same device, same thread count).
+
+The loader's position is restored by replaying: at the start of every epoch the global random
+states (torch, NumPy, Python, CUDA) and the loader's own generators are recorded; a resumed run
+puts them back, draws the batches already trained on (so a plain ``DataLoader(shuffle=True)``,
+which seeds its shuffle from the global torch generator, and random augmentations draw the same
+numbers) and then restores the random states of the checkpoint itself.
+
+The checkpoint records the settings it depends on (steps, ``every``, the model's tensors, the
+optimizer and its hyperparameters, the loader's batch size, sampler and data set length, the loss
+and the callback's settings, plus the caller's ``config``); a rerun with other settings is refused
+with a :class:`~prunekit.errors.ConfigError` naming the changed fields.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sized
 from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +33,7 @@ from torch.utils.data import DataLoader
 
 from prunekit.core.modes import module_mode
 from prunekit.errors import ConfigError
+from prunekit.io.fingerprint import Description, describe
 from prunekit.masks import apply_masks, masks_of, remove_masks
 from prunekit.recovery.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from prunekit.recovery.originals import load_originals, original_state, original_tensor
@@ -38,10 +50,88 @@ class StatefulStep(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def _loader_generator(loader: DataLoader[Any]) -> torch.Generator | None:
+def loader_generators(loader: Any) -> list[torch.Generator]:
+    """The distinct ``torch.Generator`` objects a loader shuffles and seeds its workers with."""
+    owners = [
+        loader,
+        getattr(loader, "sampler", None),
+        getattr(getattr(loader, "batch_sampler", None), "sampler", None),
+    ]
+    found: dict[int, torch.Generator] = {}
+    for owner in owners:
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator):
+            found.setdefault(id(generator), generator)
+    return list(found.values())
+
+
+def epoch_state(loader: Any) -> dict[str, Any]:
+    """Every random state that decides an epoch's batches: global states and loader generators."""
+    return {"global": rng_state(), "generators": [g.get_state() for g in loader_generators(loader)]}
+
+
+def restore_epoch_state(loader: Any, state: dict[str, Any]) -> None:
+    """Put back what :func:`epoch_state` recorded."""
+    generators = loader_generators(loader)
+    if len(generators) != len(state["generators"]):
+        raise ConfigError(
+            f"the loader has {len(generators)} random generator(s), the checkpoint recorded "
+            f"{len(state['generators'])}; was it built differently?"
+        )
+    restore_rng(state["global"])
+    for generator, saved in zip(generators, state["generators"], strict=True):
+        generator.set_state(saved)
+
+
+def _loader_description(loader: Any) -> Description:
+    dataset = getattr(loader, "dataset", None)
     sampler = getattr(loader, "sampler", None)
-    generator = getattr(sampler, "generator", None)
-    return generator if isinstance(generator, torch.Generator) else None
+    info: dict[str, Any] = {
+        "type": type(loader).__qualname__,
+        "batch_size": getattr(loader, "batch_size", None),
+        "drop_last": getattr(loader, "drop_last", None),
+        "num_workers": getattr(loader, "num_workers", None),
+        "sampler": None if sampler is None else type(sampler).__qualname__,
+        "dataset": None if dataset is None else type(dataset).__qualname__,
+        "dataset_len": len(dataset) if isinstance(dataset, Sized) else None,
+        "batches": len(loader) if isinstance(loader, Sized) else None,
+    }
+    return describe(info)
+
+
+def _optimizer_description(optimizer: torch.optim.Optimizer) -> Description:
+    groups = [
+        {**{k: v for k, v in group.items() if k != "params"}, "n_params": len(group["params"])}
+        for group in optimizer.param_groups
+    ]
+    return describe({"type": type(optimizer).__qualname__, "groups": groups})
+
+
+def job_description(
+    model: nn.Module,
+    loader: Any,
+    optimizer: torch.optim.Optimizer,
+    *,
+    steps: int,
+    every: int,
+    loss_fn: LossFn,
+    on_step: Any,
+    config: Any,
+) -> Description:
+    """The settings a resumable training checkpoint depends on, as a flat description."""
+    tensors = {n: f"{tuple(t.shape)} {t.dtype}" for n, t in original_state(model).items()}
+    parts = {
+        "steps": steps,
+        "every": every,
+        "model": {"tensors": tensors, "masked": sorted(masks_of(model))},
+        "loss_fn": loss_fn,
+        "on_step": on_step,
+        "config": config,
+    }
+    description = describe(parts)
+    description.update(describe({"loader": _loader_description(loader)}))
+    description.update(describe({"optimizer": _optimizer_description(optimizer)}))
+    return description
 
 
 def train_resumable(
@@ -54,83 +144,93 @@ def train_resumable(
     on_step: StatefulStep | None = None,
     every: int = 50,
     loss_fn: LossFn = F.cross_entropy,
+    config: Any = None,
 ) -> int:
     """Train for ``steps`` steps with checkpoints; return the step the run started from.
 
     ``make_optimizer(model)`` builds the optimizer (after the model's masks are restored, so
-    it sees the same parameters in both runs).
+    it sees the same parameters in both runs). ``config`` is any further setting the job
+    depends on (a dataclass, pydantic model or mapping: learning-rate schedule, data set name,
+    seed); it is recorded and compared like the automatic ones.
+
+    Raises:
+        ConfigError: the checkpoint was written with other settings (the message names them).
+        SaveFileError: the checkpoint is corrupt (its checksum does not match).
     """
     if steps < 1 or every < 1:
-        raise ConfigError("steps and every must be positive")
+        raise ConfigError(f"steps and every must be positive, got steps={steps}, every={every}")
     path = Path(checkpoint_dir) / CHECKPOINT_NAME
-    generator = _loader_generator(loader)
-    step, epoch_start_state, skip = 0, None, 0
+    optimizer = make_optimizer(model)
+    settings = job_description(
+        model, loader, optimizer, steps=steps, every=every, loss_fn=loss_fn, on_step=on_step,
+        config=config,
+    )  # fmt: skip
+    resume: dict[str, Any] | None = None
     if path.exists():
-        state = load_checkpoint(path)
-        optimizer = _restore(model, state, make_optimizer)
+        resume = load_checkpoint(path, config=settings)
+        optimizer = _restore(model, resume, make_optimizer)
         if on_step is not None:
-            on_step.load_state_dict(state["callback"])
-        step, skip, epoch_start_state = state["step"], state["skip"], state["loader"]
-        start_masked = list(state["start_masked"])
+            on_step.load_state_dict(resume["callback"])
+        step, start_masked = int(resume["step"]), list(resume["start_masked"])
     else:
-        start_masked = sorted(masks_of(model))
-        optimizer = make_optimizer(model)
+        step, start_masked = 0, sorted(masks_of(model))
     started = step
     device = device_of(model)
     with module_mode(model, training=True):
         while step < steps:
-            if generator is not None:
-                if epoch_start_state is not None:
-                    generator.set_state(epoch_start_state)
-                epoch_start_state = generator.get_state()
-            batches = islice(batches_on(loader, device), skip, None)
-            position = skip
+            if resume is not None:
+                restore_epoch_state(loader, resume["epoch"])
+            epoch = epoch_state(loader)
+            batches = batches_on(loader, device)
+            position = 0
+            if resume is not None:
+                position = _replay(batches, int(resume["skip"]), path)
+                restore_rng(resume["rng"])
+                resume = None
             for inputs, targets in batches:
                 train_step(model, optimizer, loss_fn, inputs, targets)
                 step, position = step + 1, position + 1
                 if on_step is not None:
                     on_step(step, model)
                 if step % every == 0 or step == steps:
-                    _save(
-                        path,
-                        model,
-                        optimizer,
-                        on_step,
-                        step,
-                        position,
-                        epoch_start_state,
-                        start_masked,
-                    )
+                    state = _state(model, optimizer, on_step, step, position, epoch, start_masked)
+                    save_checkpoint(path, state, config=settings)
                 if step >= steps:
                     break
-            skip, epoch_start_state = 0, None
     return started
 
 
-def _save(
-    path: Path,
+def _replay(batches: Iterator[Any], skip: int, path: Path) -> int:
+    """Draw the ``skip`` batches the checkpointed run had already trained on this epoch."""
+    drawn = sum(1 for _ in islice(batches, skip))
+    if drawn != skip:
+        raise ConfigError(
+            f"{path}: the checkpoint was taken after batch {skip} of an epoch, but the loader "
+            f"gives only {drawn}"
+        )
+    return drawn
+
+
+def _state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     on_step: StatefulStep | None,
     step: int,
     position: int,
-    loader_state: torch.Tensor | None,
+    epoch: dict[str, Any],
     start_masked: list[str],
-) -> None:
-    save_checkpoint(
-        path,
-        {
-            "start_masked": start_masked,
-            "step": step,
-            "skip": position,
-            "loader": loader_state,
-            "masks": masks_of(model),
-            "originals": original_state(model),
-            "optimizer": optimizer.state_dict(),
-            "callback": on_step.state_dict() if on_step is not None else {},
-            "rng": rng_state(),
-        },
-    )
+) -> dict[str, Any]:
+    return {
+        "start_masked": start_masked,
+        "step": step,
+        "skip": position,
+        "epoch": epoch,
+        "masks": masks_of(model),
+        "originals": original_state(model),
+        "optimizer": optimizer.state_dict(),
+        "callback": on_step.state_dict() if on_step is not None else {},
+        "rng": rng_state(),
+    }
 
 
 def _restore(
@@ -138,7 +238,7 @@ def _restore(
     state: dict[str, Any],
     make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
 ) -> torch.optim.Optimizer:
-    """Put the checkpoint's masks, originals, optimizer and random states back.
+    """Put the checkpoint's masks, originals and optimizer back (random states come later).
 
     The optimizer is built while exactly the tensors that were masked when the first run built
     it are masked (with all-ones masks), so its parameter order, and with it the saved
@@ -153,5 +253,4 @@ def _restore(
     apply_masks(model, state["masks"])
     load_originals(model, state["originals"])
     optimizer.load_state_dict(state["optimizer"])
-    restore_rng(state["rng"])
     return optimizer
