@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -89,13 +90,13 @@ def zero_masked_originals(model: nn.Module) -> None:
         for module in model.modules():
             if not parametrize.is_parametrized(module):
                 continue
-            for chain in module.parametrizations.values():  # type: ignore[union-attr,operator]
+            for chain in module.parametrizations.values():  # type: ignore[operator]
                 for step in chain:
                     if isinstance(step, Mask):
                         chain.original.masked_fill_(step.mask == 0, 0)
 
 
-def _loader(dataset: Dataset, config: DDPConfig, rank: int, world: int) -> DataLoader:
+def _loader(dataset: Dataset[Any], config: DDPConfig, rank: int, world: int) -> DataLoader[Any]:
     if config.batch_size % world:
         raise ConfigError(
             f"DDPConfig.batch_size={config.batch_size} must be a multiple of the world size "
@@ -107,7 +108,7 @@ def _loader(dataset: Dataset, config: DDPConfig, rank: int, world: int) -> DataL
             f"finetune_ddp: the data set has {n} samples, fewer than one global batch of "
             f"{config.batch_size}"
         )
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[Any] = DistributedSampler(
         dataset, world, rank, shuffle=config.shuffle, seed=config.seed, drop_last=True
     )
     return DataLoader(
@@ -124,7 +125,7 @@ def _global_losses(local: list[float], world: int) -> tuple[float, ...]:
 
 def finetune_ddp(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: Dataset[Any],
     config: DDPConfig | None = None,
     *,
     loss_fn: LossFn = cross_entropy,
