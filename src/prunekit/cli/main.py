@@ -22,6 +22,7 @@ from prunekit.cli import views
 from prunekit.cli.export import export_command
 from prunekit.cli.inspect import inspect_command
 from prunekit.cli.llm import llm_app
+from prunekit.cli.llm_heal import heal_command
 from prunekit.cli.options import key_values
 from prunekit.config import PruneConfig
 from prunekit.errors import ConfigError, PrunekitError
@@ -34,6 +35,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+llm_app.command("heal")(heal_command)
 app.add_typer(llm_app, name="llm")
 app.command("export")(export_command)
 app.command("inspect")(inspect_command)
