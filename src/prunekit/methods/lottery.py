@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.errors import ConfigError, check_sparsity
+from prunekit.io.fingerprint import Description, describe
 from prunekit.masks import clone_model, masks_of, remove_masks
 from prunekit.recovery.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from prunekit.recovery.originals import load_originals, original_state
@@ -105,7 +106,10 @@ def find_ticket(
     retrain). ``metric(model)`` (e.g. test accuracy) is recorded after every training run.
 
     With ``checkpoint_dir`` every finished round is saved atomically; calling again with the
-    same arguments resumes after the last finished round.
+    same arguments resumes after the last finished round. The checkpoint records ``config`` and
+    the model's tensors: calling again with another config (or model) raises a
+    :class:`ConfigError` naming the changed fields rather than continuing, or returning, a
+    ticket found with other settings.
     """
     config = config or TicketConfig()
     schedule = Iterative(config.final_sparsity, config.rounds)
@@ -113,8 +117,9 @@ def find_ticket(
     rounds: list[TicketRound] = []
     rewind: dict[str, Tensor] = original_state(model) if config.rewind_step == 0 else {}
     start = 0
+    settings = _settings(model, config)
     if ckpt is not None and ckpt.exists():
-        start, rewind, rounds = _resume(model, ckpt)
+        start, rewind, rounds = _resume(model, ckpt, settings)
 
     def capture(step: int, m: nn.Module) -> None:
         if step == config.rewind_step:
@@ -135,12 +140,23 @@ def find_ticket(
         sparsity = schedule.level(k) if k else 0.0
         rounds.append(TicketRound(k, sparsity, _weights_left(model), value))
         if ckpt is not None:
-            _save(model, ckpt, k + 1, rewind, rounds)
+            _save(model, ckpt, k + 1, rewind, rounds, settings)
     return TicketResult(model, rounds, rewind)
 
 
+def _settings(model: nn.Module, config: TicketConfig) -> Description:
+    """What a ticket checkpoint depends on: the IMP settings and the model's tensors."""
+    tensors = {n: f"{tuple(t.shape)} {t.dtype}" for n, t in original_state(model).items()}
+    return describe({"config": config, "model": tensors})
+
+
 def _save(
-    model: nn.Module, path: Path, next_round: int, rewind: dict[str, Tensor], rounds: list[Any]
+    model: nn.Module,
+    path: Path,
+    next_round: int,
+    rewind: dict[str, Tensor],
+    rounds: list[Any],
+    settings: Description,
 ) -> None:
     save_checkpoint(
         path,
@@ -152,13 +168,16 @@ def _save(
             "rounds": [[r.round, r.sparsity, r.weights_left, r.metric] for r in rounds],
             "rng": rng_state(),
         },
+        config=settings,
     )
 
 
-def _resume(model: nn.Module, path: Path) -> tuple[int, dict[str, Tensor], list[TicketRound]]:
+def _resume(
+    model: nn.Module, path: Path, settings: Description
+) -> tuple[int, dict[str, Tensor], list[TicketRound]]:
     from prunekit.masks import apply_masks
 
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, config=settings)
     remove_masks(model)
     apply_masks(model, state["masks"])
     load_originals(model, state["originals"])
