@@ -79,6 +79,7 @@ def reduce(
     dims: Sequence[int],
     how: ReduceKind,
     keepdim: bool,
+    clean: bool = True,
 ) -> Slots:
     """Slots after reducing over ``dims``.
 
@@ -86,7 +87,11 @@ def reduce(
     that also varies along kept dims is coarsened (all atoms of a reduced fibre become one unit).
     ``mean``: like ``sum`` but removal changes the count, so the atoms are marked inexact.
     ``fixed``: the result depends on every position (max, softmax, sort), so they are fixed.
+    A sum or mean of values that are not zero at removed positions (``clean=False``, e.g.
+    ``sigmoid(x)``: the masked model adds ``sigmoid(0)`` for each) is ``fixed`` too.
     """
+    if not clean and how in ("sum", "mean"):
+        how = "fixed"
     out: list[Tensor] = []
     for s in slots:
         ndim = s.dim()
@@ -119,8 +124,10 @@ def contract(
     b_frame: Sequence[int],
     frame_shape: Sequence[int],
     sum_dims: Sequence[int],
+    clean: bool = True,
 ) -> Slots:
-    """A product summed over ``sum_dims`` (``mm``, ``bmm``, attention scores).
+    """A product summed over ``sum_dims`` (``mm``, ``bmm``, attention scores); ``clean`` says
+    whether the product is zero at removed positions of the summed dims (one operand is clean).
 
     ``a_frame`` / ``b_frame`` say where each operand dimension sits in a common broadcast frame
     (in increasing order; frame dims an operand lacks are broadcast), e.g. ``mm`` of ``[n, k]``
@@ -128,7 +135,7 @@ def contract(
     """
     items = [_to_frame(a, a_frame, frame_shape), _to_frame(b, b_frame, frame_shape)]
     slots = couple(graph, items, frame_shape)
-    return reduce(graph, slots, sum_dims, "sum", keepdim=False)
+    return reduce(graph, slots, sum_dims, "sum", keepdim=False, clean=clean)
 
 
 def _to_frame(item: Item, where: Sequence[int], frame_shape: Sequence[int]) -> Item:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.weak import WeakIdKeyDictionary
@@ -37,6 +38,8 @@ from prunekit.graph.running import (
     to_meta,
 )
 from prunekit.graph.structural.attention import fixed_widths, makes_constants
+from prunekit.graph.structural.functions import FUNCTION_RULES
+from prunekit.graph.structural.zeros import output_clean, zero_kind
 
 Compute = Literal["meta", "fake", "real"]
 """How the traced forward runs: on ``meta`` tensors (shapes only, the default), under a
@@ -91,6 +94,8 @@ class _Tracer(TorchDispatchMode):
         self.norm_sites: list[NormSite] = []
         self.n_ops = 0
         self.op_names: set[str] = set()
+        self.dirty: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.suspended = 0
         self._func: Any = None
         self.meta = swap is not None
         self.fake = False
@@ -113,6 +118,13 @@ class _Tracer(TorchDispatchMode):
 
     def modules(self) -> Sequence[nn.Module]:
         return self.module_stack
+
+    def is_clean(self, t: Any) -> bool:
+        """True if ``t`` is zero wherever it carries a removable atom in the masked model
+        (:mod:`prunekit.graph.structural.zeros`); unlabelled tensors are clean."""
+        if not isinstance(t, Tensor) or not self.slots(t):
+            return True
+        return not self.dirty.get(_root(t), False)
 
     def where(self) -> str:
         return self.stack[-1] if self.stack else "<top level>"
@@ -159,6 +171,8 @@ class _Tracer(TorchDispatchMode):
         fast = shortcut_for(func, args, kwargs) if self.meta else None
         out = fast(args, kwargs) if fast is not None else func(*args, **kwargs)
         self.n_ops += 1
+        if self.suspended:
+            return out
         labelled = False
         for t in _tensor_args(args, kwargs):
             name = self.names.get(t)
@@ -184,9 +198,39 @@ class _Tracer(TorchDispatchMode):
         self._func = func
         marked = len(self.graph.normalised)
         rule(self, args, kwargs, out)
+        self._after_write(func, args)
+        self._track_zeros(rule, func, args, kwargs, out)
         for slot in self.graph.normalised[marked:]:
             site = find_site(slot, str(func), self.stack, self.input_stack, self.slots)
             self.norm_sites.append(site)
+
+    def _after_write(self, func: Any, args: Sequence[Any]) -> None:
+        """An in-place op that writes units into a view of a tensor without units (a buffer
+        from ``new_empty``, filled piece by piece): the base never receives them, so whatever
+        reads the base would see no units while the writer's units are removable. Those units
+        are kept (a function rule such as circular ``F.pad`` maps such a call exactly)."""
+        dst = args[0] if args else None
+        if not isinstance(dst, Tensor) or dst._base is None or not _writes_first(func):
+            return
+        if not self.slots(dst._base):
+            for s in self.slots(dst):
+                self.graph.fix(s)
+
+    def _track_zeros(
+        self, rule: Any, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any
+    ) -> None:
+        from prunekit.graph.structural import pointwise
+
+        moves = getattr(rule, "__module__", "").startswith("prunekit.graph.structural")
+        kind = zero_kind(str(func), pointwise=rule is pointwise, moves=moves)
+        clean = output_clean(kind, self, func, args, kwargs)
+        if _writes_first(func) and args and isinstance(args[0], Tensor):
+            root = _root(args[0])
+            self.dirty[root] = self.dirty.get(root, False) or not clean
+            return
+        for t in pytree.tree_leaves(out):
+            if isinstance(t, Tensor) and t._base is None:
+                self.dirty[t] = not clean
 
     def _opaque(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """An op without a rule inside an ignored module: its inputs keep their width."""
@@ -248,6 +292,67 @@ class _Tracer(TorchDispatchMode):
         finally:
             for h in handles:
                 h.remove()
+
+
+class _FunctionTracer(TorchFunctionMode):
+    """Hands Python-level calls that have a :class:`FunctionRule` to it (see
+    :mod:`prunekit.graph.structural.functions`); every other call runs unchanged."""
+
+    def __init__(self, tracer: _Tracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(
+        self,
+        func: Any,
+        types: Any,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        rule = FUNCTION_RULES.lookup(func, args, kwargs)
+        tracer = self.tracer
+        if rule is None or tracer.suspended or not _labelled(tracer, args, kwargs):
+            return func(*args, **kwargs)
+        if rule.before is not None:
+            with _disable_current_modes():
+                rule.before(tracer, args, kwargs)
+        if rule.opaque is None:
+            return func(*args, **kwargs)
+        tracer.suspended += 1
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            tracer.suspended -= 1
+        with _disable_current_modes():
+            rule.opaque(tracer, args, kwargs, out)
+            clean = all(tracer.is_clean(t) for t in _tensor_args(args, kwargs))
+            for t in pytree.tree_leaves(out):
+                if isinstance(t, Tensor):
+                    tracer.dirty[_root(t)] = not clean
+        return out
+
+
+def _labelled(tracer: _Tracer, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    return any(tracer.slots(t) for t in _tensor_args(args, kwargs))
+
+
+def _root(t: Tensor) -> Tensor:
+    """The tensor that owns ``t``'s memory (``t`` itself unless it is a view)."""
+    return t._base if t._base is not None else t
+
+
+_WRITES: dict[Any, bool] = {}
+
+
+def _writes_first(func: Any) -> bool:
+    """True if the ATen op writes into its first argument (``add_``, ``copy_``)."""
+    found = _WRITES.get(func)
+    if found is None:
+        schema_args = getattr(getattr(func, "_schema", None), "arguments", ())
+        alias = schema_args[0].alias_info if schema_args else None
+        found = _WRITES[func] = bool(alias is not None and alias.is_write)
+    return found
 
 
 def _tensor_args(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Iterator[Tensor]:
@@ -336,7 +441,7 @@ def _run_trace(
         else contextlib.nullcontext()
     )
     with eval_mode(model), torch.no_grad(), composite_attention():
-        with tracer.module_scope(), compute_mode, tracer:
+        with tracer.module_scope(), compute_mode, tracer, _FunctionTracer(tracer):
             if swap is not None:
                 output = call_with(model, swap, to_meta(example_inputs))
             else:

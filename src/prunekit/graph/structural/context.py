@@ -33,6 +33,10 @@ class RuleContext(Protocol):
     def where(self) -> str:
         """The module path being run, for error messages."""
 
+    def is_clean(self, t: Any) -> bool:
+        """True if ``t`` is zero at its removable positions in the masked model
+        (:mod:`prunekit.graph.structural.zeros`)."""
+
     @property
     def func(self) -> Any:
         """The ATen overload being run."""

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from prunekit.graph.atoms import left_pad
 from prunekit.graph.couple import Item, contract, couple
-from prunekit.graph.structural.context import RuleContext, first_tensor, item
+from prunekit.graph.structural.context import RuleContext, first_tensor, fix_along, item
 
 
 def mm_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
@@ -17,22 +17,28 @@ def mm_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], ou
     operands; the output has the row units of ``a`` and the column units of ``b``."""
     bias = args[0] if str(ctx.func).startswith(("aten.addmm", "aten.baddbmm")) else None
     a, b = (args[1], args[2]) if bias is not None else (args[0], args[1])
+    clean = ctx.is_clean(a) or ctx.is_clean(b)
+    ia, ib = item(ctx, a), item(ctx, b)
     if a.dim() == 2:
         n, k = a.shape
         frame: tuple[int, ...] = (n, k, b.shape[1])
-        slots = contract(ctx.graph, item(ctx, a), item(ctx, b), (0, 1), (1, 2), frame, (1,))
+        slots = contract(ctx.graph, ia, ib, (0, 1), (1, 2), frame, (1,), clean)
     else:
         bt, n, k = a.shape
         frame = (bt, n, k, b.shape[2])
-        slots = contract(ctx.graph, item(ctx, a), item(ctx, b), (0, 1, 2), (0, 2, 3), frame, (2,))
+        slots = contract(ctx.graph, ia, ib, (0, 1, 2), (0, 2, 3), frame, (2,), clean)
     if bias is not None:
         slots = couple(ctx.graph, [(tuple(out.shape), slots), item(ctx, bias)], tuple(out.shape))
     ctx.set_slots(out, slots)
 
 
 def sdpa_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
-    """Fused scaled-dot-product attention ``softmax(q k^T + mask) v`` on ``[..., L, E]`` inputs."""
+    """Fused scaled-dot-product attention ``softmax(q k^T + mask) v`` on ``[..., L, E]`` inputs.
+    Without ``scale`` it scales by ``1 / sqrt(E)``: ``E`` then keeps its size (whole heads)."""
     q, k, v = args[0], args[1], args[2]
+    if kwargs.get("scale") is None:
+        fix_along(ctx, q, -1)
+        fix_along(ctx, k, -1)
     *batch, length, e = q.shape
     k_item, v_item = _grouped_query(ctx, q, k), _grouped_query(ctx, q, v)
     s_len, ev = k.shape[-2], v.shape[-1]
@@ -47,6 +53,7 @@ def sdpa_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], 
         (*bdims, nb + 1, nb + 2),
         frame,
         (nb + 2,),
+        ctx.is_clean(q) or ctx.is_clean(k),
     )
     mask = kwargs.get("attn_mask")
     score_shape = (*batch, length, s_len)
@@ -64,6 +71,7 @@ def sdpa_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], 
         (*bdims, nb + 1, nb + 2),
         frame,
         (nb + 1,),
+        ctx.is_clean(v),
     )
     ctx.set_slots(first_tensor(out), slots)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from prunekit.graph.atoms import compress_all, left_pad
 from prunekit.graph.couple import ReduceKind, couple, reduce
 from prunekit.graph.structural.context import (
     Rule,
@@ -52,11 +53,25 @@ def reduction(how: ReduceKind, dims_at: int, keep_at: int, all_default: bool = T
             dims = list(range(x.dim()))
         dims = [dims] if isinstance(dims, int) else list(dims)
         keepdim = bool(arg(args, kwargs, keep_at, "keepdim", False)) if keep_at >= 0 else False
-        slots = reduce(ctx.graph, ctx.slots(x), dims, how, keepdim)
+        slots = reduce(ctx.graph, ctx.slots(x), dims, how, keepdim, clean=ctx.is_clean(x))
         ctx.set_slots(first_tensor(out), slots)
 
     rule.__doc__ = f"Reduction over the given dims ({how})."
     return rule
+
+
+def topk_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
+    """``topk(x, k, dim)``: the ``k`` outputs along ``dim`` are the largest inputs, not
+    positions of the input, so units along ``dim`` are kept; the other dims pass through."""
+    x = args[0]
+    dim = arg(args, kwargs, 2, "dim", -1) % max(x.dim(), 1)
+    fix_along(ctx, x, dim)
+    slots = []
+    for s in ctx.slots(x):
+        s = left_pad(s, x.dim())
+        slots.append(s.narrow(dim, 0, 1) if s.shape[dim] > 1 else s)
+    for t in out:
+        ctx.set_slots(t, compress_all(slots))
 
 
 def scan(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:

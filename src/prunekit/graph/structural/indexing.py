@@ -11,7 +11,7 @@ from torch import Tensor
 
 from prunekit.graph.atoms import compress, left_pad, vary
 from prunekit.graph.couple import Item, couple
-from prunekit.graph.structural.context import RuleContext, arg, fix_along, item
+from prunekit.graph.structural.context import RuleContext, arg, fix_along, item, tensors_in
 from prunekit.graph.structural.movement import movement
 
 
@@ -55,16 +55,20 @@ def index_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any],
 
 
 def split_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
-    """``split`` / ``chunk`` / ``unbind``: pieces of equal size stay equal after pruning only if
-    the same positions are removed from each, so the pieces are coupled position by position.
-    Pieces of unequal size have sizes written in code: their units are fixed."""
+    """``chunk`` (ATen ``split.Tensor``): the number of pieces is written in code and their
+    size follows the width, so pieces of equal size are coupled position by position (each
+    loses the same positions). Pieces of unequal size, ``split_with_sizes`` (sizes written in
+    code) and ``unbind`` (one piece per position) keep the dimension whole. ``torch.split``
+    with an integer size reaches ATen as ``split.Tensor`` too; its function rule
+    (:mod:`prunekit.graph.structural.functions`) keeps the dimension whole first."""
     x = args[0]
     dim = _split_dim(ctx, args, kwargs) % max(x.dim(), 1)
     movement(ctx, args, kwargs, out, along=dim)
     pieces = [p for p in out if isinstance(p, Tensor)]
     if not any(s.shape[dim] > 1 for s in ctx.slots(x)):
         return
-    if len({p.shape[dim] for p in pieces}) > 1:
+    name = str(ctx.func)
+    if len({p.shape[dim] for p in pieces}) > 1 or not name.startswith("aten.split.Tensor"):
         fix_along(ctx, x, dim)
         return
     size = pieces[0].shape[dim] if pieces[0].dim() == x.dim() else 1
@@ -78,6 +82,17 @@ def _split_dim(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any])
     if str(ctx.func).startswith("aten.unbind"):
         return int(arg(args, kwargs, 1, "dim", 0))
     return int(arg(args, kwargs, 2, "dim", 0))
+
+
+def keep_whole(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
+    """Ops that write values to positions chosen by an index tensor (``scatter``,
+    ``index_put``, ``index_add``): every unit of every operand is kept, and the output carries
+    none (whatever reads it keeps its own width)."""
+    for t in tensors_in([*args, *kwargs.values()]):
+        for s in ctx.slots(t):
+            ctx.graph.fix(s)
+    if isinstance(out, Tensor) and out is not (args[0] if args else None):
+        ctx.set_slots(out, ())
 
 
 def cat_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:

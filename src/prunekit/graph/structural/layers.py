@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from prunekit.graph.atoms import vary
 from prunekit.graph.couple import couple, place, vector
@@ -72,6 +72,8 @@ def convolution(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any]
             if v is not None:
                 ctx.graph.fix(v)
         w_out = None
+    elif not _groups_follow_width(ctx, groups):
+        w_out = _constant_groups(ctx, groups, xin, w_in, w_out)
     else:
         if w_in is not None:
             ctx.graph.fix(w_in)
@@ -87,6 +89,45 @@ def convolution(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any]
     link(ctx, w_out, w.shape[out_dim], b_out, 0 if bias is None else bias.shape[0])
     if w_out is not None:
         ctx.set_slots(out, (place(w_out, out.dim(), cdim),))
+
+
+def _groups_follow_width(ctx: RuleContext, groups: int) -> bool:
+    """True if ``groups`` is the ``groups`` attribute of the convolution module being run, which
+    surgery updates with the width; a functional call inside any other module (a blur pool's
+    ``F.conv2d(x, filt, groups=self.channels)``) has its ``groups`` written in code."""
+    modules = ctx.modules()
+    module = modules[-1] if modules else None
+    return isinstance(module, nn.modules.conv._ConvNd) and module.groups == groups
+
+
+def _constant_groups(
+    ctx: RuleContext,
+    groups: int,
+    xin: Tensor | None,
+    w_in: Tensor | None,
+    w_out: Tensor | None,
+) -> Tensor | None:
+    """A grouped convolution whose ``groups`` stays what it is: a unit is one position inside
+    every group (position ``j`` of each group's inputs with weight column ``j``; position
+    ``m`` of each group's outputs with weight row ``m`` of every group), so every group loses
+    the same positions. With one position per group (depthwise) nothing can go. Returns the
+    output's atoms (``None`` if the output carries no units)."""
+    if xin is not None:
+        per_in = xin.view(groups, -1)
+        ctx.graph.union(per_in[:1], per_in)
+        if per_in.shape[1] == 1 or w_in is None:
+            ctx.graph.fix(xin)
+        else:
+            ctx.graph.union(per_in[0], w_in)
+    elif w_in is not None:
+        ctx.graph.fix(w_in)
+    if w_out is None:
+        return None
+    per_out = w_out.view(groups, -1)
+    ctx.graph.union(per_out[:1], per_out)
+    if per_out.shape[1] == 1:
+        ctx.graph.fix(w_out)
+    return w_out
 
 
 def batch_norm(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:

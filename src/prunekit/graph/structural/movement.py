@@ -52,6 +52,35 @@ def layout(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out
     ctx.set_slots(first_tensor(out), compress_all(moved))
 
 
+def roll_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
+    """``torch.roll(x, s, d)``: a cyclic shift by a number written in code. For ``0 < s < n``
+    the last ``s`` positions wrap to the front; removing any other position leaves the same
+    ones wrapping, so the shift maps units exactly if those ``s`` are kept (for ``-n < s < 0``,
+    the first ``-s``). A shift of ``n`` or more, or a roll of the flattened tensor, keeps every
+    unit of the rolled dims."""
+    x = args[0]
+    shifts = list(arg(args, kwargs, 1, "shifts", []))
+    dims = list(arg(args, kwargs, 2, "dims", []))
+    slots = [left_pad(s, x.dim()) for s in ctx.slots(x)]
+    if not dims:
+        for s in slots:
+            ctx.graph.fix(s)
+    for shift, d in zip(shifts, dims, strict=False):
+        n = x.shape[d]
+        if shift == 0:
+            continue
+        for s in slots:
+            if s.shape[d] <= 1:
+                continue
+            if abs(shift) >= n:
+                ctx.graph.fix(s)
+            else:
+                ctx.graph.fix(
+                    s.narrow(d, n - shift, shift) if shift > 0 else s.narrow(d, 0, -shift)
+                )
+    layout(ctx, args, kwargs, out)
+
+
 def restride(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
     """``as_strided`` to the tensor's own shape (kernels re-stride outputs to a memory format):
     the elements stay where they are. Any other ``as_strided`` cannot be mapped."""
