@@ -64,6 +64,10 @@ def build(out: Path, seed: int = 0) -> dict[str, Any]:
     """Write the random bf16 model tensor by tensor; return its size."""
     import torch
     from accelerate import init_empty_weights
+
+    from prunekit.compat.torchvision_shim import ensure_torchvision_ops
+
+    ensure_torchvision_ops()
     from safetensors.torch import save_file
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -112,6 +116,17 @@ def _windows(n_samples: int, seq_len: int) -> Any:
     return calibration_windows(_smollm2_tokenizer(), CALIB, n_samples=n_samples, seq_len=seq_len)
 
 
+def _log_block(index: int, stamps: list[float]) -> None:
+    """Record and print (stderr) each block's time and the peak RSS so far."""
+    stamps.append(time.perf_counter())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(
+        f"block {index}: {stamps[-1] - stamps[-2]:.1f} s, peak RSS {peak:.2f} GiB",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def prune_child(src: Path, out: Path, method: str, n_samples: int, seq_len: int) -> dict[str, Any]:
     """Run in the child process: stream-prune and time every block."""
     import torch
@@ -128,7 +143,7 @@ def prune_child(src: Path, out: Path, method: str, n_samples: int, seq_len: int)
         sparsity=0.5,
         calibration=windows,
         progress=False,
-        on_block=lambda _: stamps.append(time.perf_counter()),
+        on_block=lambda index: _log_block(index, stamps),
     )
     first, *per_block = [b - a for a, b in itertools.pairwise(stamps)]
     return {
@@ -213,9 +228,9 @@ def main() -> None:
             str(args.seq_len),
         ]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        child = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        child = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env, check=False)
         if child.returncode != 0:
-            sys.exit(child.stderr[-3000:])
+            sys.exit(f"the pruning child failed with status {child.returncode}")
         row = json.loads(child.stdout.strip().splitlines()[-1])
         (runs / f"stream-{args.method}.json").write_text(json.dumps(row, indent=1))
         print(json.dumps(row))

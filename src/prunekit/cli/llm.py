@@ -343,3 +343,59 @@ def _eval_encoder(
         str(result.sentences),
     )
     console.print(table)
+
+
+@llm_app.command("stream")
+def stream_command(
+    model_dir: Annotated[Path, typer.Argument(help="Hugging Face directory, safetensors shards.")],
+    out_dir: Annotated[Path, typer.Argument(help="Directory for the pruned shards (resumable).")],
+    calib: Annotated[
+        Path | None, typer.Option(help="Calibration text (tokenised with the model's tokenizer).")
+    ] = None,
+    method: Annotated[str, typer.Option(help="magnitude, wanda or sparsegpt.")] = "wanda",
+    sparsity: Annotated[float, typer.Option(help="Fraction of weights removed, in [0, 1).")] = 0.5,
+    pattern: Annotated[str | None, typer.Option(help="N:M pattern, e.g. 2:4 or 4:8.")] = None,
+    samples: Annotated[int, typer.Option(help="Calibration windows.")] = 8,
+    seq_len: Annotated[int, typer.Option(help="Tokens per calibration window.")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed of the window offsets.")] = 0,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Linear name patterns to leave dense.")
+    ] = None,
+) -> None:
+    """Prune a model too large for memory, one block at a time from its safetensors shards.
+
+    Rerun the same command to resume an interrupted run from its last complete block.
+    """
+    from prunekit.llm.streaming import prune_streaming
+
+    result = _guarded(
+        lambda: prune_streaming(
+            model_dir,
+            out_dir,
+            method=method,
+            sparsity=sparsity,
+            pattern=pattern,
+            calibration=calib,
+            n_samples=samples,
+            seq_len=seq_len,
+            seed=seed,
+            exclude=tuple(exclude or ()),
+            progress=sys.stderr.isatty(),
+        )
+    )
+    record = {
+        "model": str(model_dir),
+        "method": method,
+        "sparsity": sparsity,
+        "pattern": pattern,
+        "calibration": {"text": str(calib), "samples": samples, "seq_len": seq_len, "seed": seed},
+        "seconds": round(result.seconds, 2),
+        "layer_sparsity": result.layer_sparsity,
+    }
+    (out_dir / "prunekit_llm.json").write_text(json.dumps(record, indent=2))
+    resumed = f", resumed after block {result.resumed_from}" if result.resumed_from else ""
+    console.print(
+        f"pruned {len(result.layer_sparsity)} layers of {result.blocks} blocks with {method} "
+        f"(mean sparsity {result.sparsity:.3f}) in {result.seconds:.1f} s{resumed} -> {out_dir}",
+        highlight=False,
+    )
