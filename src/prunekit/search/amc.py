@@ -10,7 +10,8 @@ projection (:meth:`~prunekit.search.space.SearchSpace.project`), not by the agen
 
 Simplified against the paper: the policy is linear-Gaussian in logit space
 (``z_l ~ N(theta . s_l, sigma^2)``, keep ratio ``low_l + (1 - low_l) * sigmoid(z_l)``) trained by
-REINFORCE with a moving-average baseline and normalised advantages (Williams 1992), instead of
+REINFORCE with a moving-average baseline, normalised (clipped) advantages and a step scaled by
+the state's norm (Williams 1992), instead of
 DDPG with an actor-critic pair and a replay buffer; the exploration noise decays geometrically
 per episode as in AMC. The policy is not stored: it is rebuilt from the study's finished trials
 (their actions and rewards, in trial order) each time a trial is sampled, so a resumed search
@@ -52,7 +53,7 @@ class AmcSampler(BaseSampler):
         features: Sequence[Sequence[float]],
         *,
         seed: int = 0,
-        lr: float = 0.5,
+        lr: float = 0.2,
         sigma0: float = 1.0,
         decay: float = 0.97,
         sigma_min: float = 0.15,
@@ -100,7 +101,7 @@ class AmcSampler(BaseSampler):
                 self.momentum * baseline + (1 - self.momentum) * reward
             )  # fmt: skip
             spread = float(np.std(rewards)) if len(rewards) > 1 else 1.0
-            advantage = (reward - baseline) / (spread + 1e-8)
+            advantage = min(max((reward - baseline) / (spread + 1e-8), -3.0), 3.0)
             theta = theta + self.lr * advantage * self._grad(theta, trial)
         return theta
 
@@ -111,7 +112,7 @@ class AmcSampler(BaseSampler):
         for layer, name in enumerate(self.names):
             s = self.state(layer, previous)
             z = self.to_logit(layer, float(trial.params[name]))
-            grad += (z - float(theta @ s)) / sigma**2 * s
+            grad += (z - float(theta @ s)) / sigma**2 * s / float(s @ s)
             previous = float(trial.params[name])
         return grad / len(self.names)
 

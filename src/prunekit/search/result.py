@@ -51,7 +51,7 @@ def records(study: optuna.Study) -> list[TrialRecord]:
         attrs = t.user_attrs
         score = t.values[0] if t.state == TrialState.COMPLETE and t.values else math.nan
         out.append(TrialRecord(
-            number=t.number, state=t.state.name.lower(), score=float(score),
+            number=t.number, state="complete" if t.state == TrialState.COMPLETE else "failed", score=float(score),
             macs=float(attrs.get("macs", math.nan)), params=float(attrs.get("params", math.nan)),
             seconds=float(attrs.get("seconds", math.nan)),
             sparsities=dict(attrs.get("sparsities", {})), error=attrs.get("error"),

@@ -1,0 +1,115 @@
+"""``prunekit search RECIPE``: search the per-layer allocation of a recipe's model under its
+``prune.target`` budget (the recipe's ``search:`` section says how), write the trials, the
+Pareto front (table, plot, JSON) and a recipe that ``prunekit prune`` replays."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from prunekit.errors import ConfigError, PrunekitError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(err: PrunekitError) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def search_command(
+    recipe_file: Annotated[Path, typer.Argument(help="YAML recipe with a search: section.")],
+    trials: Annotated[int | None, typer.Option(help="Override search.trials.")] = None,
+    searcher: Annotated[str | None, typer.Option(help="Override search.searcher.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Override search.workers.")] = None,
+    storage: Annotated[str | None, typer.Option(help="Override search.storage.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (default: the recipe's output.dir).")
+    ] = None,
+) -> None:
+    """Search per-layer sparsities under the recipe's prune.target budget."""
+    try:
+        _search(recipe_file, trials, searcher, workers, storage, out)
+    except PrunekitError as err:
+        raise _fail(err) from None
+
+
+def _search(
+    recipe_file: Path,
+    trials: int | None,
+    searcher: str | None,
+    workers: int | None,
+    storage: str | None,
+    out: Path | None,
+) -> None:
+    from prunekit.search import search
+    from prunekit.search.spec import default_storage, split_recipe
+
+    try:
+        data = yaml.safe_load(recipe_file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"recipe file {str(recipe_file)!r} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{recipe_file}: not valid YAML: {err}") from None
+    given = {"trials": trials, "searcher": searcher, "workers": workers, "storage": storage}
+    section = {**(data.get("search") or {}), **{k: v for k, v in given.items() if v is not None}}
+    recipe, spec = split_recipe({**data, "search": section}, str(recipe_file))
+    if out is not None:
+        recipe = recipe.model_copy(update={"output": recipe.output.model_copy(update={"dir": out})})
+    model, example, loader = _load(recipe)
+    target = dict(recipe.prune.target or {})
+    result = search(
+        model, example, data=loader, target=target, searcher=spec.searcher, trials=spec.trials,
+        workers=spec.workers, address=spec.address, storage=default_storage(recipe, spec),
+        study_name=spec.study_name, objective=spec.objective, n_batches=spec.n_batches,
+        eval_batches=spec.eval_batches, finetune_steps=spec.finetune_steps,
+        finetune_lr=spec.finetune_lr, tolerance=spec.tolerance, threads=spec.threads,
+        seed=recipe.seed, progress=sys.stderr.isatty(), config=recipe.prune,
+    )  # fmt: skip
+    folder = Path(recipe.output.dir)
+    replay = recipe.model_copy(
+        update={"output": recipe.output.model_copy(update={"dir": folder / "best"})}
+    )
+    files = {
+        "trials": result.write_json(folder / "search.json"),
+        "plot": result.plot(folder / "pareto.png"),
+        "recipe": result.write_recipe(folder / "best.yaml", replay),
+    }
+    console.print(result.table())
+    best = result.best
+    console.print(
+        f"best: trial {best.number}, score {best.score:.4f}, MACs kept {best.macs:.3f}, "
+        f"params kept {best.params:.3f}",
+        highlight=False,
+    )
+    for name, path in files.items():
+        console.print(f"{name}: {path}", highlight=False)
+
+
+def _load(recipe: Any) -> tuple[Any, Any, Any]:
+    """The recipe's dense model, example inputs and training loader, built as ``prunekit prune``
+    builds them (same seed, same order), so the chosen recipe replays on the same model."""
+    from prunekit.pipeline import _data, dense_model, example_inputs, model_source
+    from prunekit.sources import example_from_shape
+    from prunekit.train import seed_everything
+
+    seed_everything(recipe.seed)
+    if recipe.threads is not None:
+        import torch
+
+        torch.set_num_threads(recipe.threads)
+    source = model_source(recipe)
+    data = _data(recipe, source)
+    if recipe.example_shape is not None:
+        data = dataclasses.replace(data, example=example_from_shape(recipe.example_shape))
+    model = dense_model(
+        recipe, data.train, data.example, False, lambda _: None, source, data.num_classes
+    )
+    return model, example_inputs(model, data.example), data.train

@@ -1,0 +1,100 @@
+"""Every registered searcher runs a few trials within the budget; the AMC agent learns from
+its rewards; a NaN objective fails a trial and the search goes on."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from optuna.distributions import FloatDistribution
+from torch import nn
+
+from prunekit.errors import ConfigError, UnknownNameError
+from prunekit.search import SEARCHERS, AmcSampler, search
+
+
+def width(model: nn.Module) -> float:
+    """Hidden units kept: a deterministic score that prefers wide first layers."""
+    return float(model[0].out_features) + 0.1 * float(model[2].out_features)
+
+
+@pytest.mark.parametrize("name", SEARCHERS.names())
+def test_every_searcher_stays_within_the_budget(name: str, mlp_case: Any) -> None:
+    model, x, data = mlp_case
+    result = search(
+        model, x, data=data, target={"macs": 0.5}, searcher=name, trials=4, storage=":memory:",
+        objective=width, n_batches=2, progress=False,
+    )  # fmt: skip
+    assert len(result.trials) == 4
+    assert all(t.state == "complete" and t.macs <= 0.5 + 1e-9 for t in result.trials)
+    assert result.best.score == max(t.score for t in result.trials)
+    assert result.front  # never empty with complete trials
+
+
+def test_unknown_searcher_suggests_a_name(mlp_case: Any) -> None:
+    model, x, data = mlp_case
+    with pytest.raises(UnknownNameError, match="did you mean 'nsga2'"):
+        search(model, x, data=data, target="macs=0.5", searcher="nsga", storage=":memory:")
+
+
+def test_nan_objective_fails_the_trial_and_the_search_goes_on(mlp_case: Any) -> None:
+    model, x, data = mlp_case
+    calls = []
+
+    def sometimes_nan(m: nn.Module) -> float:
+        calls.append(1)
+        return math.nan if len(calls) % 2 else width(m)
+
+    result = search(
+        model, x, data=data, target={"macs": 0.5}, searcher="random", trials=4,
+        storage=":memory:", objective=sometimes_nan, progress=False,
+    )  # fmt: skip
+    assert [t.state for t in result.trials] == ["failed", "complete", "failed", "complete"]
+    assert result.trials[0].error == "the objective is nan"
+    assert result.best.number in (1, 3)
+
+
+def _study_with(keeps_and_rewards: list[tuple[float, float]]) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    dist = {"a": FloatDistribution(0.1, 1.0)}
+    for keep, reward in keeps_and_rewards:
+        study.add_trial(
+            optuna.trial.create_trial(params={"a": keep}, distributions=dist, value=reward)
+        )
+    return study
+
+
+def test_amc_policy_moves_toward_rewarded_actions() -> None:
+    sampler = AmcSampler(["a"], [0.1], [[1.0, 1.0]], seed=0, lr=0.5)
+    study = _study_with([(0.2, 0.0), (0.9, 1.0), (0.3, 0.0), (0.8, 1.0)])
+    theta = sampler.policy(study)
+    mean_keep = sampler.to_keep(0, float(theta @ sampler.state(0, 1.0)))
+    assert mean_keep > 0.55  # the untrained policy's mean is the middle, 0.55
+    # rewards reversed: the policy moves the other way
+    reversed_study = _study_with([(0.2, 1.0), (0.9, 0.0), (0.3, 1.0), (0.8, 0.0)])
+    theta = sampler.policy(reversed_study)
+    assert sampler.to_keep(0, float(theta @ sampler.state(0, 1.0))) < 0.55
+
+
+def test_amc_refuses_two_objectives() -> None:
+    sampler = AmcSampler(["a"], [0.1], [[1.0, 1.0]])
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    with pytest.raises(ConfigError, match="one objective"):
+        sampler.policy(study)
+
+
+def test_random_candidates_depend_only_on_seed_and_trial_number(mlp_case: Any) -> None:
+    model, x, data = mlp_case
+    runs = [
+        search(model, x, data=data, target={"macs": 0.5}, searcher="random", trials=3,
+               storage=":memory:", objective=width, seed=7, progress=False)
+        for _ in range(2)
+    ]  # fmt: skip
+    assert [t.sparsities for t in runs[0].trials] == [t.sparsities for t in runs[1].trials]
+    torch.testing.assert_close(
+        torch.tensor([t.score for t in runs[0].trials]),
+        torch.tensor([t.score for t in runs[1].trials]),
+    )
