@@ -1,0 +1,76 @@
+"""``prunekit search RECIPE`` on real data (scikit-learn digits): the chosen recipe replays
+through ``prunekit prune`` to the same MACs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from prunekit.cli.search import search_command
+from prunekit.pipeline import run_recipe
+from prunekit.recipe import load_recipe
+
+app = typer.Typer()
+app.command("search")(search_command)
+
+
+@app.callback()
+def _root() -> None:
+    """Makes ``search`` a subcommand, as under ``prunekit``."""
+
+
+runner = CliRunner()
+
+
+def recipe(tmp_path: Path, **prune: Any) -> Path:
+    spec = {
+        "model": {"name": "small-vgg"},
+        "data": {"dataset": "digits", "batch_size": 64, "train_limit": 256},
+        "train": {"epochs": 1, "lr": 0.003},
+        "prune": {"granularity": "channel", **prune},
+        "output": {"dir": str(tmp_path / "out"), "report": False, "latency": False,
+                   "plots": False, "save": False},
+        "search": {"searcher": "random", "trials": 3, "n_batches": 2,
+                   "storage": str(tmp_path / "study.journal")},
+        "threads": 1,
+    }  # fmt: skip
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.slow
+def test_search_writes_front_and_a_recipe_that_prune_replays(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["search", str(recipe(tmp_path, target={"macs": 0.4}))])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    trials = json.loads((out / "search.json").read_text())
+    assert len(trials["trials"]) == 3 and (out / "pareto.png").stat().st_size > 0
+    best = next(t for t in trials["trials"] if t["number"] == trials["best"])
+    assert best["macs"] <= 0.4
+    replay = load_recipe(out / "best.yaml")
+    assert replay.prune.overrides == best["sparsities"] and replay.prune.target is None
+    report = run_recipe(replay, progress=False, log=lambda _: None)
+    assert report.pruned.macs / report.before.macs == pytest.approx(best["macs"], rel=1e-9)
+
+
+def test_search_needs_a_target(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["search", str(recipe(tmp_path, sparsity=0.5))])
+    assert result.exit_code == 2
+    assert "prune.target is the search's budget" in result.output
+
+
+def test_search_section_is_validated(tmp_path: Path) -> None:
+    path = recipe(tmp_path, target={"macs": 0.4})
+    data = yaml.safe_load(path.read_text())
+    data["search"]["searcher"] = "tpee"
+    path.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["search", str(path)])
+    assert result.exit_code == 2
+    assert "did you mean 'tpe'" in result.output
