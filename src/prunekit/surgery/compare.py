@@ -3,8 +3,14 @@
 :class:`RunMode` says how verification runs a model: *fast* (in place, in the model's own dtype,
 float16 / bfloat16 computed in float32, no copy of any tensor) or on a copy converted to a
 ``dtype`` (the exhaustive float64 check). :func:`compare_outputs` is the comparison both modes
-share: the largest difference relative to the largest reference output, and outputs holding NaN
-or inf always fail.
+share: each output's largest difference relative to that output's own largest value, and
+outputs holding NaN or inf always fail.
+
+Verification does not trust the example inputs alone: :func:`fresh_inputs` draws inputs of the
+same structure, shapes, dtypes and devices at another scale (integer inputs: ids in the observed
+range), and :class:`OpRecorder` records the operations a run dispatches, so that a model whose
+``forward`` branches on input values (it runs another operation sequence on other inputs) is
+noticed instead of being verified on one path only.
 """
 
 from __future__ import annotations
@@ -18,13 +24,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from prunekit.core.groups import Group, Selection, get_tensor, selection_to_masks
 from prunekit.core.modes import eval_mode
 from prunekit.errors import PrunekitError
 from prunekit.graph.blocks import skipping
+from prunekit.graph.norms import Normalisation
 from prunekit.graph.running import run_model
 from prunekit.measure.macs import MacCount, counting_macs
-from prunekit.surgery.reference import HALF_TYPES, Factors, MaskedRun
+from prunekit.surgery.reference import (
+    HALF_TYPES,
+    Factors,
+    MaskedRun,
+    kept_units_reference,
+    masked_reference,
+)
 
 
 class VerificationError(PrunekitError, RuntimeError):
@@ -113,8 +128,12 @@ def finite(tensors: Sequence[Tensor]) -> bool:
 def compare_outputs(
     got: list[Tensor], want: list[Tensor], atol: float
 ) -> tuple[float, float, float]:
-    """``(max |got - want|, max |want|, tolerance)``; raises :class:`VerificationError` if the
-    shapes differ or either side holds NaN or inf."""
+    """``(max |got - want|, max |want|, tolerance)`` of the output that is worst relative to
+    its own scale (the tolerance of output ``i`` is ``atol * max |want_i|``, or ``atol`` when
+    that is 0), so a small output next to a large one is checked as tightly; among outputs
+    that match exactly, the one with the largest scale (``scale == 0`` only when every output
+    is 0). ``diff > tolerance`` exactly when some output fails. Raises
+    :class:`VerificationError` if the shapes differ or either side holds NaN or inf."""
     if len(got) != len(want) or any(g.shape != w.shape for g, w in zip(got, want, strict=True)):
         raise VerificationError(
             f"pruned outputs have shapes {[tuple(g.shape) for g in got]}, the original's "
@@ -126,12 +145,74 @@ def compare_outputs(
                 f"the {side}'s outputs hold NaN or inf on the example inputs, so they cannot "
                 "be compared"
             )
-    diff = max(
-        (float((g - w).abs().max()) for g, w in zip(got, want, strict=True) if g.numel()),
-        default=0.0,
-    )
-    scale = max((float(w.abs().max()) for w in want if w.numel()), default=0.0)
-    return diff, scale, atol * scale if scale > 0 else atol
+    per_output = [(0.0, 0.0, atol)]
+    for g, w in zip(got, want, strict=True):
+        if g.numel():
+            scale = float(w.abs().max())
+            per_output.append(
+                (float((g - w).abs().max()), scale, atol * scale if scale > 0 else atol)
+            )
+    return max(per_output, key=lambda d: (d[0] / d[2], d[1]))
+
+
+FRESH_SCALES = (3.0, 0.25, 10.0)
+"""Scales of the fresh inputs, relative to the example inputs' spread: the first draw always
+runs; the others only when the model ran another operation sequence on the first one."""
+
+
+def fresh_inputs(inputs: Any, seed: int, scale: float) -> Any:
+    """Inputs like ``inputs`` (the same structure, shapes, dtypes and devices), drawn anew
+    from a private generator (the global random state is untouched). A floating-point tensor
+    becomes ``mean + scale * std * N(0, 1)`` of its own mean and spread (``std`` 1 for a
+    single value); a constant one (a mask of ones) and a bool tensor stay as they are; an
+    integer tensor gets values uniform in its observed ``[min, max]`` (token ids stay in the
+    vocabulary, a constant attention mask stays constant)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(v: Any) -> Any:
+        if not isinstance(v, Tensor) or v.dtype == torch.bool or v.numel() == 0:
+            return v
+        if v.is_floating_point():
+            wide = v.detach().double()
+            if bool(wide.min() == wide.max()) and v.numel() > 1:
+                return v
+            std = float(wide.std()) if v.numel() > 1 else 1.0
+            noise = torch.randn(v.shape, generator=generator, dtype=torch.float64)
+            return (float(wide.mean()) + scale * std * noise).to(v.dtype).to(v.device)
+        if v.is_complex():
+            return v
+        low, high = int(v.min()), int(v.max())
+        drawn = torch.randint(low, high + 1, tuple(v.shape), generator=generator)
+        return drawn.to(v.dtype).to(v.device)
+
+    return pytree.tree_map(draw, inputs)
+
+
+class OpRecorder(TorchDispatchMode):
+    """Records the operator of every operation dispatched inside it (``ops``), in order: two
+    runs of one model with different ``ops`` took different paths through its code."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[Any] = []
+
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        self.ops.append(func)
+        return func(*args, **(kwargs or {}))
+
+
+def first_difference(a: Sequence[Any], b: Sequence[Any]) -> str:
+    """Where two operation sequences part, for messages."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return f"operation {i}: {x} vs {y}"
+    return f"{len(a)} vs {len(b)} operations"
 
 
 @dataclass(frozen=True)
@@ -155,3 +236,138 @@ class RunMode:
         if self.dtype is None:
             return run_in_place(model, inputs, count=self.count)
         return run_outputs(model, inputs, self.dtype), None
+
+
+def judge(
+    got: list[Tensor] | None, want: list[Tensor], atol: float, run_error: Exception | None
+) -> tuple[float, float, float, str | None]:
+    """``(difference, scale, tolerance, failure or None)`` of the pruned outputs ``got``."""
+    if got is None:
+        return float("inf"), 0.0, 0.0, f"the pruned model failed to run ({run_error})"
+    if not finite(got):
+        return float("nan"), 0.0, 0.0, "the pruned model's outputs hold NaN or inf"
+    diff, scale, tol = compare_outputs(got, want, atol)
+    if diff > tol:
+        return diff, scale, tol, f"max |pruned - masked| = {diff:.3g} > {tol:.3g}"
+    return diff, scale, tol, None
+
+
+def try_run(
+    mode: RunMode, model: nn.Module, inputs: Any
+) -> tuple[list[Tensor] | None, MacCount | None, Exception | None]:
+    """The outputs (and MACs), or the error that running ``model`` raised (the caller finds
+    the group responsible)."""
+    try:
+        return (*mode.pruned(model, inputs), None)
+    except Exception as err:
+        return None, None, err
+
+
+def masked_copy(model: nn.Module, groups: Sequence[Group], selection: Selection) -> nn.Module:
+    """A copy of ``model`` whose removed units are zero in every member tensor."""
+    masked = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, mask in selection_to_masks(groups, selection).items():
+            t = get_tensor(masked, name)
+            t.mul_(mask.to(device=t.device, dtype=t.dtype))
+    return masked
+
+
+def reference_copy(
+    model: nn.Module,
+    groups: Sequence[Group],
+    selection: Selection,
+    normalisations: Sequence[Normalisation] = (),
+) -> nn.Module:
+    """What the pruned model must compute, as a copy: the masked copy, with every
+    normalisation over removed units run on the kept units only (see
+    :mod:`prunekit.surgery.reference`; fast verification builds the same reference without
+    copying tensors, :func:`~prunekit.surgery.reference.masked_reference`)."""
+    return kept_units_reference(masked_copy(model, groups, selection), selection, normalisations)
+
+
+def reference_run(
+    mode: RunMode,
+    original: nn.Module,
+    groups: Sequence[Group],
+    selection: Selection,
+    normalisations: Sequence[Normalisation],
+    inputs: Any,
+    recorder: OpRecorder | None = None,
+) -> tuple[list[Tensor], MacCount | None]:
+    """The reference's outputs, and its MACs when counting in fast mode on ``original``'s own
+    module tree (the MACs of the original: masking changes no shape); ``recorder`` records
+    the operations of the run."""
+    with recorder if recorder is not None else contextlib.nullcontext():
+        if mode.dtype is not None:
+            reference = reference_copy(original, groups, selection, normalisations)
+            return run_outputs(reference, inputs, mode.dtype, owned=True), None
+        tree, factors = masked_reference(original, groups, selection, normalisations)
+        return run_in_place(tree, inputs, factors, count=mode.count and tree is original)
+
+
+@dataclass
+class Fresh:
+    """The outcome of the comparison on fresh inputs: the inputs of a failure (else the example
+    inputs), the operation sequences seen, the draws compared and the worst relative
+    difference."""
+
+    inputs: Any
+    paths: list[list[Any]]
+    compared: int = 0
+    worst: float = 0.0
+    failure: str | None = None
+
+    @property
+    def where(self) -> str:
+        return " on fresh inputs" if self.failure is not None and self.compared else ""
+
+    @property
+    def control_flow(self) -> str:
+        if len(self.paths) < 2:
+            return ""
+        return (
+            ". The model ran another operation sequence on these inputs than on the example "
+            f"inputs ({first_difference(self.paths[0], self.paths[-1])}): its control flow "
+            "depends on input values, and the groups were traced on the example inputs' path"
+        )
+
+
+def fresh_check(
+    mode: RunMode,
+    original: nn.Module,
+    pruned: nn.Module,
+    groups: Sequence[Group],
+    selection: Selection,
+    normalisations: Sequence[Normalisation],
+    example_ops: list[Any],
+    example_inputs: Any,
+    atol: float,
+) -> Fresh:
+    """Compare ``pruned`` with the reference on fresh draws of the inputs: one, or all of
+    :data:`~prunekit.surgery.compare.FRESH_SCALES` when the reference's operations change."""
+    run = RunMode(mode.dtype)
+    fresh = Fresh(example_inputs, [example_ops])
+    for seed, spread in enumerate(FRESH_SCALES):
+        inputs = fresh_inputs(example_inputs, seed, spread)
+        recorder = OpRecorder()
+        want = reference_run(run, original, groups, selection, normalisations, inputs, recorder)[0]
+        if all(recorder.ops != ops for ops in fresh.paths):
+            fresh.paths.append(recorder.ops)
+        got, _, run_error = try_run(run, pruned, inputs)
+        fresh.compared += 1
+        fresh.inputs = inputs
+        if not finite(want):
+            fresh.failure = (
+                f"the reference gives NaN or inf on inputs drawn at {spread}x the example "
+                "inputs' spread, so nothing can be compared there"
+            )
+            return fresh
+        diff, scale, _, fresh.failure = judge(got, want, atol, run_error)
+        if fresh.failure is not None:
+            return fresh
+        fresh.worst = max(fresh.worst, diff / scale if scale else diff)
+        if len(fresh.paths) == 1:
+            break
+    fresh.inputs = example_inputs
+    return fresh

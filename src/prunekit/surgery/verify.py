@@ -6,6 +6,16 @@ example inputs and requires ``max |pruned - reference| <= atol * max |reference|
 hold NaN or inf fail, whichever model gives them. On a mismatch it finds the groups that break it
 on their own and raises :class:`VerificationError` naming them.
 
+Not on the example inputs alone: once they pass, both models run again on *fresh inputs*
+(:func:`~prunekit.surgery.compare.fresh_inputs`: the same shapes and dtypes, floats drawn at
+three times the example inputs' spread, integer ids uniform in their observed range), in the
+same mode and with the same tolerance, each output relative to its own scale. The operations the
+reference dispatches are recorded on every run: a model whose ``forward`` branches on input
+values runs another sequence on the fresh inputs, and is then checked on two more draws (scales
+1/4 and 10); all must match, the report counts the paths seen (``paths``) and :func:`verify`
+warns that a path none of them took is unverified. A mismatch on a path the example inputs did
+not take says so (the groups were traced on the example inputs' path).
+
 Two modes:
 
 - **fast** (the default): both models run in the model's own dtype (float16 / bfloat16 computed
@@ -30,7 +40,6 @@ runs with those groups kept, and the pruned model is only run for shapes.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,25 +48,31 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from prunekit.core.groups import Group, Selection, get_tensor, selection_to_masks
+from prunekit.core.groups import Group, Selection
 from prunekit.graph.norms import Normalisation
 from prunekit.measure.macs import MacCount
 from prunekit.surgery.apply import apply_surgery
 from prunekit.surgery.compare import (
+    Fresh,
+    OpRecorder,
     RunMode,
     VerificationError,
     compare_outputs,
     finite,
+    fresh_check,
+    judge,
+    masked_copy,
     model_dtype,
+    reference_copy,
+    reference_run,
     run_in_place,
     run_outputs,
+    try_run,
 )
 from prunekit.surgery.plan import check_selection
 from prunekit.surgery.reference import (
     KeptUnitsError,
     coverage,
-    kept_units_reference,
-    masked_reference,
 )
 
 __all__ = [
@@ -118,6 +133,11 @@ class VerificationReport:
             kept-units reference (their normalisations run on the kept units only) rather
             than against plain masking.
         exhaustive: whether the float64 check on copies ran (else the fast one).
+        fresh_inputs: how many fresh draws of inputs were compared after the example inputs.
+        fresh_relative_diff: the largest relative difference on them (per output, as
+            ``relative_diff``).
+        paths: distinct operation sequences the reference ran over all compared inputs (more
+            than 1: the model's control flow depends on input values).
         macs_before / macs_after: dense MAC counts of the original and the pruned model, made
             during the comparison's forward passes when :func:`verify` was asked to count
             (``None`` otherwise, or where the compared run was not the model as it is);
@@ -138,6 +158,9 @@ class VerificationReport:
     verified_kept_reference: tuple[str, ...] = ()
     reasons: Mapping[str, str] = field(default_factory=dict)
     exhaustive: bool = False
+    fresh_inputs: int = 0
+    fresh_relative_diff: float = 0.0
+    paths: int = 1
     macs_before: MacCount | None = field(default=None, repr=False, compare=False)
     macs_after: MacCount | None = field(default=None, repr=False, compare=False)
 
@@ -155,46 +178,6 @@ class VerificationReport:
     def relative_diff(self) -> float:
         """``max_abs_diff / scale`` (0 when both are 0)."""
         return self.max_abs_diff / self.scale if self.scale else self.max_abs_diff
-
-
-def masked_copy(model: nn.Module, groups: Sequence[Group], selection: Selection) -> nn.Module:
-    """A copy of ``model`` whose removed units are zero in every member tensor."""
-    masked = copy.deepcopy(model)
-    with torch.no_grad():
-        for name, mask in selection_to_masks(groups, selection).items():
-            t = get_tensor(masked, name)
-            t.mul_(mask.to(device=t.device, dtype=t.dtype))
-    return masked
-
-
-def reference_copy(
-    model: nn.Module,
-    groups: Sequence[Group],
-    selection: Selection,
-    normalisations: Sequence[Normalisation] = (),
-) -> nn.Module:
-    """What the pruned model must compute, as a copy: the masked copy, with every
-    normalisation over removed units run on the kept units only (see
-    :mod:`prunekit.surgery.reference`; fast verification builds the same reference without
-    copying tensors, :func:`~prunekit.surgery.reference.masked_reference`)."""
-    return kept_units_reference(masked_copy(model, groups, selection), selection, normalisations)
-
-
-def _reference_run(
-    mode: RunMode,
-    original: nn.Module,
-    groups: Sequence[Group],
-    selection: Selection,
-    normalisations: Sequence[Normalisation],
-    inputs: Any,
-) -> tuple[list[Tensor], MacCount | None]:
-    """The reference's outputs, and its MACs when counting in fast mode on ``original``'s own
-    module tree (the MACs of the original: masking changes no shape)."""
-    if mode.dtype is not None:
-        reference = reference_copy(original, groups, selection, normalisations)
-        return run_outputs(reference, inputs, mode.dtype, owned=True), None
-    tree, factors = masked_reference(original, groups, selection, normalisations)
-    return run_in_place(tree, inputs, factors, count=mode.count and tree is original)
 
 
 def _mode(exhaustive: bool, dtype: torch.dtype | None, count: bool = False) -> RunMode:
@@ -271,7 +254,7 @@ def verify(
     if normalisations is None:
         normalisations = getattr(groups, "normalisations", ())
     removing = [g.name for g in groups if not bool(selection[g.name].all())]
-    got, macs_after, run_error = _try_run(mode, pruned, example_inputs)
+    got, macs_after, run_error = try_run(mode, pruned, example_inputs)
     inexact_removed = [n for n in removing if n in skip]
     if run_error is not None and inexact_removed:
         breaking = _breaking_alone(original, groups, selection, inexact_removed, example_inputs)
@@ -283,7 +266,7 @@ def verify(
             breaking,
         ) from run_error
     reasons = {n: r for n, r in coverage(normalisations, inexact_removed).items() if r}
-    want, checked, macs_before = _reference_outputs(
+    want, checked, macs_before, example_ops = _reference_outputs(
         mode, original, groups, selection, normalisations, example_inputs, reasons
     )
     if not finite(want):
@@ -291,20 +274,29 @@ def verify(
             "cannot verify: the reference (the original with the removed units zeroed) gives "
             "NaN or inf outputs on the example inputs; check the model and its inputs"
         )
+    compared = pruned
     if reasons:  # compare a pruned model that keeps the unverifiable groups whole
-        kept_whole = apply_surgery(original, groups, checked)[0]
-        got, _, run_error = _try_run(RunMode(mode.dtype), kept_whole, example_inputs)
+        compared = apply_surgery(original, groups, checked)[0]
+        got, _, run_error = try_run(RunMode(mode.dtype), compared, example_inputs)
         macs_after = None
-    diff, scale, tol, failure = _judge(got, want, atol, run_error)
+    diff, scale, tol, failure = judge(got, want, atol, run_error)
+    fresh = Fresh(example_inputs, paths=[example_ops])
+    if failure is None:
+        fresh = fresh_check(
+            mode, original, compared, groups, checked, normalisations, example_ops,
+            example_inputs, atol,
+        )  # fmt: skip
+        failure = fresh.failure
     if failure is not None:
         culprits = find_culprits(
-            original, groups, checked, example_inputs, atol, mode.dtype, frozenset(reasons),
+            original, groups, checked, fresh.inputs, atol, mode.dtype, frozenset(reasons),
             normalisations,
         )  # fmt: skip
         raise VerificationError(
-            f"surgery does not match masking: {failure}. Groups that break it on their own: "
+            f"surgery does not match masking{fresh.where}: {failure}. Groups that break it "
+            "on their own: "
             f"{culprits or 'none alone (they fail only together)'}; removed groups: "
-            f"{[n for n in removing if n not in reasons][:20]}"
+            f"{[n for n in removing if n not in reasons][:20]}{fresh.control_flow}"
         )
     verified = tuple(n for n in removing if n not in reasons)
     unverified = tuple(n for n in removing if n in reasons)
@@ -316,35 +308,19 @@ def verify(
             "nothing; verify with trained or re-initialised weights",
             stacklevel=2,
         )
+    if len(fresh.paths) > 1:
+        warnings.warn(
+            f"the model's control flow depends on input values: it ran {len(fresh.paths)} "
+            f"operation sequences on {fresh.compared + 1} inputs (the example inputs and "
+            f"{fresh.compared} fresh draws); the pruned model matched on each, but a path none "
+            "of them took is not verified",
+            stacklevel=2,
+        )
     return VerificationReport(
         diff, scale, tol, mode.describe(original), verified, unverified, kept_reference,
-        {n: reasons[n] for n in unverified}, mode.dtype is not None, macs_before, macs_after,
+        {n: reasons[n] for n in unverified}, mode.dtype is not None, fresh.compared,
+        fresh.worst, len(fresh.paths), macs_before, macs_after,
     )  # fmt: skip
-
-
-def _judge(
-    got: list[Tensor] | None, want: list[Tensor], atol: float, run_error: Exception | None
-) -> tuple[float, float, float, str | None]:
-    """``(difference, scale, tolerance, failure or None)`` of the pruned outputs ``got``."""
-    if got is None:
-        return float("inf"), 0.0, 0.0, f"the pruned model failed to run ({run_error})"
-    if not finite(got):
-        return float("nan"), 0.0, 0.0, "the pruned model's outputs hold NaN or inf"
-    diff, scale, tol = compare_outputs(got, want, atol)
-    if diff > tol:
-        return diff, scale, tol, f"max |pruned - masked| = {diff:.3g} > {tol:.3g}"
-    return diff, scale, tol, None
-
-
-def _try_run(
-    mode: RunMode, model: nn.Module, inputs: Any
-) -> tuple[list[Tensor] | None, MacCount | None, Exception | None]:
-    """The outputs (and MACs), or the error that running ``model`` raised (the caller finds
-    the group responsible)."""
-    try:
-        return (*mode.pruned(model, inputs), None)
-    except Exception as err:
-        return None, None, err
 
 
 def _reference_outputs(
@@ -355,17 +331,18 @@ def _reference_outputs(
     normalisations: Sequence[Normalisation],
     example_inputs: Any,
     reasons: dict[str, str],
-) -> tuple[list[Tensor], Selection, MacCount | None]:
-    """The reference's outputs (and MACs), with the groups of ``reasons`` kept whole. A
-    normalisation the kept-units reference fails to run adds its groups to ``reasons``
-    (changed in place)."""
+) -> tuple[list[Tensor], Selection, MacCount | None, list[Any]]:
+    """The reference's outputs (and MACs, and its operations), with the groups of ``reasons``
+    kept whole. A normalisation the kept-units reference fails to run adds its groups to
+    ``reasons`` (changed in place)."""
     while True:
         checked = _keep(selection, reasons)
+        recorder = OpRecorder()
         try:
-            want, macs = _reference_run(
-                mode, original, groups, checked, normalisations, example_inputs
+            want, macs = reference_run(
+                mode, original, groups, checked, normalisations, example_inputs, recorder
             )
-            return want, checked, macs
+            return want, checked, macs, recorder.ops
         except KeptUnitsError as err:
             new = [n for n in err.groups if n in selection and n not in reasons]
             if not new or all(bool(selection[n].all()) for n in new):
@@ -395,8 +372,8 @@ def find_culprits(
         one = {**keep_all, group.name: selection[group.name]}
         try:
             got = mode.pruned(apply_surgery(original, groups, one)[0], example_inputs)[0]
-            want = _reference_run(mode, original, groups, one, normalisations, example_inputs)[0]
-            bad = _judge(got, want, atol, None)[3] is not None
+            want = reference_run(mode, original, groups, one, normalisations, example_inputs)[0]
+            bad = judge(got, want, atol, None)[3] is not None
         except Exception:
             bad = True
         if bad:
