@@ -5,7 +5,9 @@
 Each run prunes a fresh copy of the dense model (``width``: fraction of all parameters removed as
 whole head units and MLP neurons, :func:`prunekit.llm.prune_width`; ``depth``: blocks removed by
 angular distance, :func:`prunekit.llm.prune_depth`), measures WikiText-2 perplexity, heals it with
-:func:`prunekit.llm.heal.heal` (``heal`` options of the run over the config's), and measures again.
+:func:`prunekit.llm.heal.heal` (``heal`` options of the run over the config's; ``heal: false`` skips it), and measures again.
+``bias: true`` adds FLAP's bias compensation (:func:`prunekit.llm.bias.compensate_bias`) after
+width pruning.
 The healing windows come from the evaluation text *after* ``heal.skip_tokens`` tokens, so they are
 in-domain and disjoint from the evaluated prefix. ``results.json`` / ``results.md`` are rewritten
 after every run.
@@ -33,6 +35,7 @@ from prunekit.llm import (
     token_windows,
     tokenize,
 )
+from prunekit.llm.bias import compensate_bias
 from prunekit.llm.heal import HealConfig, heal
 from prunekit.llm.width import count_params
 
@@ -49,7 +52,10 @@ def _prune(dense: torch.nn.Module, run: dict[str, Any], calib: torch.Tensor) -> 
     if "width" in run:
         estimator = run.get("estimator", "activation")
         config = WidthPruneConfig(sparsity=run["width"], estimator=estimator)
-        return prune_width(dense, calib, config).model
+        width = prune_width(dense, calib, config)
+        if run.get("bias"):  # FLAP's bias compensation on the calibration windows
+            compensate_bias(dense, width.model, width.plan, calib)
+        return width.model
     return prune_depth(dense, calib, run["depth"]).model
 
 
@@ -92,8 +98,8 @@ def main() -> None:
         model = dense if run["name"] == "dense" else _prune(dense, run, calib)
         row: dict[str, Any] = {"name": run["name"], "params": count_params(model)}
         row["pruned_ppl"] = _ppl(model, ids, ev)
-        if run["name"] != "dense":
-            options = {**h, **run.get("heal", {})}
+        if run["name"] != "dense" and run.get("heal", True) is not False:
+            options = {**h, **(run.get("heal") or {})}
             healed = heal(model, train, HealConfig(**options), teacher=dense, progress=True)
             row.update(
                 healed_ppl=_ppl(healed.model, ids, ev),
