@@ -5,7 +5,8 @@
 Each run prunes a fresh copy of the dense model (``width``: fraction of all parameters removed as
 whole head units and MLP neurons, :func:`prunekit.llm.prune_width`; ``depth``: blocks removed by
 angular distance, :func:`prunekit.llm.prune_depth`), measures WikiText-2 perplexity, heals it with
-:func:`prunekit.llm.heal.heal` (``heal`` options of the run over the config's; ``heal: false`` skips it), and measures again.
+:func:`prunekit.llm.heal.heal` (``heal`` options of the run over the config's; ``heal: false``
+skips it), and measures again.
 ``bias: true`` adds FLAP's bias compensation (:func:`prunekit.llm.bias.compensate_bias`) after
 width pruning.
 The healing windows come from the evaluation text *after* ``heal.skip_tokens`` tokens, so they are
