@@ -1,4 +1,4 @@
-"""Find the selection that meets a MACs or params target.
+"""Find the selection that meets a MACs, params or latency target.
 
 The search turns one knob, the sparsity of the :class:`~prunekit.core.selection.SelectionConfig`
 (global: the fraction of the pool's units removed; layer scope: the fraction removed from each
@@ -9,6 +9,10 @@ normalisation of the config are respected as they are. The chosen selection is t
 once by real surgery and counting; when the real ratio misses (MACs the cost model holds fixed,
 e.g. attention products, also shrink), the analytic goal is corrected by the observed ratio and
 the search repeated (at most :data:`CONFIRM_ROUNDS` times).
+
+A latency target is searched the same way on a :class:`~prunekit.budget.latency.LatencyModel`
+(per-layer times measured in the runtime) and confirmed by timing the real pruned model against
+the dense one, interleaved, in that runtime (:func:`_select_to_latency`).
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from torch import nn
 
 from prunekit.budget.cost import CostModel, build_cost_model
+from prunekit.budget.latency import LatencyModel, RuntimeTimer, layer_shapes, measure_latency_table
 from prunekit.budget.refine import refine_past_big_units
 from prunekit.budget.target import Metric, Target, parse_target
 from prunekit.core.groups import Group, Scores, Selection
@@ -32,13 +37,21 @@ from prunekit.surgery.apply import apply_surgery
 CONFIRM_ROUNDS = 3
 """Surgery-and-count confirmations at most (each after a corrected search)."""
 _MAX_STEPS = 60
+LATENCY_ROUNDS = 5
+"""Timed confirmations of a latency target at most."""
+LATENCY_TOLERANCE = 0.03
+"""The least relative tolerance of a latency target: timing on a CPU is noisier than counting."""
+
+
+class _Costs(Protocol):
+    def ratio(self, selection: Selection) -> float: ...
 
 
 class _Knob:
     """The selection and analytic cost ratio at each sparsity of the config's knob."""
 
     def __init__(
-        self, scores: Scores, groups: Sequence[Group], config: SelectionConfig, costs: CostModel
+        self, scores: Scores, groups: Sequence[Group], config: SelectionConfig, costs: _Costs
     ) -> None:
         self.scores, self.groups, self.config, self.costs = scores, groups, config, costs
         if config.scope == "layer":
@@ -75,7 +88,7 @@ def _bisect(knob: _Knob, goal: float, band: float) -> tuple[Selection, float]:
             lo, sel_lo, r_lo = mid, sel, r
         else:
             hi, sel_hi, r_hi = mid, sel, r
-    if min(r_lo - goal, goal - r_hi) > band * goal:
+    if min(r_lo - goal, goal - r_hi) > band * goal and isinstance(knob.costs, CostModel):
         sel_lo, r_lo = refine_past_big_units(
             sel_lo, r_lo, goal, band,
             scores=knob.scores, groups=knob.groups, config=knob.config, costs=knob.costs,
@@ -119,20 +132,32 @@ def select_to_target(
     target: Target,
     *,
     tolerance: float = 0.01,
+    timer: RuntimeTimer | None = None,
 ) -> Selection:
     """The selection of ``groups`` whose pruned model keeps ``target.keep`` of the dense
-    model's MACs or parameters, within ``tolerance`` (relative) where the units allow.
+    model's MACs, parameters or latency, within ``tolerance`` (relative) where the units allow.
 
     ``config`` supplies everything but the amount (its ``sparsity`` and ``threshold`` are
     replaced by the searched sparsity): scope, floors, overrides, ``round_to``, normalisation.
     A target below what the floors and exclusions allow raises :class:`ConfigError` naming
     the lowest reachable ratio. If the confirming surgery cannot run the pruned model, the
     analytic choice is returned with a warning.
+
+    A latency target (``{"latency": 0.5, "runtime": "onnxruntime"}``) is timed by ``timer``
+    (default: :class:`~prunekit.budget.latency.RuntimeTimer` in the target's runtime, one thread)
+    and met within ``max(tolerance, LATENCY_TOLERANCE)`` where timing allows; a miss is a warning
+    naming the measured ratio, and the closest selection measured is returned.
     """
     target = parse_target(target)
     if not groups:
         raise ConfigError(
             f"target {target}: there is no prunable group (every unit is excluded or fixed)"
+        )
+    if target.metric == "latency":
+        timer = timer or RuntimeTimer(target.runtime or "onnxruntime")
+        tolerance = max(tolerance, LATENCY_TOLERANCE)
+        return _select_to_latency(
+            model, example_inputs, groups, scores, config, target, tolerance, timer
         )
     costs = build_cost_model(model, example_inputs, groups, target.metric)
     knob = _Knob(scores, groups, config, costs)
@@ -205,3 +230,58 @@ def _finer(
         )
         return selection
     return best[1]
+
+
+def _select_to_latency(
+    model: nn.Module,
+    example_inputs: Any,
+    groups: Sequence[Group],
+    scores: Scores,
+    config: SelectionConfig,
+    target: Target,
+    tolerance: float,
+    timer: RuntimeTimer,
+) -> Selection:
+    """Bisect on the measured per-layer table, time the real pruned model against the dense one,
+    and move the table's goal to where the measured ratios say the target lies."""
+    pruned_weights = {m.tensor for g in groups for m in g.members}
+    only = [w for w in layer_shapes(model, example_inputs) if w in pruned_weights]
+    table = measure_latency_table(model, example_inputs, timer, only=only)
+    knob = _Knob(scores, groups, config, LatencyModel(table, groups, model))
+    goal = target.keep
+    seen: list[tuple[float, float]] = []
+    best: tuple[float, float, Selection] | None = None
+    for _ in range(LATENCY_ROUNDS):
+        selection, analytic = _bisect(knob, goal, tolerance / 4)
+        pruned, _ = apply_surgery(model, groups, selection)
+        times = timer.time({"dense": model, "pruned": pruned}, example_inputs)
+        real = times["pruned"] / times["dense"]
+        seen.append((analytic, real))
+        error = abs(real / target.keep - 1)
+        if best is None or error < best[0]:
+            best = (error, real, selection)
+        if error <= tolerance or target.keep >= 1.0:
+            break
+        goal = _next_goal(seen, target.keep)
+    assert best is not None
+    if best[0] > tolerance:
+        warnings.warn(
+            f"target {target}: the closest pruned model measured {best[1]:.3f} of the dense "
+            f"latency in {timer.runtime} ({len(seen)} timed tries; timing noise or units too "
+            "coarse)",
+            stacklevel=3,
+        )
+    return best[2]
+
+
+def _next_goal(seen: Sequence[tuple[float, float]], keep: float) -> float:
+    """The table ratio expected to measure ``keep``: interpolated between the closest measured
+    tries on either side of it, else the last try scaled by how far it measured off."""
+    below = [p for p in seen if p[1] <= keep]
+    above = [p for p in seen if p[1] > keep]
+    if below and above:
+        (a_lo, r_lo), (a_hi, r_hi) = max(below, key=lambda p: p[1]), min(above, key=lambda p: p[1])
+        if r_hi > r_lo:
+            return a_lo + (a_hi - a_lo) * (keep - r_lo) / (r_hi - r_lo)
+    analytic, real = seen[-1]
+    return min(1.0, max(1e-4, analytic * keep / real))
