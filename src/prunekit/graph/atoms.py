@@ -62,6 +62,7 @@ class AtomGraph:
     edges: list[Tensor] = field(default_factory=list)
     inexact: list[Tensor] = field(default_factory=list)
     normalised: list[Tensor] = field(default_factory=list)
+    standardised: list[Tensor] = field(default_factory=list)
 
     def allocate(self, n: int) -> range:
         start = self.n_atoms
@@ -105,6 +106,19 @@ class AtomGraph:
         (:mod:`prunekit.graph.norms`)."""
         self.inexact.append(atoms.reshape(-1).unique())
         self.normalised.append(atoms)
+
+    def mark_standardised(self, atoms: Tensor) -> None:
+        """These atoms index positions of a tensor normalised over them with its own statistics
+        (weight standardisation: each output channel's weights over its inputs): inexact, and
+        the layer that reads the normalised tensor records where
+        (:meth:`standardised_among`)."""
+        flat = atoms.reshape(-1).unique()
+        self.inexact.append(flat)
+        self.standardised.append(flat)
+
+    def standardised_among(self, atoms: Tensor) -> bool:
+        """True if any of ``atoms`` was marked by :meth:`mark_standardised`."""
+        return any(bool(torch.isin(atoms, s).any()) for s in self.standardised)
 
     def edge_array(self) -> np.ndarray:
         if not self.edges:

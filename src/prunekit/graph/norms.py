@@ -44,6 +44,9 @@ class NormSite:
         module: the module whose input is normalised (``None`` if none was found).
         inputs: ``(positional argument, dim)`` of that module's inputs carrying the positions.
         problem: why a kept-units reference cannot reproduce it, or ``None``.
+        through: True if the module's output holds the normalised positions along the same
+            dim (a normalisation layer); False if its weights read them (a convolution whose
+            weights are standardised over its inputs), so its output is not indexed by them.
     """
 
     op: str
@@ -52,6 +55,7 @@ class NormSite:
     module: str | None = None
     inputs: tuple[tuple[int, int], ...] = ()
     problem: str | None = None
+    through: bool = True
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class Normalisation:
             per position (affine weight and bias), sliced with the kept positions.
         op: the ATen op that normalises, and ``where`` the module running it (for messages).
         problem: why the kept-units reference cannot reproduce it, or ``None``.
+        through: see :class:`NormSite`; when False the reference runs the module on the kept
+            inputs and returns its output as it is (nothing to scatter back).
     """
 
     module: str
@@ -76,6 +82,7 @@ class Normalisation:
     op: str
     where: str
     problem: str | None = None
+    through: bool = True
 
     @property
     def groups(self) -> frozenset[str]:
@@ -167,7 +174,14 @@ def normalisations(
         if all(u is None for u in units):
             continue
         norm = Normalisation(
-            site.module or "", site.inputs, units, (), site.op, site.where, site.problem
+            site.module or "",
+            site.inputs,
+            units,
+            (),
+            site.op,
+            site.where,
+            site.problem,
+            site.through,
         )
         if norm.problem is None:
             norm = _with_tensors(norm, comp, comps, tensors)

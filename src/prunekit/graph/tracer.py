@@ -10,6 +10,7 @@ changed: it runs in eval mode under ``no_grad`` and its train/eval flags are res
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -202,6 +203,8 @@ class _Tracer(TorchDispatchMode):
         self._track_zeros(rule, func, args, kwargs, out)
         for slot in self.graph.normalised[marked:]:
             site = find_site(slot, str(func), self.stack, self.input_stack, self.slots)
+            if str(func).startswith("aten.convolution"):  # standardised weights read them
+                site = dataclasses.replace(site, through=False)
             self.norm_sites.append(site)
 
     def _after_write(self, func: Any, args: Sequence[Any]) -> None:

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from prunekit.adapters import module_facts
 from prunekit.graph.atoms import compress_all, left_pad, vary
+from prunekit.graph.couple import couple
 from prunekit.graph.structural.context import RuleContext, fix_along
 
 Before = Callable[[RuleContext, Sequence[Any], Mapping[str, Any]], None]
@@ -115,6 +116,19 @@ def pad_is_opaque(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
     return _bound(args, kwargs, ("input", "pad", "mode", "value"), 2, "constant") == "circular"
 
 
+def _reshape_as(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
+    """``x.reshape_as(other)`` / ``x.view_as(other)``: the target shape is ``other``'s, which
+    follows pruning, so no factor of a split is a constant (unlike ``view(a, b, c)``): the
+    positions move exactly and are coupled with ``other``'s, so both lose the same units (the
+    reshape of a standardised weight back to the weight's shape)."""
+    x, other = args[0], args[1] if len(args) > 1 else kwargs.get("other")
+    if not isinstance(x, Tensor) or not isinstance(other, Tensor) or not isinstance(out, Tensor):
+        return
+    moved = [s.expand(x.shape).reshape(other.shape) for s in ctx.slots(x)]
+    items = [(tuple(other.shape), compress_all(moved)), (tuple(other.shape), ctx.slots(other))]
+    ctx.set_slots(out, couple(ctx.graph, items, tuple(other.shape)))
+
+
 @dataclass(frozen=True)
 class _Entry:
     target: Any
@@ -129,6 +143,8 @@ _ENTRIES: dict[str, _Entry] = {
         F.scaled_dot_product_attention, FunctionRule(before=_sdpa_default_scale)
     ),
     "F.pad": _Entry(F.pad, FunctionRule(opaque=_pad_copying), pad_is_opaque),
+    "Tensor.reshape_as": _Entry(torch.Tensor.reshape_as, FunctionRule(opaque=_reshape_as)),
+    "Tensor.view_as": _Entry(torch.Tensor.view_as, FunctionRule(opaque=_reshape_as)),
 }
 
 

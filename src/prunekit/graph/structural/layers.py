@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from prunekit.graph.atoms import vary
+from prunekit.graph.atoms import left_pad, vary
 from prunekit.graph.couple import couple, place, vector
 from prunekit.graph.structural.context import Rule, RuleContext, arg, first_tensor, item
 
@@ -65,6 +65,8 @@ def convolution(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any]
     xin = channel_vector(ctx, x, cdim)
     in_dim, out_dim = (0, 1) if transposed else (1, 0)
     w_in, w_out = param_vector(ctx, w, in_dim), param_vector(ctx, w, out_dim)
+    if xin is not None and w_in is not None and ctx.graph.standardised_among(w_in):
+        ctx.graph.mark_inexact(xin)  # its weights are standardised over these inputs
     if groups == 1:
         link(ctx, xin, x.shape[cdim], w_in, w.shape[in_dim])
     elif transposed:
@@ -131,15 +133,40 @@ def _constant_groups(
 
 
 def batch_norm(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
-    """BatchNorm (and InstanceNorm, which runs as a batch norm): per-channel, so exact."""
+    """BatchNorm (and InstanceNorm, which runs as a batch norm): per-channel, so exact.
+
+    With batch statistics (``training=True`` while tracing in eval mode: weight
+    standardisation, ``F.batch_norm(w.reshape(1, O, -1), None, None, training=True)`` in timm's
+    ``StdConv2d`` / ``ScaledStdConv2d``), units along the other dims are the positions the
+    statistics run over: removing them changes the statistics, so they are inexact, not fixed
+    (:meth:`AtomGraph.mark_standardised`), and pass through to the output."""
     x = args[0]
     cdim = 1 if x.dim() > 1 else 0
-    xin = channel_vector(ctx, x, cdim)
+    stats = _batch_statistics(ctx, args, kwargs)
+    slots = [left_pad(s, x.dim()) for s in ctx.slots(x)]
+    others = [s for s in slots if stats and vary(s) and not vary(s) & {cdim}]
+    for s in others:
+        ctx.graph.mark_standardised(s)
+    rest = [s for s in slots if not any(s is o for o in others)]
+    for s in rest:
+        if vary(s) - {cdim}:
+            ctx.graph.fix(s)
+    xin = vector(ctx.graph, tuple(x.shape), tuple(rest), cdim)
     for p in args[1:5]:
         if isinstance(p, Tensor):
             link(ctx, xin, x.shape[cdim], param_vector(ctx, p, 0), p.shape[0])
-    if xin is not None:
-        ctx.set_slots(first_tensor(out), (place(xin, x.dim(), cdim),))
+    placed = (place(xin, x.dim(), cdim),) if xin is not None else ()
+    ctx.set_slots(first_tensor(out), (*placed, *others))
+
+
+def _batch_statistics(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """True if this batch norm normalises with the statistics of its input."""
+    name = str(ctx.func)
+    if name.startswith("aten._native_batch_norm_legit_no_training"):
+        return False
+    if name.startswith("aten._native_batch_norm_legit.no_stats"):
+        return True
+    return bool(arg(args, kwargs, 5, "training", False))
 
 
 def layer_norm(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:

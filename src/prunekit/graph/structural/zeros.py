@@ -100,7 +100,13 @@ def output_clean(
     if kind == "copy":
         return ctx.is_clean(args[1])
     if kind == "norm":
-        weight = args[2] if "layer_norm" in str(func) else args[1]
+        name = str(func)
+        x = args[0]
+        if "batch_norm" in name and any(
+            vary(left_pad(s, x.dim())) - {1} for s in ctx.slots(x)
+        ):  # standardised over positions that are removable: (0 - mean) / std is not 0
+            return False
+        weight = args[2] if "layer_norm" in name else args[1]
         return isinstance(weight, Tensor) or ctx.is_clean(args[0])
     if kind == "sdpa":
         return ctx.is_clean(args[2])
