@@ -110,10 +110,13 @@ def build(out: Path, seed: int = 0) -> dict[str, Any]:
     return {"params": params, "shards": len(groups), "bytes": 2 * params}
 
 
-def _windows(n_samples: int, seq_len: int) -> Any:
+def _windows(src: Path, n_samples: int, seq_len: int) -> Any:
+    from transformers import AutoTokenizer
+
     from prunekit.llm import calibration_windows
 
-    return calibration_windows(_smollm2_tokenizer(), CALIB, n_samples=n_samples, seq_len=seq_len)
+    tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+    return calibration_windows(tokenizer, CALIB, n_samples=n_samples, seq_len=seq_len)
 
 
 def _log_block(index: int, stamps: list[float]) -> None:
@@ -131,10 +134,12 @@ def prune_child(src: Path, out: Path, method: str, n_samples: int, seq_len: int)
     """Run in the child process: stream-prune and time every block."""
     import torch
 
+    from prunekit.compat.torchvision_shim import ensure_torchvision_ops
     from prunekit.llm.streaming import prune_streaming
 
+    ensure_torchvision_ops()
     torch.set_num_threads(1)
-    windows = _windows(n_samples, seq_len)
+    windows = _windows(src, n_samples, seq_len)
     stamps = [time.perf_counter()]
     result = prune_streaming(
         src,

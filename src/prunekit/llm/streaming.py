@@ -215,7 +215,8 @@ def prune_streaming(
         write_shard(out_dir / _shard_name(1, total), checkpoint.load(outside))
         state.weight_map.update(dict.fromkeys(outside, _shard_name(1, total)))
     needed = {n: where[n] for n in where if not n.startswith(block_prefix)}
-    materialise(model, checkpoint.load(sorted(set(needed.values())), dtype) | {})
+    needed = {n: s for n, s in needed.items() if n not in _output_head(model)}
+    materialise(model, checkpoint.load(sorted(set(needed.values())), dtype))
     materialise(model, {n: model.get_parameter(s) for n, s in needed.items() if n != s})
     resumed_from = state.blocks_done
     with torch.no_grad():
@@ -253,6 +254,25 @@ def prune_streaming(
         resumed_from,
         time.perf_counter() - start,
     )
+
+
+def _output_head(model: nn.Module) -> set[str]:
+    """Names of the untied output projection's parameters: they act after the last block, so
+    capturing block 0's inputs never needs them (saves the ``vocab x hidden`` matrix)."""
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if not isinstance(head, nn.Module):
+        return set()
+    tied = {
+        id(p) for n, p in model.named_parameters() if not n.startswith(_head_prefix(model, head))
+    }
+    return {
+        f"{_head_prefix(model, head)}{n}" for n, p in head.named_parameters() if id(p) not in tied
+    }
+
+
+def _head_prefix(model: nn.Module, head: nn.Module) -> str:
+    return next(f"{name}." for name, module in model.named_modules() if module is head)
 
 
 def _open_output(out_dir: Path, key: str) -> Progress:
