@@ -79,7 +79,7 @@ def _csr_bytes(rows: int, cols: int, nnz: int, width: int) -> int:
     return crow + nnz * (index_dtype(cols - 1).itemsize + width) + 4 * ENTRY_BYTES
 
 
-def _tile_counts(nonzero: Tensor) -> dict[tuple[int, int], Tensor]:
+def tile_occupancy(nonzero: Tensor) -> dict[tuple[int, int], Tensor]:
     """For every tile shape of :data:`BLOCK_SIZES` that tiles the matrix, which tiles hold a
     nonzero (a bool grid); rows are reduced once per tile width and shared between shapes."""
     rows, cols = nonzero.shape
@@ -107,7 +107,7 @@ def _plan(nonzero: Tensor, width: int) -> tuple[str, tuple[int, int] | None]:
         (BITMASK, None): rows * math.ceil(cols / 8) + nnz * width + rows * 8 + 4 * ENTRY_BYTES,
         (CSR, None): _csr_bytes(rows, cols, nnz, width),
     }
-    for (br, bc), tiles in _tile_counts(nonzero).items():
+    for (br, bc), tiles in tile_occupancy(nonzero).items():
         n = int(tiles.sum())
         grid = _csr_bytes(rows // br, cols // bc, n, 0)
         sizes[BSR, (br, bc)] = grid + n * br * bc * width

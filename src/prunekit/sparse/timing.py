@@ -1,0 +1,57 @@
+"""Interleaved timing: several ways to compute the same thing, timed in turns, medians compared.
+
+Timing each candidate in turn, with the order rotated every round, spreads a machine's slow
+moments (another process, a frequency change) over all of them instead of penalising whichever
+ran during it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+
+import torch
+
+from prunekit.errors import ConfigError
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Use ``threads`` intra-op CPU threads for the block (process-wide), then restore."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def interleaved_medians(
+    calls: Mapping[str, Callable[[], object]],
+    *,
+    warmup: int = 3,
+    repeats: int = 15,
+    cuda: bool = False,
+) -> dict[str, float]:
+    """Median milliseconds of each call over ``repeats`` interleaved rounds, after ``warmup``
+    untimed calls of each; ``cuda`` synchronises the device around every timed call."""
+    if warmup < 0 or repeats < 1:
+        raise ConfigError(f"timing needs warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    labels = list(calls)
+    for label in labels:
+        for _ in range(warmup):
+            calls[label]()
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    for round_ in range(repeats):
+        shift = round_ % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            sync()
+            start = time.perf_counter()
+            calls[label]()
+            sync()
+            times[label].append((time.perf_counter() - start) * 1e3)
+    return {label: statistics.median(values) for label, values in times.items()}
