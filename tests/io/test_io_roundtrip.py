@@ -217,7 +217,7 @@ def test_metadata_records_what_was_saved(tmp_path: Path, masked_mlp: nn.Module) 
     meta = read_metadata(tmp_path / "m")
     digest = hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()
     assert meta.sha256 == digest
-    assert meta.format_version == 1
+    assert meta.format_version == 2
     assert meta.prunekit_version
     assert meta.masked == ("fc1.weight", "fc2.bias")
     assert meta.tensors["fc1.weight"].shape == (8, 4)

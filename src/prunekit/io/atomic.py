@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from prunekit.io.locking import locked
+
 _CHUNK = 1 << 20
 
 
@@ -82,8 +84,15 @@ def switch_directory(directory: Path, write: Callable[[Path], None], owned: set[
     directory is renamed aside, the new one renamed into place and the old one deleted. A crash
     at any point leaves either the old save or the new one complete: between the two renames
     the old one is the ``previous`` sibling, which :func:`recover` (called by the next save)
-    and :func:`readable` (by the loader) find.
+    and :func:`readable` (by the loader) find. The whole switch holds the exclusive save lock
+    (:func:`prunekit.io.locking.locked`), so concurrent writers take turns and readers never
+    see a half-switched directory.
     """
+    with locked(directory):
+        _switch(directory, write, owned)
+
+
+def _switch(directory: Path, write: Callable[[Path], None], owned: set[str]) -> None:
     recover(directory)
     staging, previous = sibling(directory, "saving"), sibling(directory, "previous")
     for stale in (staging, previous):

@@ -22,13 +22,17 @@ from torch import Tensor, nn
 
 from prunekit.errors import ConfigError, PrunekitError, SaveFileError
 from prunekit.io.atomic import sha256_of
+from prunekit.io.digests import tensor_digest
+from prunekit.io.locking import locked
 from prunekit.io.metadata import (
+    MASK_PREFIX,
     METADATA_FILE,
+    ORIGINAL_PREFIX,
     WEIGHTS_FILE,
     SaveMetadata,
     TensorInfo,
     dtype_name,
-    read_metadata,
+    read_metadata_unlocked,
     save_directory,
 )
 from prunekit.io.state import ModelState, read_state
@@ -63,6 +67,26 @@ def _check_file_tensors(file: Path, meta: SaveMetadata, tensors: Mapping[str, Te
                 f"{file}: key {info.key!r} ({what}) is {tuple(value.shape)} {value.dtype}, "
                 f"{METADATA_FILE} says {info.shape} {info.dtype}"
             )
+    _check_digests(file, meta, tensors)
+
+
+def _check_digests(file: Path, meta: SaveMetadata, tensors: Mapping[str, Tensor]) -> None:
+    """Refuse values that are not the ones saved under their name (swapped or edited entries)."""
+    labelled = [
+        *((n, i) for n, i in meta.tensors.items()),
+        *((MASK_PREFIX + n, i) for n, i in meta.masks.items()),
+        *((ORIGINAL_PREFIX + n, i) for n, i in meta.originals.items()),
+    ]
+    wrong = [
+        label
+        for label, info in labelled
+        if info.sha256 is not None and tensor_digest(label, tensors[info.key]) != info.sha256
+    ]
+    if wrong:
+        raise SaveFileError(
+            f"{file}: the values of {_listing(wrong)} are not the ones saved under that name "
+            f"(per-tensor sha256 in {METADATA_FILE} differs): entries were swapped or edited"
+        )
 
 
 def read_weights(directory: Path, meta: SaveMetadata) -> dict[str, Tensor]:
@@ -206,10 +230,11 @@ def load(
         SaveFileError: a file is missing or corrupt, or does not match the model; raised before
             the model is changed (by this function: a rebuild hook has run by then).
     """
-    directory = save_directory(path)
-    meta = read_metadata(directory)
+    with locked(Path(path), shared=True):
+        directory = save_directory(path)
+        meta = read_metadata_unlocked(directory)
+        tensors = read_weights(directory, meta)
     weights_file = directory / WEIGHTS_FILE
-    tensors = read_weights(directory, meta)
     if meta.plan is not None and rebuild_hook is None:
         raise SaveFileError(
             f"{directory / METADATA_FILE}: the save has a structural plan (pruned shapes); loading "

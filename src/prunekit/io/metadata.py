@@ -19,9 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationErr
 
 from prunekit.errors import ConfigError, SaveFileError
 from prunekit.io.atomic import readable
+from prunekit.io.locking import locked
 
 FORMAT_NAME = "prunekit.saved-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version written; version 1 (no per-tensor digests) is still read."""
+READABLE_VERSIONS = (1, 2)
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "prunekit.json"
 MASK_PREFIX = "__mask__/"
@@ -60,7 +63,8 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """Shape and dtype of one saved tensor, and the key that holds its values in the weights file.
+    """Shape and dtype of one saved tensor, the key that holds its values in the weights file
+    and the digest that binds those values to the tensor's name (:mod:`prunekit.io.digests`).
 
     Tensors that shared memory in the model are stored once; every name then points at one key.
     """
@@ -68,9 +72,13 @@ class TensorInfo:
     shape: tuple[int, ...]
     dtype: str
     key: str
+    sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shape": list(self.shape), "dtype": self.dtype, "key": self.key}
+        out: dict[str, Any] = {"shape": list(self.shape), "dtype": self.dtype, "key": self.key}
+        if self.sha256 is not None:
+            out["sha256"] = self.sha256
+        return out
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,7 @@ class _TensorModel(_Strict):
     shape: list[NonNegativeInt]
     dtype: Literal[tuple(_DTYPES)]  # type: ignore[valid-type]
     key: str = Field(min_length=1)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 class _WeightsModel(_Strict):
@@ -161,7 +170,7 @@ class ArchSpec(BaseModel):  # type: ignore[no-redef]  # pydantic plugin vs a fie
 
 class _FileModel(_Strict):
     format: Literal["prunekit.saved-model"]
-    format_version: Literal[1]
+    format_version: Literal[1, 2]
     prunekit_version: str
     weights: _WeightsModel
     masked: list[str]
@@ -174,7 +183,7 @@ class _FileModel(_Strict):
 
 
 def _info(model: _TensorModel) -> TensorInfo:
-    return TensorInfo(tuple(model.shape), model.dtype, model.key)
+    return TensorInfo(tuple(model.shape), model.dtype, model.key, model.sha256)
 
 
 def _infos(models: Mapping[str, _TensorModel]) -> Mapping[str, TensorInfo]:
@@ -207,7 +216,7 @@ def _check_version(data: Any, file: Path) -> None:
             "this is not a file written by prunekit.io.save"
         )
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         hint = (
             "; it was written by a newer prunekit, upgrade to read it"
             if isinstance(version, int) and version > FORMAT_VERSION
@@ -215,7 +224,7 @@ def _check_version(data: Any, file: Path) -> None:
         )
         raise SaveFileError(
             f"{file}: unsupported format_version {version!r} (this prunekit reads "
-            f"{FORMAT_VERSION}){hint}"
+            f"{', '.join(map(str, READABLE_VERSIONS))}){hint}"
         )
 
 
@@ -229,6 +238,10 @@ def _describe(err: ValidationError) -> str:
 
 
 def _check_consistent(meta: SaveMetadata, file: Path) -> None:
+    if meta.format_version >= 2:
+        records = [*meta.tensors.items(), *meta.masks.items(), *meta.originals.items()]
+        if unsigned := sorted({name for name, info in records if info.sha256 is None}):
+            raise SaveFileError(f"{file}: no sha256 recorded for {', '.join(unsigned[:5])}")
     for name, info in meta.masks.items():
         if name not in meta.tensors:
             raise SaveFileError(f"{file}: mask for {name!r}, which is not a saved tensor")
@@ -287,7 +300,16 @@ def save_directory(path: str | Path) -> Path:
 
 
 def read_metadata(path: str | Path) -> SaveMetadata:
-    """Read and validate ``prunekit.json`` of the save directory ``path``; loads no tensors."""
+    """Read and validate ``prunekit.json`` of the save directory ``path``; loads no tensors.
+
+    Waits while a save to ``path`` is under way (see :mod:`prunekit.io.locking`).
+    """
+    with locked(Path(path), shared=True):
+        return read_metadata_unlocked(path)
+
+
+def read_metadata_unlocked(path: str | Path) -> SaveMetadata:
+    """:func:`read_metadata` for a caller that already holds the save lock."""
     file = save_directory(path) / METADATA_FILE
     return parse_metadata(_load_json(file), file)
 

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from prunekit._version import __version__
 from prunekit.errors import ConfigError, SaveFileError
 from prunekit.io.atomic import fsync_file, sha256_of, switch_directory
+from prunekit.io.digests import tensor_digest
 from prunekit.io.metadata import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -102,14 +103,18 @@ def _entries(
 
 
 def _infos(
-    values: Mapping[str, Tensor], keys: Mapping[str, str], prefix: str
+    values: Mapping[str, Tensor],
+    keys: Mapping[str, str],
+    prefix: str,
+    written: Mapping[str, Tensor],
 ) -> Mapping[str, TensorInfo]:
-    return MappingProxyType(
-        {
-            name: TensorInfo(tuple(t.shape), dtype_name(t.dtype), keys[prefix + name])
-            for name, t in values.items()
-        }
-    )
+    """Each entry's record, with the digest of the values written for it under its own name."""
+    infos = {}
+    for name, t in values.items():
+        key = keys[prefix + name]
+        digest = tensor_digest(prefix + name, written[key])
+        infos[name] = TensorInfo(tuple(t.shape), dtype_name(t.dtype), key, digest)
+    return MappingProxyType(infos)
 
 
 def _target_directory(path: str | Path) -> Path:
@@ -153,7 +158,8 @@ def save(
             needed). An earlier save there is replaced all at once: the new save is written
             to a hidden sibling directory that is then renamed into place, so a crash leaves
             the previous save or the new one, both loadable; other files in the directory are
-            carried over.
+            carried over. Concurrent saves to one path take turns (a lock on the parent
+            directory, :mod:`prunekit.io.locking`): the last one to finish is what remains.
         arch: how :func:`prunekit.io.load` rebuilds the architecture without a model:
             ``{"model": <name in prunekit.models>, "kwargs": {...}}``.
         plan: the structural pruning plan that gives the saved shapes: JSON data or JSON text
@@ -177,6 +183,11 @@ def save(
     for tensor in named.values():
         dtype_name(tensor.dtype)  # refuse unsupported dtypes before writing anything
     written, keys = _pack(named)
+    infos = (
+        _infos(tensors, keys, "", written),
+        _infos(masks, keys, MASK_PREFIX, written),
+        _infos(originals, keys, ORIGINAL_PREFIX, written),
+    )
     directory = _target_directory(path)
 
     def write(staging: Path) -> None:
@@ -187,9 +198,9 @@ def save(
             format_version=FORMAT_VERSION,
             prunekit_version=__version__,
             sha256=sha256_of(weights),
-            tensors=_infos(tensors, keys, ""),
-            masks=_infos(masks, keys, MASK_PREFIX),
-            originals=_infos(originals, keys, ORIGINAL_PREFIX),
+            tensors=infos[0],
+            masks=infos[1],
+            originals=infos[2],
             arch=arch_json,
             plan=plan_json,
             extra=extra_json,
