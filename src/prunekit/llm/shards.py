@@ -120,6 +120,14 @@ class ShardedCheckpoint:
                     out[name] = converted.clone() if converted is tensor else converted
         return out
 
+    def nbytes(self, name: str) -> int:
+        """Bytes of tensor ``name`` as stored."""
+        info = self.info[name]
+        count = 1
+        for d in info.shape:
+            count *= d
+        return count * _itemsize(info.dtype)
+
     def torch_dtype(self, name: str) -> torch.dtype:
         """The torch dtype tensor ``name`` is stored in."""
         stored = self.info[name].dtype

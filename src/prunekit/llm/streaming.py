@@ -43,6 +43,9 @@ from prunekit.llm.stream_progress import (
 )
 from prunekit.llm.stream_skeleton import build_skeleton, check_coverage, materialise, release
 
+OUTSIDE_SHARD_BYTES = 256 * 2**20
+"""Shard size for the tensors outside the blocks (embeddings, head), copied unchanged."""
+
 BlockCallback = Callable[[int], None]
 """Called with a block's index after its shard and the progress file are written."""
 
@@ -208,12 +211,13 @@ def prune_streaming(
     settings = {**dataclasses.asdict(config), "method": repr(algorithm), "dtype": str(dtype)}
     key = fingerprint(settings, checkpoint.fingerprint(), windows)
     state = _open_output(out_dir, key)
-    total = len(stack) + 1
     block_prefix = stack.prefix + "."
-    outside = sorted(n for n in checkpoint.names() if not n.startswith(block_prefix))
+    outside = _outside_groups(checkpoint, block_prefix)
+    total = len(outside) + len(stack)
     if state.blocks_done == 0:
-        write_shard(out_dir / _shard_name(1, total), checkpoint.load(outside))
-        state.weight_map.update(dict.fromkeys(outside, _shard_name(1, total)))
+        for i, names in enumerate(outside, start=1):
+            write_shard(out_dir / _shard_name(i, total), checkpoint.load(names))
+            state.weight_map.update(dict.fromkeys(names, _shard_name(i, total)))
     needed = {n: where[n] for n in where if not n.startswith(block_prefix)}
     needed = {n: s for n, s in needed.items() if n not in _output_head(model)}
     materialise(model, checkpoint.load(sorted(set(needed.values())), dtype))
@@ -230,6 +234,7 @@ def prune_streaming(
         )
         for index in bar:
             _prune_one(
+                len(outside) + index + 1,
                 model,
                 stack,
                 index,
@@ -291,7 +296,25 @@ def _open_output(out_dir: Path, key: str) -> Progress:
     return state
 
 
+def _outside_groups(checkpoint: ShardedCheckpoint, block_prefix: str) -> list[list[str]]:
+    """The tensors outside the blocks in groups of at most :data:`OUTSIDE_SHARD_BYTES` (a
+    larger tensor alone), so that copying them never holds more than one group."""
+    groups: list[list[str]] = [[]]
+    size = 0
+    for name in checkpoint.names():
+        if name.startswith(block_prefix):
+            continue
+        nbytes = checkpoint.nbytes(name)
+        if groups[-1] and size + nbytes > OUTSIDE_SHARD_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(name)
+        size += nbytes
+    return [g for g in groups if g]
+
+
 def _prune_one(
+    shard_index: int,
     model: nn.Module,
     stack: BlockStack,
     index: int,
@@ -311,11 +334,12 @@ def _prune_one(
     if inputs is not None and index + 1 < len(stack):
         advance(block, inputs)
     prefix = stack.name(index) + "."
-    pruned = {prefix + k: v for k, v in block.state_dict().items()}
-    shard = _shard_name(index + 2, total)
-    write_shard(out_dir / shard, _stored(pruned, checkpoint))
+    pruned = _stored({prefix + k: v for k, v in block.state_dict().items()}, checkpoint)
     release(block)
+    shard = _shard_name(shard_index, total)
+    write_shard(out_dir / shard, pruned)
     state.weight_map.update(dict.fromkeys(pruned, shard))
+    del pruned
     state.layer_sparsity.update(achieved)
     last = inputs is None or index + 1 == len(stack)
     save_block(out_dir, state, None if last else inputs.hidden, index + 1)
