@@ -33,8 +33,8 @@ DEFAULT_DIR = Path("runs/search")
 """Where the study's journal file goes when no ``storage`` is given."""
 
 
-def _batches(data: Iterable[Any] | None, count: int, skip: int = 0) -> list[Any]:
-    return [] if data is None else list(islice(iter(data), skip, skip + count))
+def _batches(data: Iterable[Any] | None, count: int) -> list[Any]:
+    return [] if data is None else list(islice(iter(data), count))
 
 
 def _features(space: SearchSpace) -> list[list[float]]:
@@ -106,11 +106,12 @@ def search(
     entry = get_searcher(searcher)
     name = searcher.strip().lower()
     base = _base_config(config, options)
-    calibration = _batches(data, n_batches)
-    held_out = (
-        _batches(eval_data, eval_batches or n_batches) if eval_data is not None
-        else _batches(data, eval_batches or n_batches, skip=n_batches)
-    )  # fmt: skip
+    held = eval_batches or n_batches
+    if eval_data is not None:
+        calibration, held_out = _batches(data, n_batches), _batches(eval_data, held)
+    else:  # one pass: a shuffling loader would reshuffle between two
+        taken = _batches(data, n_batches + held)
+        calibration, held_out = taken[:n_batches], taken[n_batches:]
     scoring = ScoringData(calibration, progress=False) if calibration else None
     prepared = prepare(model, example_inputs, base, scoring)
     space = build_space(prepared, goal, tolerance)

@@ -49,9 +49,10 @@ def records(study: optuna.Study) -> list[TrialRecord]:
         if t.state not in (TrialState.COMPLETE, TrialState.FAIL) or t.user_attrs.get(INTERRUPTED):
             continue
         attrs = t.user_attrs
-        score = t.values[0] if t.state == TrialState.COMPLETE and t.values else math.nan
+        complete = t.state == TrialState.COMPLETE
+        score = t.values[0] if complete and t.values else math.nan
         out.append(TrialRecord(
-            number=t.number, state="complete" if t.state == TrialState.COMPLETE else "failed", score=float(score),
+            number=t.number, state="complete" if complete else "failed", score=float(score),
             macs=float(attrs.get("macs", math.nan)), params=float(attrs.get("params", math.nan)),
             seconds=float(attrs.get("seconds", math.nan)),
             sparsities=dict(attrs.get("sparsities", {})), error=attrs.get("error"),

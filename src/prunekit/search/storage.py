@@ -53,9 +53,15 @@ def open_study(
     fingerprint, budget, objective, searched layers) and directions."""
     backend = open_storage(storage)
     wanted = cast(list[Literal["minimize", "maximize"]], list(directions))
-    study = optuna.create_study(
-        storage=backend, study_name=name, directions=wanted, sampler=sampler, load_if_exists=True
-    )
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
+    try:
+        study = optuna.create_study(
+            storage=backend, study_name=name, directions=wanted, sampler=sampler,
+            load_if_exists=True,
+        )  # fmt: skip
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     recorded = study.user_attrs.get(META)
     if recorded is None:
         study.set_user_attr(META, dict(meta))
