@@ -43,7 +43,7 @@ def test_replaced_model_gives_the_dense_outputs() -> None:
     first = report.layers[0]
     assert first.shape == (128, 128) and first.sparsity == pytest.approx(0.9, abs=0.01)
     assert first.dense_ms is not None and set(first.kernels_ms) == {"csr"}
-    assert first.speedup == pytest.approx(first.dense_ms / first.kernels_ms["csr"])
+    assert first.speedup == first.speedups["csr"] > 0
 
 
 def test_nothing_is_replaced_when_the_measurement_does_not_say_so() -> None:

@@ -87,3 +87,10 @@ def test_semi_structured_linear_on_cuda() -> None:
     layer = SemiStructuredLinear(weight, None)
     x = torch.randn(64, 128, device="cuda", dtype=torch.float16)
     assert close(layer(x), F.linear(x, weight), 1e-2)
+
+
+def test_paired_speedup_is_the_median_of_per_round_ratios() -> None:
+    from prunekit.sparse.timing import paired_speedup
+
+    # per-round ratios 4/2 = 2, 8/2 = 4, 40/40 = 1: the median is 2
+    assert paired_speedup([4.0, 8.0, 40.0], [2.0, 2.0, 40.0]) == 2.0

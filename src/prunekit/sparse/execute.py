@@ -4,9 +4,9 @@ Dense kernels multiply by zeros as fast as by anything else, so masked weights s
 sparse kernel skips them but pays for indexing; whether it wins depends on the sparsity, its
 pattern, the batch, the shapes, the thread count and the machine. So nothing is assumed:
 each sparse ``nn.Linear`` is timed, on the input it receives from the example, against a dense
-``nn.Linear`` with the same (masked, baked) weight, candidates in interleaved rounds with
-medians compared (:mod:`prunekit.sparse.timing`), and replaced only when the fastest candidate
-beats the dense layer by ``min_speedup`` and gives its outputs to the tolerance.
+``nn.Linear`` with the same (masked, baked) weight, in interleaved rounds
+(:mod:`prunekit.sparse.timing`), and replaced only when the median over rounds of dense time /
+sparse time reaches ``min_speedup`` for its fastest candidate, whose outputs must also match.
 
 Candidates: CSR (``torch.sparse_csr``) always; block CSR when the zeros come in square tiles
 (a tile size whose nonzero tiles hold at most 1.5x the nonzero weights); on CUDA, for a 2:4
@@ -17,6 +17,7 @@ convolution kernel is used).
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
@@ -32,7 +33,7 @@ from prunekit.measure.inputs import ExampleInputs, call_model, forward
 from prunekit.sparse.encodings import tile_occupancy
 from prunekit.sparse.modules import SemiStructuredLinear, SparseLinear, is_two_of_four
 from prunekit.sparse.report import DENSE, LayerDecision, SparsifyReport
-from prunekit.sparse.timing import interleaved_medians, torch_threads
+from prunekit.sparse.timing import interleaved_times, paired_speedup, torch_threads
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 SEMI_STRUCTURED = "2:4"
@@ -154,15 +155,19 @@ def _decide_linear(
         del candidates[label]
     calls: dict[str, Callable[[], object]] = {DENSE: partial(F.linear, x, weight, bias)}
     calls.update({label: partial(m, x) for label, m in candidates.items()})
-    times = interleaved_medians(
+    rounds = interleaved_times(
         calls, warmup=options.warmup, repeats=options.repeats, cuda=x.is_cuda
     )
-    dense_ms = times.pop(DENSE)
-    decision = replace(decision, dense_ms=dense_ms, kernels_ms=times)
+    dense = rounds.pop(DENSE)
+    times = {label: statistics.median(values) for label, values in rounds.items()}
+    speedups = {label: paired_speedup(dense, values) for label, values in rounds.items()}
+    decision = replace(
+        decision, dense_ms=statistics.median(dense), kernels_ms=times, speedups=speedups
+    )
     if not times:
         return replace(decision, note="; ".join(notes)), None
-    best = min(times, key=lambda k: times[k])
-    speedup = dense_ms / times[best]
+    best = max(speedups, key=lambda k: speedups[k])
+    speedup = speedups[best]
     chosen = best if speedup >= options.min_speedup else DENSE
     note = "; ".join([_verdict(best, speedup, chosen, options), *notes])
     decision = replace(decision, chosen=chosen, note=note)

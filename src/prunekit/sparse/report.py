@@ -12,7 +12,8 @@ DENSE = "dense"
 @dataclass(frozen=True)
 class LayerDecision:
     """One layer: its sparsity, the median time of the dense layer and of each sparse kernel
-    tried (milliseconds, on the layer's input from the example), what was chosen and why."""
+    tried (milliseconds, on the layer's input from the example), each kernel's speed-up over
+    dense (the median of per-round ratios), what was chosen and why."""
 
     name: str
     kind: str
@@ -22,13 +23,12 @@ class LayerDecision:
     note: str = ""
     dense_ms: float | None = None
     kernels_ms: Mapping[str, float] = field(default_factory=dict)
+    speedups: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def speedup(self) -> float | None:
-        """Dense time over the chosen kernel's time (None when nothing was timed)."""
-        if self.dense_ms is None or self.chosen == DENSE or self.chosen not in self.kernels_ms:
-            return None
-        return self.dense_ms / self.kernels_ms[self.chosen]
+        """The chosen kernel's speed-up over dense (None when dense was kept)."""
+        return self.speedups.get(self.chosen)
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,17 @@ class SparsifyReport:
             "device": self.device,
             "threads": self.threads,
             "max_abs_diff": self.max_abs_diff,
-            "layers": [{**asdict(d), "kernels_ms": dict(d.kernels_ms)} for d in self.layers],
+            "layers": [
+                {**asdict(d), "kernels_ms": dict(d.kernels_ms), "speedups": dict(d.speedups)}
+                for d in self.layers
+            ],
         }
 
     def table(self) -> str:
         """A plain-text table, one line per layer."""
-        head = f"{'layer':<24} {'sparsity':>8} {'dense ms':>9} {'best sparse':>22} {'chosen':>10}"
+        head = (
+            f"{'layer':<24} {'sparsity':>8} {'dense ms':>9} {'best sparse ms':>22} {'chosen':>10}"
+        )
         lines = [head]
         for d in self.layers:
             best = min(d.kernels_ms.items(), key=lambda kv: kv[1], default=None)

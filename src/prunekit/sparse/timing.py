@@ -29,15 +29,16 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def interleaved_medians(
+def interleaved_times(
     calls: Mapping[str, Callable[[], object]],
     *,
     warmup: int = 3,
     repeats: int = 15,
     cuda: bool = False,
-) -> dict[str, float]:
-    """Median milliseconds of each call over ``repeats`` interleaved rounds, after ``warmup``
-    untimed calls of each; ``cuda`` synchronises the device around every timed call."""
+) -> dict[str, list[float]]:
+    """Milliseconds of each call in each of ``repeats`` interleaved rounds (the order rotated
+    every round), after ``warmup`` untimed calls of each; ``cuda`` synchronises the device
+    around every timed call."""
     if warmup < 0 or repeats < 1:
         raise ConfigError(f"timing needs warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -54,4 +55,22 @@ def interleaved_medians(
             calls[label]()
             sync()
             times[label].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def interleaved_medians(
+    calls: Mapping[str, Callable[[], object]],
+    *,
+    warmup: int = 3,
+    repeats: int = 15,
+    cuda: bool = False,
+) -> dict[str, float]:
+    """The median of each call's :func:`interleaved_times`."""
+    times = interleaved_times(calls, warmup=warmup, repeats=repeats, cuda=cuda)
     return {label: statistics.median(values) for label, values in times.items()}
+
+
+def paired_speedup(baseline: list[float], other: list[float]) -> float:
+    """The median over rounds of ``baseline / other`` times of the same round: calls timed side
+    by side share the machine's state, so their ratio drifts less than the times do."""
+    return statistics.median(b / max(o, 1e-9) for b, o in zip(baseline, other, strict=True))

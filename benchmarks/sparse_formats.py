@@ -1,0 +1,221 @@
+"""Sparse weights that pay? File sizes and CPU latency of a magnitude-pruned MLP.
+
+For a 2-layer MLP (``width`` -> ``width`` -> ``width``, fp32) pruned by weight magnitude to 50,
+90 and 95 % unstructured sparsity, 2:4, and 90 % in 16x16 blocks:
+
+- sizes on disk: plain safetensors of the (masked) weights, ``prunekit.io.save`` (weights +
+  bool masks + JSON), ``prunekit.sparse.save_compressed``, and the size
+  ``prunekit.measure.sparse_size_bytes`` reports;
+- latency at batch 1 and 8: the dense model (masks baked), every Linear forced to CSR, and the
+  model after ``prunekit.sparse.sparsify`` (which keeps a layer dense unless its sparse kernel
+  measured >= 1.1x faster); whole-model forward passes, one thread, interleaved, medians.
+
+Run (single-threaded, as documented): ``OMP_NUM_THREADS=1 python benchmarks/sparse_formats.py``
+(``--quick``: width 1024). Writes ``runs/bench/sparse_formats/results.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from common import ROOT, environment, markdown_table, write_results
+from torch import Tensor, nn
+
+from prunekit.io import save
+from prunekit.masks import apply_masks
+from prunekit.measure import effective_state_dict, sparse_size_bytes
+from prunekit.sparse import SparseLinear, load_compressed, save_compressed, sparsify
+from prunekit.sparse.timing import interleaved_times, paired_speedup
+
+PATTERNS = ("unstructured 50%", "unstructured 90%", "unstructured 95%", "2:4", "blocks 16x16 90%")
+
+
+def magnitude_mask(weight: Tensor, pattern: str) -> Tensor:
+    """Keep the largest weights: globally in the layer, per 4 inputs (2:4) or per 16x16 tile."""
+    score = weight.abs()
+    if pattern == "2:4":
+        groups = score.reshape(score.shape[0], -1, 4)
+        top = groups.topk(2, dim=-1).indices
+        return torch.zeros_like(groups).scatter(-1, top, 1.0).reshape(weight.shape)
+    sparsity = int(pattern.split()[-1].rstrip("%")) / 100
+    if pattern.startswith("blocks"):
+        rows, cols = weight.shape
+        tiles = score.reshape(rows // 16, 16, cols // 16, 16).sum(dim=(1, 3))
+        keep = tiles >= tiles.flatten().kthvalue(int(sparsity * tiles.numel()) + 1).values
+        return keep.repeat_interleave(16, 0).repeat_interleave(16, 1).float()
+    threshold = score.flatten().kthvalue(int(sparsity * score.numel()) + 1).values
+    return (score >= threshold).float()
+
+
+def masked_mlp(width: int, pattern: str) -> nn.Sequential:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
+    masks = {f"{i}.weight": magnitude_mask(model[i].weight.detach(), pattern) for i in (0, 2)}
+    apply_masks(model, masks)
+    return model
+
+
+def baked(model: nn.Module, width: int) -> nn.Sequential:
+    """A plain copy of the masked model (the masked weights, no parametrization)."""
+    plain = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
+    plain.load_state_dict(effective_state_dict(model))
+    return plain
+
+
+def forced_csr(plain: nn.Sequential) -> nn.Sequential:
+    csr = copy.deepcopy(plain)
+    for i in (0, 2):
+        csr[i] = SparseLinear(plain[i].weight, plain[i].bias)
+    return csr
+
+
+def sizes(model: nn.Module, folder: Path) -> dict[str, int]:
+    dense = folder / "dense.safetensors"
+    safetensors.torch.save_file(effective_state_dict(model), dense)
+    saved = save(model, folder / "io_save")
+    start = time.perf_counter()
+    compressed = save_compressed(model, folder / "compressed.safetensors")
+    saved_ms = int((time.perf_counter() - start) * 1e3)
+    start = time.perf_counter()
+    load_compressed(compressed)
+    return {
+        "dense": dense.stat().st_size,
+        "io_save": sum(p.stat().st_size for p in saved.iterdir()),
+        "compressed": compressed.stat().st_size,
+        "measure_sparse_size": sparse_size_bytes(model),
+        "save_compressed_ms": saved_ms,
+        "load_compressed_ms": int((time.perf_counter() - start) * 1e3),
+    }
+
+
+def latency(plain: nn.Sequential, width: int, batch: int, repeats: int) -> dict[str, Any]:
+    x = torch.randn(batch, width)
+    chosen = copy.deepcopy(plain)
+    report = sparsify(chosen, x, threads=1, repeats=repeats)
+    models = {
+        "dense": plain,
+        "dense again": copy.deepcopy(plain),  # a control: its ratio to dense shows the noise
+        "csr": forced_csr(plain),
+        "sparsify": chosen,
+    }
+    with torch.inference_mode():
+        calls: dict[str, Callable[[], object]] = {k: (lambda m=m: m(x)) for k, m in models.items()}
+        rounds = interleaved_times(calls, warmup=3, repeats=repeats)
+        diff = float((models["sparsify"](x) - plain(x)).abs().max())
+    return {
+        "ms": {k: statistics.median(v) for k, v in rounds.items()},
+        "ratio_to_dense": {k: 1 / paired_speedup(rounds["dense"], v) for k, v in rounds.items()},
+        "replaced": report.replaced,
+        "decisions": [d.note for d in report.layers],
+        "max_abs_diff": diff,
+    }
+
+
+def run(width: int, repeats: int) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    results: dict[str, Any] = {"environment": environment(), "width": width, "patterns": {}}
+    for pattern in PATTERNS:
+        model = masked_mlp(width, pattern)
+        with tempfile.TemporaryDirectory() as folder:
+            size = sizes(model, Path(folder))
+        plain = baked(model, width)
+        speed = {f"batch {b}": latency(plain, width, b, repeats) for b in (1, 8)}
+        results["patterns"][pattern] = {"sizes": size, "latency": speed}
+        results["load"] = [round(v, 1) for v in os.getloadavg()]
+        print(pattern, size, {k: v["ms"] for k, v in speed.items()}, flush=True)
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    size_rows, speed_rows = [], []
+    for pattern, entry in results["patterns"].items():
+        s = entry["sizes"]
+        mb = 1e6
+        size_rows.append(
+            [
+                pattern,
+                s["dense"] / mb,
+                s["io_save"] / mb,
+                s["compressed"] / mb,
+                s["compressed"] / s["dense"],
+                s["measure_sparse_size"] / s["dense"],
+            ]
+        )
+        for batch, speed in entry["latency"].items():
+            ms, ratio = speed["ms"], speed["ratio_to_dense"]
+            speed_rows.append(
+                [
+                    pattern,
+                    batch,
+                    ms["dense"],
+                    ratio["dense again"],
+                    ms["csr"],
+                    ratio["csr"],
+                    ms["sparsify"],
+                    ratio["sparsify"],
+                    ", ".join(speed["replaced"]) or "none",
+                ]
+            )
+    width = results["width"]
+    return "\n\n".join(
+        [
+            f"MLP {width}-{width}-{width} fp32, magnitude masks; sizes in MB",
+            markdown_table(
+                [
+                    "pattern",
+                    "dense",
+                    "io.save",
+                    "compressed",
+                    "compressed/dense",
+                    "measure sparse/dense",
+                ],
+                size_rows,
+            ),
+            "latency in ms (1 thread, interleaved rounds, medians); x dense = median over rounds "
+            "of time / dense time of the same round; 'dense again' is a second dense copy (a "
+            f"control: its distance from 1.00 is the noise); load average {results['load']}",
+            markdown_table(
+                [
+                    "pattern",
+                    "batch",
+                    "dense ms",
+                    "dense again x dense",
+                    "csr ms",
+                    "csr x dense",
+                    "sparsify ms",
+                    "sparsify x dense",
+                    "layers replaced",
+                ],
+                speed_rows,
+            ),
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="width 1024 instead of 4096")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    width = 1024 if args.quick else 4096
+    out = (
+        args.out
+        or ROOT.parent / "runs" / "bench" / f"sparse_formats{'-quick' if args.quick else ''}"
+    )
+    results = run(width, args.repeats)
+    write_results(out, results, markdown(results))
+
+
+if __name__ == "__main__":
+    main()
