@@ -6,6 +6,7 @@ size and scale, not only the example inputs) or keeps its units whole, decided f
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -29,7 +30,7 @@ def units(model: nn.Module, example: Tensor) -> dict[str, int]:
 
 def fresh_diff(
     model: nn.Module, example: Tensor, keep: Callable[[int], Tensor] = drop_odd
-) -> tuple[float, nn.Module]:
+) -> tuple[float, Any]:
     """Prune every group with ``keep``, then compare the pruned model with the masked original
     on a fresh input: batch 3, scale 5, shifted (the example has batch 2, scale 1)."""
     model = model.double().eval()
@@ -190,6 +191,8 @@ def test_chunk_removes_the_same_position_from_every_piece() -> None:
 class Blur(nn.Module):
     """tresnet's blur pool: ``F.conv2d(..., groups=self.channels)`` with a fixed filter."""
 
+    filt: Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.channels = 8
@@ -253,7 +256,7 @@ class Gated(nn.Module):
         (lambda y: y + 1.0, "sum"),
         (torch.cos, "sum"),
         (F.hardsigmoid, "sum"),
-    ],  # fmt: skip
+    ],
 )
 def test_sum_over_channels_of_a_non_zero_preserving_function_keeps_them(
     f: Callable[[Tensor], Tensor], reduce: str
@@ -393,7 +396,7 @@ def test_standardised_conv_input_channels_are_inexact(std_conv: type[nn.Conv2d])
     """Removing input channels changes the statistics: the group is inexact, the record says
     the kept-units reference runs conv ``b`` on its kept inputs, and the pruned model equals
     ``b`` standardised over the kept inputs only (worked out here by hand)."""
-    model = Between(torch.relu).double().eval()
+    model: Any = Between(torch.relu).double().eval()
     model.b = std_conv(8, 4, 3, padding=1).double()
     groups = build_structural_groups(model, IMAGE)
     assert [g.name for g in groups] == ["a"] and groups.inexact == {"a"}
@@ -405,7 +408,7 @@ def test_standardised_conv_input_channels_are_inexact(std_conv: type[nn.Conv2d])
     pruned, _ = apply_surgery(model, groups, {"a": keep})
     fresh = torch.randn(3, 3, 6, 6, dtype=torch.float64) * 5 - 2
     hidden = torch.relu(model.a(fresh))[:, keep]
-    weight = standardised(model.b.weight[:, keep], model.b.eps)
+    weight = standardised(model.b.weight[:, keep], float(model.b.eps))
     expected = F.conv2d(hidden, weight, model.b.bias, padding=1)
     with torch.no_grad():
         assert float((pruned(fresh) - expected).abs().max()) < 1e-10
