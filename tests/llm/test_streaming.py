@@ -195,3 +195,29 @@ def test_calibration_with_too_few_tokens_is_refused(
         source, tmp_path / "out", calibration=text, seq_len=4, n_samples=2, progress=False
     )
     assert result.sparsity == pytest.approx(0.5)
+
+
+def test_an_untied_output_head_is_copied_unchanged(windows: Tensor, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=96,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
+    model = transformers.LlamaForCausalLM(config).eval()
+    source = _save(model, tmp_path / "src")
+    prune_streaming(
+        source, tmp_path / "out", method="sparsegpt", calibration=windows, progress=False
+    )
+    expected = prune_llm(
+        model, windows, LLMPruneConfig(method="sparsegpt", bake=True), progress=False
+    ).model.state_dict()
+    streamed = _load(tmp_path / "out").state_dict()
+    assert torch.equal(streamed["lm_head.weight"], model.lm_head.weight)
+    for name, value in expected.items():
+        assert torch.equal(streamed[name], value), name
