@@ -100,3 +100,25 @@ def finetune_digits(options: dict[str, Any], masked: bool) -> dict[str, Any]:
         "masks": {k: v.clone() for k, v in masks_of(result.model).items()},
         "steps": result.steps,
     }
+
+
+def smollm2_windows(n: int, seq_len: int) -> tuple[nn.Module, Tensor]:
+    """SmolLM2-135M cut to its first 4 blocks, and ``n`` WikiText-2 windows."""
+    from prunekit.llm import calibration_windows, load_model
+
+    model, tokenizer = load_model("smollm2")
+    model.model.layers = model.model.layers[:4]
+    model.config.num_hidden_layers = 4
+    text = "/work/shared/data/wikitext-2/valid.txt"
+    return model, calibration_windows(tokenizer, text, n_samples=n, seq_len=seq_len)
+
+
+def prune_smollm2(method: str, n: int, seq_len: int) -> dict[str, Tensor]:
+    """The keep masks (bool) of SmolLM2's first 4 blocks, windows split over the group."""
+    from prunekit.distributed import prune_llm_distributed
+    from prunekit.llm import LLMPruneConfig
+    from prunekit.masks import masks_of
+
+    model, windows = smollm2_windows(n, seq_len)
+    result = prune_llm_distributed(model, windows, LLMPruneConfig(method=method, sparsity=0.5))
+    return {k: v.bool() for k, v in masks_of(result.model).items()}
