@@ -22,6 +22,7 @@ from prunekit.analysis.allocation import allocate, allocation_overrides
 from prunekit.analysis.sensitivity import sensitivity
 from prunekit.budget import Target
 from prunekit.config import make_config
+from prunekit.errors import SelectionError
 from prunekit.measure import count_macs
 from prunekit.search import search
 from prunekit.search.prepare import build_space, prepare
@@ -57,13 +58,14 @@ def baseline(ctx: Context, name: str, seed: int) -> tuple[nn.Module, float]:
         ctx.dense, prepared.groups, prepared.scores, held_out_accuracy,
         config["sensitivity_sparsities"], higher_is_better=True, progress=False,
     )  # fmt: skip
-    lo, hi = 0.0, max(config["sensitivity_sparsities"])
+    cap = max(config["sensitivity_sparsities"])
+    lo, hi = 0.0, cap
     best = space.floor_sparsities()
     for _ in range(25):  # the least total sparsity whose allocation meets the MACs target
         mid = (lo + hi) / 2
         try:
-            alloc = allocate(curves, prepared.groups, mid, max_sparsity=hi)
-        except Exception:
+            alloc = allocate(curves, prepared.groups, mid, max_sparsity=cap)
+        except SelectionError:  # more than the curves allow: go lower
             hi = mid
             continue
         sparsities = space.sparsities(
@@ -73,6 +75,8 @@ def baseline(ctx: Context, name: str, seed: int) -> tuple[nn.Module, float]:
             hi, best = mid, sparsities
         else:
             lo = mid
+    if best == space.floor_sparsities():
+        raise RuntimeError("sensitivity: no allocation of the measured curves meets the target")
     cfg = base.replace(overrides=space.project(best, fill=True))
     pruned = prunekit.prune(ctx.dense, ctx.example, config=cfg, data=calib, metrics=False).model
     return pruned, time.perf_counter() - start
