@@ -98,3 +98,20 @@ def test_random_candidates_depend_only_on_seed_and_trial_number(mlp_case: Any) -
         torch.tensor([t.score for t in runs[0].trials]),
         torch.tensor([t.score for t in runs[1].trials]),
     )
+
+
+@pytest.mark.parametrize("objective", ["proxy", "finetune"])
+def test_named_objectives_score_held_out_accuracy(objective: str, cnn_case: Any) -> None:
+    model, x, data = cnn_case
+    result = search(
+        model, x, data=data, target={"macs": 0.5}, searcher="random", trials=2,
+        storage=":memory:", objective=objective, n_batches=2, finetune_steps=2, progress=False,
+    )  # fmt: skip
+    # 2 held-out batches of 8: accuracy is a multiple of 1/16
+    assert all(0.0 <= t.score <= 1.0 and (t.score * 16).is_integer() for t in result.trials)
+
+
+def test_proxy_needs_data(mlp_case: Any) -> None:
+    model, x, _ = mlp_case
+    with pytest.raises(ConfigError, match="needs data"):
+        search(model, x, data=None, target={"macs": 0.5}, storage=":memory:", progress=False)
