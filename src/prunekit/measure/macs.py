@@ -18,6 +18,11 @@ parent's share). Everything outside prunable layers (attention score products, u
 is kept unchanged. For Linear and convolution layers this is exact, not an estimate: every weight
 entry takes part in the same number of multiply-adds (the counter includes padded positions), so
 zeroing a fraction of the weight removes exactly that fraction of the layer's MACs.
+
+MACs are attributed to modules by forward hooks only (:class:`ForwardTracker`): PyTorch's own
+``ModuleTracker`` also follows the backward pass through autograd hooks on module inputs, and
+fails ("Expected gradient function to be set") when an input is a parameter or a view of one
+made under ``no_grad`` (timm CaiT's and PiT's class tokens, DeBERTa-v2's relative embeddings).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils.flop_counter import FlopCounterMode
 
 from prunekit.core.modes import composite_attention, eval_mode
@@ -79,13 +85,59 @@ _EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _
 """Formulas for ops that ``FlopCounterMode`` does not know (PyTorch 2.13)."""
 
 
+class ForwardTracker:
+    """The names of ``model``'s modules whose forward is running, as ``FlopCounterMode``
+    reads them (``parents``: ``"Global"``, the root's class name, ``"Root.a.b"``), followed
+    through forward hooks only: counting needs no backward pass, and PyTorch's tracker's
+    autograd hooks fail on parameter inputs (see the module docstring)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        root = type(model).__name__
+        self._names = {id(m): f"{root}.{n}" if n else root for n, m in model.named_modules()}
+        self._active: list[str] = []
+        self._handles: list[Any] = []
+
+    @property
+    def parents(self) -> set[str]:
+        return {"Global", *self._active}
+
+    def _enter(self, module: nn.Module, args: object) -> None:
+        name = self._names.get(id(module))
+        if name is not None:
+            self._active.append(name)
+
+    def _leave(self, module: nn.Module, args: object, output: object) -> None:
+        name = self._names.get(id(module))
+        if name is not None and name in self._active:  # the innermost entry of that name
+            del self._active[len(self._active) - 1 - self._active[::-1].index(name)]
+
+    def __enter__(self) -> ForwardTracker:
+        self._handles = [
+            register_module_forward_pre_hook(self._enter),
+            register_module_forward_hook(self._leave, always_call=True),
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles, self._active = [], []
+
+
+def _counter(model: nn.Module) -> FlopCounterMode:
+    """PyTorch's counter, attributing to ``model``'s modules through :class:`ForwardTracker`."""
+    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
+    counter.mod_tracker = ForwardTracker(model)  # type: ignore[assignment]
+    return counter
+
+
 @contextmanager
 def counting_macs(model: nn.Module) -> Iterator[Callable[[], MacCount]]:
     """Count the dense MACs of whatever runs ``model`` inside the block; the function it
     yields returns the count (call it after the run). Attention runs on its composite path, so
     ``nn.MultiheadAttention``'s products are counted. Verification counts this way while it
     runs a model anyway, which saves :func:`~prunekit.measure.measure` a forward pass."""
-    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
+    counter = _counter(model)
     with composite_attention(), counter:
         yield lambda: _mac_count(counter, type(model).__name__)
 
@@ -106,8 +158,8 @@ def _mac_count(counter: FlopCounterMode, root: str) -> MacCount:
 def count_macs(model: nn.Module, example_inputs: ExampleInputs) -> MacCount:
     """Count the dense MACs of ``model(example_inputs)`` in eval mode, per module and per op.
 
-    Runs under ``torch.no_grad`` rather than ``inference_mode``: the counter's module tracker
-    fails on parametrized (masked) weights under ``inference_mode`` in PyTorch 2.13.
+    Runs under ``torch.no_grad`` rather than ``inference_mode`` (tensors made under
+    ``inference_mode`` cannot be used by a later ordinary run of the model).
     """
     with eval_mode(model), torch.no_grad(), counting_macs(model) as result:
         call_model(model, example_inputs, purpose="counting MACs")
