@@ -60,7 +60,7 @@ def test_dense_layers_are_not_timed() -> None:
     report = sparsify(model, torch.randn(2, 32), repeats=2)
     (decision,) = report.layers
     assert decision.chosen == "dense" and decision.dense_ms is None
-    assert decision.note == "sparsity 0.000 < min_sparsity 0.5: not timed"
+    assert decision.note == "sparsity 0.000000 < min_sparsity 0.5: not timed"
 
 
 def _two_of_four(rows: int, cols: int) -> Tensor:

@@ -146,7 +146,7 @@ def _decide_linear(
     bias = None if module.bias is None else module.bias.detach()
     decision = LayerDecision(name, "Linear", tuple(weight.shape), _sparsity(weight))
     if decision.sparsity < options.min_sparsity:
-        note = f"sparsity {decision.sparsity:.3f} < min_sparsity {options.min_sparsity}: not timed"
+        note = f"sparsity {decision.sparsity:.6f} < min_sparsity {options.min_sparsity}: not timed"
         return replace(decision, note=note), None
     candidates, notes = _candidates(weight, bias)
     reference = F.linear(x, weight, bias)
