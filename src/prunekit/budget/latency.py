@@ -72,6 +72,10 @@ class RuntimeTimer:
                 )
         self.runtime, self.threads, self.warmup, self.repeats = runtime, threads, warmup, repeats
 
+    def with_repeats(self, repeats: int) -> RuntimeTimer:
+        """The same timer with ``repeats`` timed rounds."""
+        return RuntimeTimer(self.runtime, threads=self.threads, warmup=self.warmup, repeats=repeats)
+
     def time(
         self, models: Mapping[str, nn.Module], example_inputs: ExampleInputs
     ) -> dict[str, float]:

@@ -248,13 +248,14 @@ def _select_to_latency(
     only = [w for w in layer_shapes(model, example_inputs) if w in pruned_weights]
     table = measure_latency_table(model, example_inputs, timer, only=only)
     knob = _Knob(scores, groups, config, LatencyModel(table, groups, model))
+    confirm = timer.with_repeats(2 * timer.repeats + 1)  # one model pair: afford more rounds
     goal = target.keep
     seen: list[tuple[float, float]] = []
     best: tuple[float, float, Selection] | None = None
     for _ in range(LATENCY_ROUNDS):
         selection, analytic = _bisect(knob, goal, tolerance / 4)
         pruned, _ = apply_surgery(model, groups, selection)
-        times = timer.time({"dense": model, "pruned": pruned}, example_inputs)
+        times = confirm.time({"dense": model, "pruned": pruned}, example_inputs)
         real = times["pruned"] / times["dense"]
         seen.append((analytic, real))
         error = abs(real / target.keep - 1)
