@@ -21,7 +21,7 @@ with a :class:`~prunekit.errors.ConfigError` naming the changed fields.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sized
+from collections.abc import Callable, Iterator, Sequence, Sized
 from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,6 +96,8 @@ def _loader_description(loader: Any) -> Description:
         "dataset_len": len(dataset) if isinstance(dataset, Sized) else None,
         "batches": len(loader) if isinstance(loader, Sized) else None,
     }
+    if isinstance(loader, Sequence) and len(loader) > 0:
+        info["first_batch"] = loader[0]  # a list of batches: their shapes stand for batch_size
     return describe(info)
 
 
