@@ -62,11 +62,14 @@ class Job:
         self.stepper = Stepper(Polynomial(0.75, begin_step=3, end=30, frequency=3))
         self.lr = lr
         self._kill_at = 0
+        self._stop_at = 0
 
     def __call__(self, step: int, model: nn.Module) -> None:
         self.stepper(step, model)
         if step == self._kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
+        if step == self._stop_at:
+            raise KeyboardInterrupt
 
     def state_dict(self) -> dict[str, Any]:
         return self.stepper.state_dict()
@@ -112,6 +115,28 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_the_uninterrupted_run(tmp_path
     assert want["final"].keys() == got["final"].keys()
     for name, value in want["final"].items():
         assert torch.equal(value, got["final"][name]), name
+
+
+@pytest.mark.parametrize(("stop_at", "skip"), [(23, 10), (27, 4)], ids=["epoch-end", "mid-epoch"])
+def test_interrupted_in_process_resumes_bitwise(tmp_path: Path, stop_at: int, skip: int) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = Job()
+        reference.run(tmp_path / "ref")
+        interrupted = Job()
+        interrupted._stop_at = stop_at
+        with pytest.raises(KeyboardInterrupt):
+            interrupted.run(tmp_path / "ckpt")
+        assert load_checkpoint(tmp_path / "ckpt" / CHECKPOINT_NAME)["skip"] == skip
+        resumed = Job()
+        assert resumed.run(tmp_path / "ckpt") == stop_at - stop_at % EVERY
+    finally:
+        torch.set_num_threads(threads)
+    want, got = reference.final(), resumed.final()
+    assert want.keys() == got.keys()
+    for name, value in want.items():
+        assert torch.equal(value, got[name]), name
 
 
 def _short_job(tmp_path: Path, **kwargs: Any) -> int:
