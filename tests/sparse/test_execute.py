@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import Tensor, nn
 
 from prunekit.errors import ConfigError
 from prunekit.masks.parametrize import apply_masks
-from prunekit.sparse import SparseLinear, sparsify
+from prunekit.sparse import SparseLinear, densify, save_compressed, sparsify
 
 
 def close(a: Tensor, b: Tensor, tol: float = 1e-5) -> bool:
@@ -148,3 +150,15 @@ def test_two_of_four_on_cuda_is_a_timed_candidate() -> None:
     report = sparsify(nn.Sequential(layer), x, min_speedup=1e-9, repeats=5)
     assert "2:4" in report.layers[0].kernels_ms
     assert report.max_abs_diff < 0.05
+
+
+def test_densify_undoes_sparsify_and_a_sparsified_model_is_not_saved(tmp_path: Path) -> None:
+    model = _random_masked_mlp(64, 0.9)
+    x = torch.randn(2, 64)
+    expected = model(x).detach()
+    sparsify(model, x, min_speedup=1e-9, repeats=2, warmup=1)
+    with pytest.raises(ConfigError, match="has layout torch.sparse_csr; save the model before"):
+        save_compressed(model, tmp_path / "m.safetensors")
+    assert densify(model) == ["0", "2"]
+    assert isinstance(model[0], nn.Linear) and not isinstance(model[0], SparseLinear)
+    assert close(model(x), expected)

@@ -7,7 +7,7 @@
   and reports every decision with its times.
 """
 
-from prunekit.sparse.execute import sparsify
+from prunekit.sparse.execute import densify, sparsify
 from prunekit.sparse.files import COMPRESSED_FORMAT, save_compressed
 from prunekit.sparse.loading import load_compressed, read_schema
 from prunekit.sparse.modules import SemiStructuredLinear, SparseLinear, is_two_of_four
@@ -19,6 +19,7 @@ __all__ = [
     "SemiStructuredLinear",
     "SparseLinear",
     "SparsifyReport",
+    "densify",
     "is_two_of_four",
     "load_compressed",
     "read_schema",

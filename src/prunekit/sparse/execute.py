@@ -107,7 +107,8 @@ def _candidates(weight: Tensor, bias: Tensor | None) -> tuple[dict[str, nn.Modul
             notes.append("2:4 pattern: semi-structured kernels need CUDA, none on CPU")
     for label, build in builders.items():
         try:
-            found[label] = build()
+            with torch.inference_mode(False):  # normal tensors: the module outlives the timing
+                found[label] = build()
         except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
             notes.append(f"{label} unavailable ({type(err).__name__}: {str(err)[:80]})")
     return found, notes
@@ -254,3 +255,13 @@ def sparsify(
         after = forward(model, example_inputs)
     device = next((str(x.device) for x in inputs.values()), "cpu")
     return SparsifyReport(tuple(decisions), device, threads, _max_abs_diff(before, after))
+
+
+def densify(model: nn.Module) -> list[str]:
+    """Undo :func:`sparsify`: replace, in place, every :class:`SparseLinear` of ``model`` by the
+    equivalent dense ``nn.Linear``; return the names replaced. (A 2:4
+    :class:`SemiStructuredLinear` is left as it is.)"""
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, SparseLinear)]
+    for _, module in found:
+        _replace(model, module, module.to_linear())
+    return [name for name, _ in found]

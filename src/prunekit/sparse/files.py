@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 import safetensors.torch
+import torch
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt
 from torch import Tensor, nn
 
@@ -104,6 +105,11 @@ def _split_aliases(tensors: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], di
     for name, tensor in tensors.items():
         if tensor.device.type == "meta":
             raise ConfigError(f"tensor {name!r} is on the meta device and has no values to save")
+        if tensor.layout != torch.strided:
+            raise ConfigError(
+                f"tensor {name!r} has layout {tensor.layout}; save the model before sparsify(), "
+                "or undo it with prunekit.sparse.densify(model)"
+            )
         key = _alias_key(tensor)
         if key is not None and key in first:
             aliases[name] = first[key]
