@@ -140,6 +140,27 @@ def test_copy_into_a_view_of_a_fresh_buffer_keeps_channels() -> None:
     assert fresh_diff(model, IMAGE)[0] == 0.0
 
 
+class PasteInto(nn.Module):
+    """Conv c's output pasted into a spatial view of conv a's output: a and c lose the same
+    channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.c = nn.Conv2d(3, 8, 1), nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.a(x)
+        y[:, :, 1:].copy_(self.c(x)[:, :, 1:])
+        return self.b(y)
+
+
+def test_copy_into_a_view_couples_the_writer_with_the_tensor() -> None:
+    assert units(PasteInto(), IMAGE) == {"a": 8}
+    diff, pruned = fresh_diff(PasteInto(), IMAGE)
+    assert diff < 1e-10 and pruned.c.out_channels == 4 == pruned.a.out_channels
+
+
 # -- split and chunk -----------------------------------------------------------------------------
 
 

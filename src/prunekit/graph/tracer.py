@@ -96,6 +96,7 @@ class _Tracer(TorchDispatchMode):
         self.n_ops = 0
         self.op_names: set[str] = set()
         self.dirty: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.zero_memo: dict[tuple[Any, ...], bool] = {}
         self.suspended = 0
         self._func: Any = None
         self.meta = swap is not None
@@ -222,17 +223,25 @@ class _Tracer(TorchDispatchMode):
     def _track_zeros(
         self, rule: Any, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any
     ) -> None:
+        """Record whether the output is clean (:mod:`prunekit.graph.structural.zeros`); an
+        in-place op makes the tensor that owns the memory dirty if it writes non-zeros."""
         from prunekit.graph.structural import pointwise
 
+        in_place = _writes_first(func) and bool(args) and isinstance(args[0], Tensor)
+        targets = (
+            [args[0]] if in_place else [t for t in pytree.tree_leaves(out) if isinstance(t, Tensor)]
+        )
+        targets = [t for t in targets if self.slots(t)]
+        if not targets:
+            return
         moves = getattr(rule, "__module__", "").startswith("prunekit.graph.structural")
         kind = zero_kind(str(func), pointwise=rule is pointwise, moves=moves)
         clean = output_clean(kind, self, func, args, kwargs)
-        if _writes_first(func) and args and isinstance(args[0], Tensor):
-            root = _root(args[0])
-            self.dirty[root] = self.dirty.get(root, False) or not clean
-            return
-        for t in pytree.tree_leaves(out):
-            if isinstance(t, Tensor) and t._base is None:
+        for t in targets:
+            root = _root(t)
+            if in_place:
+                self.dirty[root] = self.dirty.get(root, False) or not clean
+            elif root is t:
                 self.dirty[t] = not clean
 
     def _opaque(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:

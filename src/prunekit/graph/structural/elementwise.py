@@ -37,8 +37,15 @@ def passthrough(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any]
 
 
 def copy_into(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
-    """``dst.copy_(src)``: ``dst`` now holds ``src``'s units."""
-    ctx.set_slots(args[0], ctx.slots(args[1]))
+    """``dst.copy_(src)``: ``dst`` now holds ``src``'s units. When ``dst`` is a view, the
+    tensor it belongs to keeps its own labels for those positions, so ``src``'s units are
+    coupled with them position by position (both lose the same units)."""
+    dst, src = args[0], args[1]
+    if getattr(dst, "_base", None) is None:
+        ctx.set_slots(dst, ctx.slots(src))
+        return
+    slots = couple(ctx.graph, [item(ctx, dst), item(ctx, src)], tuple(dst.shape))
+    ctx.set_slots(dst, slots)
 
 
 def fresh(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:

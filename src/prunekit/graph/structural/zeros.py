@@ -67,7 +67,12 @@ _KINDS: dict[str, ZeroKind] = {
 }
 
 
+Memo = dict[tuple[Any, ...], bool]
+
+
 class ZeroContext(Protocol):
+    zero_memo: Memo
+
     def slots(self, t: Any) -> Slots: ...
 
     def is_clean(self, t: Any) -> bool: ...
@@ -153,20 +158,19 @@ def _pointwise_clean(
     dims = {id(t): set().union(*(vary(left_pad(s, ndim)) for s in ctx.slots(t))) for t in labelled}
     for lab in labelled:
         zero = {id(t) for t in labelled if ctx.is_clean(t) and dims[id(t)] & dims[id(lab)]}
-        if not zero or not _zero_out(func, args, kwargs, zero):
+        if not zero or not _zero_out(func, args, kwargs, zero, ctx.zero_memo):
             return False
     return True
 
 
-_CACHE: dict[tuple[Any, ...], bool] = {}
-
-
-def _zero_out(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], zero: set[int]) -> bool:
-    """Run ``func`` on 4-element real stand-ins: operands in ``zero`` are zeros, the others
+def _zero_out(
+    func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], zero: set[int], memo: Memo
+) -> bool:
+    """Run ``func`` on 8-element real stand-ins: operands in ``zero`` are zeros, the others
     random (booleans alternate, a real 0-d constant keeps its value); True if every output
-    element is zero, in each of two draws."""
+    element is zero, in each of two draws. Answers are kept in ``memo`` (one per trace)."""
     key = (str(func), _signature(args, zero), _signature(tuple(kwargs.items()), zero))
-    found = _CACHE.get(key)
+    found = memo.get(key)
     if found is not None:
         return found
     result = True
@@ -185,8 +189,7 @@ def _zero_out(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], zero: s
         if not isinstance(first, Tensor) or not bool((first == 0).all()):
             result = False
             break
-    if len(_CACHE) < 4096:
-        _CACHE[key] = result
+    memo[key] = result
     return result
 
 
@@ -227,14 +230,14 @@ def _stand_in(v: Any, zero: set[int], gen: torch.Generator) -> Any:
         return type(v)(_stand_in(x, zero, gen) for x in v)
     if not isinstance(v, Tensor):
         return v
-    shape: tuple[int, ...] = (4,) if v.dim() else ()
+    shape: tuple[int, ...] = (8,) if v.dim() else ()
     if id(v) in zero:
         return torch.zeros(shape, dtype=v.dtype)
     const = _constant(v)
     if const is not None:
         return torch.tensor(const, dtype=v.dtype)
     if v.dtype == torch.bool:
-        return torch.tensor([True, False, True, False]) if shape else torch.tensor(True)
+        return torch.arange(8) % 2 == 0 if shape else torch.tensor(True)
     if v.is_floating_point():
         return (torch.randn(shape, generator=gen) * 3 + 0.5).to(v.dtype)
     return torch.randint(1, 5, shape, generator=gen).to(v.dtype)
