@@ -9,7 +9,7 @@ model of any size costs the memory of the parts that are filled.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +97,15 @@ def release(module: nn.Module) -> None:
                 sub._parameters[attr] = nn.Parameter(
                     torch.empty_like(param, device="meta"), requires_grad=False
                 )
+
+
+def release_named(model: nn.Module, names: Iterable[str]) -> None:
+    """Send the named parameters back to the meta device."""
+    for name in names:
+        module_name, _, attr = name.rpartition(".")
+        module = model.get_submodule(module_name)
+        param = module._parameters[attr]
+        if param is not None:
+            module._parameters[attr] = nn.Parameter(
+                torch.empty_like(param, device="meta"), requires_grad=False
+            )

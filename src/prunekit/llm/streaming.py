@@ -41,7 +41,13 @@ from prunekit.llm.stream_progress import (
     load_progress,
     save_block,
 )
-from prunekit.llm.stream_skeleton import build_skeleton, check_coverage, materialise, release
+from prunekit.llm.stream_skeleton import (
+    build_skeleton,
+    check_coverage,
+    materialise,
+    release,
+    release_named,
+)
 
 OUTSIDE_SHARD_BYTES = 256 * 2**20
 """Shard size for the tensors outside the blocks (embeddings, head), copied unchanged."""
@@ -229,6 +235,7 @@ def prune_streaming(
             inputs = capture_block_inputs(model, stack, windows)
             if resumed_from:
                 inputs.hidden = load_hidden(out_dir, state).to(dtype)
+        release_named(model, needed)  # the embeddings are not needed after block 0's inputs
         bar = tqdm(
             range(resumed_from, len(stack)), desc=algorithm.name, unit="block", disable=not progress
         )
