@@ -13,8 +13,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.utils import _pytree as pytree
 
 from prunekit.core.modes import eval_mode as eval_mode  # re-exported for callers of measure.inputs
 from prunekit.errors import DataError
@@ -88,3 +91,80 @@ def call_model(model: nn.Module, inputs: ExampleInputs, *, purpose: str) -> Any:
                 f"{purpose}: {type(model).__name__} failed on example_inputs "
                 f"{describe_inputs(inputs)} {place}: {type(err).__name__}: {err}"
             ) from err
+
+
+def _expectation(module: nn.Module) -> str:
+    """What ``module`` takes, in words, for the layers whose inputs are usually model inputs."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        dims = ", ".join(["N", str(module.in_channels), *"DHW"[3 - len(module.kernel_size) :]])
+        return f"({dims})"
+    if isinstance(module, nn.Linear):
+        return f"(..., {module.in_features})"
+    if isinstance(module, nn.Embedding):
+        return f"integer ids in [0, {module.num_embeddings})"
+    if isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
+        return f"(..., {', '.join(map(str, module.normalized_shape))})"
+    return ""
+
+
+def _devices(model: nn.Module) -> set[torch.device]:
+    return {t.device for t in (*model.parameters(), *model.buffers())}
+
+
+def check_example_inputs(model: nn.Module, inputs: ExampleInputs) -> None:
+    """Raise a one-line :class:`DataError` naming expected vs given when ``inputs`` cannot be
+    ``model``'s inputs: tensors on another device than the model's, or a shape or dtype the
+    module that receives them rejects. The model runs on ``meta`` stand-ins of its tensors
+    (nothing is computed or changed); a model that cannot run on ``meta`` (it reads values,
+    e.g. ``.item()``) is not checked further."""
+    if inputs is None:
+        raise DataError("example_inputs is None; pass the tensor(s) the model takes")
+    leaves = [v for v in pytree.tree_leaves(inputs) if isinstance(v, Tensor)]
+    devices = _devices(model)
+    given = {v.device for v in leaves}
+    if len(devices) == 1 and given and given != devices and "meta" not in str(devices):
+        raise DataError(
+            f"example_inputs are on {sorted(map(str, given))}, the model on "
+            f"{next(iter(devices))}: move them to the model's device"
+        )
+    error = _meta_failure(model, inputs)
+    if error is None:
+        return
+    err, where = error
+    module = model.get_submodule(where) if where else model
+    expected = _expectation(module)
+    dtype = next((t.dtype for t in model.parameters() if t.is_floating_point()), None)
+    floats = dtype is not None and not isinstance(module, nn.Embedding)
+    wants = f"expects {expected}" + (f" {str(dtype).removeprefix('torch.')}" if floats else "")
+    place = f"module {where!r} ({type(module).__name__})" if where else type(model).__name__
+    raise DataError(
+        f"example_inputs do not fit the model: {place} "
+        f"{wants if expected else 'rejects them'}, given {describe_inputs(inputs)} "
+        f"({str(err).splitlines()[0][:160]})"
+    )
+
+
+def _meta_failure(model: nn.Module, inputs: ExampleInputs) -> tuple[Exception, str] | None:
+    """The error running ``model`` on meta stand-ins raises, if it looks like an input mismatch
+    (a ``RuntimeError``/``ValueError``/``IndexError`` from a module), and the module's name."""
+    stand_ins: dict[int, Tensor] = {}
+    state = {}
+    for name, t in (
+        *model.named_parameters(remove_duplicate=False),
+        *model.named_buffers(remove_duplicate=False),
+    ):
+        state[name] = stand_ins.setdefault(id(t), torch.empty_like(t, device="meta"))
+    meta = pytree.tree_map(lambda v: v.to("meta") if isinstance(v, Tensor) else v, inputs)
+    with eval_mode(model), torch.no_grad(), _module_stack(model) as stack:
+        try:
+            args, kwargs = (meta, {}) if isinstance(meta, tuple) else ((meta,), {})
+            if isinstance(meta, Mapping):
+                args, kwargs = (), dict(meta)
+            functional_call(model, state, args, kwargs, tie_weights=False, strict=False)
+        except (RuntimeError, ValueError, IndexError, TypeError) as err:
+            if "meta" in str(err).lower() or "data-dependent" in str(err).lower() or not stack:
+                return None  # the model reads values: meta cannot tell
+            return err, stack[-1]
+        except Exception:
+            return None
+    return None
