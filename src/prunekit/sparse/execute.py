@@ -121,6 +121,15 @@ def _agrees(out: Tensor, reference: Tensor, options: _Options) -> bool:
     return bool((out.float() - reference.float()).abs().max() <= limit)
 
 
+def _problem(module: nn.Module, x: Tensor, reference: Tensor, options: _Options) -> str:
+    """Why a candidate cannot stand in for the dense layer ("" when it can)."""
+    try:
+        out = module(x)
+    except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+        return f"failed on the input ({type(err).__name__}: {str(err)[:80]})"
+    return "" if _agrees(out, reference, options) else "outputs differ beyond tolerance"
+
+
 @dataclass(frozen=True)
 class _Options:
     min_speedup: float
@@ -151,9 +160,11 @@ def _decide_linear(
         return replace(decision, note=note), None
     candidates, notes = _candidates(weight, bias)
     reference = F.linear(x, weight, bias)
-    for label in [k for k, m in candidates.items() if not _agrees(m(x), reference, options)]:
-        notes.append(f"{label} outputs differ beyond tolerance: not used")
-        del candidates[label]
+    for label, candidate in list(candidates.items()):
+        problem = _problem(candidate, x, reference, options)
+        if problem:
+            notes.append(f"{label} {problem}: not used")
+            del candidates[label]
     calls: dict[str, Callable[[], object]] = {DENSE: partial(F.linear, x, weight, bias)}
     calls.update({label: partial(m, x) for label, m in candidates.items()})
     rounds = interleaved_times(
