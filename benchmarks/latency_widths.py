@@ -9,7 +9,8 @@ For each torchvision model (``weights=None``, one 1x3x224x224 input):
    R in 1, 8 and ``step``, and ``target={"latency": 0.5, "runtime": "onnxruntime"}`` with
    ``round_to=step`` (magnitude scores, surgery), each timed (wall seconds of the prune call);
 3. dense and every pruned model timed together in onnxruntime (one thread, interleaved, order
-   rotated, medians over ``--repeats`` rounds after 5 warm-up rounds): latency ratio to dense.
+   rotated, ``--repeats`` rounds after 5 warm-up rounds; the fastest round of each, see
+   :class:`~prunekit.budget.latency.RuntimeTimer`, or ``--statistic median``): latency ratio.
 
     OMP_NUM_THREADS=1 python benchmarks/latency_widths.py --model resnet50
         [--out runs/bench/latency_widths] [--repeats 40]
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 
 
-def _run(name: str, repeats: int) -> dict[str, Any]:
+def _run(name: str, repeats: int, statistic: str) -> dict[str, Any]:
     from prunekit.compat.torchvision_shim import ensure_torchvision_ops
 
     ensure_torchvision_ops()
@@ -43,7 +44,7 @@ def _run(name: str, repeats: int) -> dict[str, Any]:
     timer = RuntimeTimer("onnxruntime")
     start = time.perf_counter()
     step = fastest_step(dense, x, timer)
-    row: dict[str, Any] = {"model": name, "step": step,
+    row: dict[str, Any] = {"model": name, "step": step, "statistic": statistic,
                            "step_seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
     variants = {
         "macs=0.5 round_to=1": ({"macs": 0.5}, 1),
@@ -67,7 +68,9 @@ def _run(name: str, repeats: int) -> dict[str, Any]:
             "warnings": [str(w.message)[:200] for w in caught if "target" in str(w.message)],
         }
         print(label, row["variants"][label], flush=True)
-    final = RuntimeTimer("onnxruntime", warmup=5, repeats=repeats).time(models, x)
+    final = RuntimeTimer("onnxruntime", warmup=5, repeats=repeats, statistic=statistic).time(
+        models, x
+    )
     row["dense_ms"] = round(final["dense"], 3)
     for label in variants:
         row["variants"][label]["ms"] = round(final[label], 3)
@@ -95,13 +98,14 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/latency_widths"))
     parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--statistic", choices=("min", "median"), default="min")
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
     rows: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
     for name in args.model or ["mobilenet_v2", "resnet50"]:
-        rows = [r for r in rows if r["model"] != name] + [_run(name, args.repeats)]
+        rows = [r for r in rows if r["model"] != name] + [_run(name, args.repeats, args.statistic)]
         path.write_text(json.dumps(rows, indent=1))
         (args.out / "results.md").write_text(_table(rows) + "\n")
     print(_table(rows))

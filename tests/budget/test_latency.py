@@ -131,6 +131,8 @@ def test_timer_and_step_arguments_are_checked() -> None:
         RuntimeTimer("onnxrt")
     with pytest.raises(ConfigError, match="repeats must be an integer >= 1, got 0"):
         RuntimeTimer("torch", repeats=0)
+    with pytest.raises(ConfigError, match="statistic 'mean' is not one of min, median"):
+        RuntimeTimer("torch", statistic="mean")
     with pytest.raises(ConfigError, match="window 8 must span the largest step 32"):
         fastest_step(model, x, RuntimeTimer("torch"), window=8)
 
