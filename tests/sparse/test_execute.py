@@ -162,3 +162,15 @@ def test_densify_undoes_sparsify_and_a_sparsified_model_is_not_saved(tmp_path: P
     assert densify(model) == ["0", "2"]
     assert isinstance(model[0], nn.Linear) and not isinstance(model[0], SparseLinear)
     assert close(model(x), expected)
+
+
+def test_a_kernel_that_fails_on_the_input_is_reported_and_skipped() -> None:
+    layer = nn.Linear(64, 64).to(torch.bfloat16)  # CPU CSR matmul has no bfloat16 kernel
+    with torch.no_grad():
+        layer.weight.copy_(torch.where(torch.rand(64, 64) < 0.9, 0.0, layer.weight.float()))
+    model = nn.Sequential(layer)
+    report = sparsify(model, torch.randn(2, 64, dtype=torch.bfloat16), min_speedup=1e-9, repeats=2)
+    (decision,) = report.layers
+    assert decision.chosen == "dense" and decision.kernels_ms == {}
+    assert decision.note.startswith("csr failed on the input (NotImplementedError")
+    assert model[0] is layer
