@@ -93,12 +93,22 @@ def _loader_description(loader: Any) -> Description:
         "num_workers": getattr(loader, "num_workers", None),
         "sampler": None if sampler is None else type(sampler).__qualname__,
         "dataset": None if dataset is None else type(dataset).__qualname__,
-        "dataset_len": len(dataset) if isinstance(dataset, Sized) else None,
-        "batches": len(loader) if isinstance(loader, Sized) else None,
+        "dataset_len": _length(dataset),
+        "batches": _length(loader),
     }
     if isinstance(loader, Sequence) and len(loader) > 0:
         info["first_batch"] = loader[0]  # a list of batches: their shapes stand for batch_size
     return describe(info)
+
+
+def _length(value: Any) -> int | None:
+    """``len(value)``, or ``None`` for what has none (a loader over an ``IterableDataset``)."""
+    if not isinstance(value, Sized):
+        return None
+    try:
+        return len(value)
+    except TypeError:
+        return None
 
 
 def _optimizer_description(optimizer: torch.optim.Optimizer) -> Description:
