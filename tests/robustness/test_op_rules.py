@@ -433,3 +433,32 @@ def test_standardised_conv_input_channels_are_inexact(std_conv: type[nn.Conv2d])
     expected = F.conv2d(hidden, weight, model.b.bias, padding=1)
     with torch.no_grad():
         assert float((pruned(fresh) - expected).abs().max()) < 1e-10
+
+
+# -- what was kept whole is reported ------------------------------------------------------------
+
+
+class Apply(nn.Module):
+    def __init__(self, fn: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, y: Tensor) -> Tensor:
+        return self.fn(y)
+
+
+@pytest.mark.parametrize(
+    ("fn", "op"),
+    [
+        (lambda y: torch.roll(y, 2, 1), "aten.roll"),
+        (lambda y: y * torch.sigmoid(y).sum(1, keepdim=True), "aten.sum"),
+        (lambda y: torch.cat(torch.split(y, 2, 1)[::-1], 1), "split"),
+        (lambda y: y.new_zeros(y.shape).index_add_(3, torch.arange(6), y), "aten.index_add"),
+    ],
+)
+def test_kept_units_are_reported_with_op_and_module(
+    fn: Callable[[Tensor], Tensor], op: str
+) -> None:
+    groups = build_structural_groups(Between(Apply(fn)).double().eval(), IMAGE)
+    found = [k for k in groups.kept if k.op.startswith(op)]
+    assert found and all(k.where == "op" for k in found), groups.kept

@@ -15,7 +15,7 @@ from prunekit.core.groups import Group, Member
 from prunekit.core.views import AxisView, IndexView, UnitView
 from prunekit.graph.atoms import FIXED, components
 from prunekit.graph.norms import Normalisation, TensorDim, Unit, normalisations
-from prunekit.graph.tracer import Compute, Family, StructureTrace, trace
+from prunekit.graph.tracer import Compute, Family, KeptWhole, StructureTrace, trace
 from prunekit.ops.rules import rule_for
 
 
@@ -24,20 +24,24 @@ class StructuralGroups(list[Group]):
     normalisation (LayerNorm, a mean) over the pruned dimension, so zeroing them is not the same
     as removing them and they cannot be verified by masking alone. ``normalisations`` says
     where each such normalisation runs, so that verification can reproduce it on the kept
-    units only (:mod:`prunekit.surgery.reference`)."""
+    units only (:mod:`prunekit.surgery.reference`). ``kept`` lists where an op rule kept
+    units whole rather than map them (the op, its module path and why)."""
 
     inexact: frozenset[str]
     normalisations: tuple[Normalisation, ...]
+    kept: tuple[KeptWhole, ...]
 
     def __init__(
         self,
         groups: Sequence[Group],
         inexact: frozenset[str] = frozenset(),
         normalisations: Sequence[Normalisation] = (),
+        kept: Sequence[KeptWhole] = (),
     ) -> None:
         super().__init__(groups)
         self.inexact = inexact
         self.normalisations = tuple(normalisations)
+        self.kept = tuple(kept)
 
 
 def build_structural_groups(
@@ -81,7 +85,7 @@ def groups_from_trace(model: nn.Module, structure: StructureTrace) -> Structural
     )
     runs = _unit_runs(comp, families)
     if runs is None:
-        return StructuralGroups([], frozenset())
+        return StructuralGroups([], frozenset(), kept=structure.kept)
     inexact_arr = np.asarray(sorted(inexact_comps), dtype=np.int64)
     is_param = np.asarray([f.is_param for f in families], dtype=bool)
     groups: list[Group] = []
@@ -100,7 +104,7 @@ def groups_from_trace(model: nn.Module, structure: StructureTrace) -> Structural
             unit_of.update((int(c), (group.name, i)) for i, c in enumerate(runs.unit_comp[units]))
     dims: list[TensorDim] = [((f.tensor, *f.aliases), f.dim, f.start, f.size) for f in families]
     norms = normalisations(structure.norm_sites, comp, unit_of, dims) if unit_of else ()
-    return StructuralGroups(groups, frozenset(inexact), norms)
+    return StructuralGroups(groups, frozenset(inexact), norms, structure.kept)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,18 @@ class Family:
         return self.shape[self.dim]
 
 
+@dataclass(frozen=True)
+class KeptWhole:
+    """Units an op rule kept whole instead of mapping them: the op, its module path, why."""
+
+    op: str
+    where: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.op} in {self.where}: {self.why}"
+
+
 @dataclass
 class StructureTrace:
     """The result of a trace: atoms, couplings and the tensors they belong to."""
@@ -73,6 +85,7 @@ class StructureTrace:
     n_ops: int = 0
     op_names: set[str] = field(default_factory=set)
     norm_sites: list[NormSite] = field(default_factory=list)
+    kept: list[KeptWhole] = field(default_factory=list)
 
 
 class _Tracer(TorchDispatchMode):
@@ -97,6 +110,7 @@ class _Tracer(TorchDispatchMode):
         self.op_names: set[str] = set()
         self.dirty: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.zero_memo: dict[tuple[Any, ...], bool] = {}
+        self.kept: dict[KeptWhole, None] = {}
         self.suspended = 0
         self._func: Any = None
         self.meta = swap is not None
@@ -120,6 +134,9 @@ class _Tracer(TorchDispatchMode):
 
     def modules(self) -> Sequence[nn.Module]:
         return self.module_stack
+
+    def note(self, why: str, op: str | None = None) -> None:
+        self.kept[KeptWhole(op or str(self._func), self.where() or "<top level>", why)] = None
 
     def is_clean(self, t: Any) -> bool:
         """True if ``t`` is zero wherever it carries a removable atom in the masked model
@@ -216,9 +233,10 @@ class _Tracer(TorchDispatchMode):
         dst = args[0] if args else None
         if not isinstance(dst, Tensor) or dst._base is None or not _writes_first(func):
             return
-        if not self.slots(dst._base):
+        if not self.slots(dst._base) and self.slots(dst):
             for s in self.slots(dst):
                 self.graph.fix(s)
+            self.note("writes units into a view of a tensor that carries none")
 
     def _track_zeros(
         self, rule: Any, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any
@@ -466,4 +484,5 @@ def _run_trace(
         tracer.n_ops,
         tracer.op_names,
         tracer.norm_sites,
+        list(tracer.kept),
     )

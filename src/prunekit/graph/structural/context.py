@@ -33,6 +33,10 @@ class RuleContext(Protocol):
     def where(self) -> str:
         """The module path being run, for error messages."""
 
+    def note(self, why: str, op: str | None = None) -> None:
+        """Record that units were kept whole here and why (with the op, default the ATen op
+        being run, and the module path), for :attr:`StructuralGroups.kept`."""
+
     def is_clean(self, t: Any) -> bool:
         """True if ``t`` is zero at its removable positions in the masked model
         (:mod:`prunekit.graph.structural.zeros`)."""
@@ -90,6 +94,18 @@ def _real(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and any(isinstance(v, Tensor) for v in value):
         return type(value)(_real(v) for v in value)
     return value
+
+
+def labelled_along(ctx: RuleContext, x: Any, dim: int) -> bool:
+    """True if ``x`` carries units along ``dim`` (slots align with ``x`` from the right)."""
+    if not isinstance(x, Tensor) or not x.dim():
+        return False
+    dim = dim % x.dim()
+    for s in ctx.slots(x):
+        d = dim - (x.dim() - s.dim())
+        if d >= 0 and s.shape[d] > 1:
+            return True
+    return False
 
 
 def fix_along(ctx: RuleContext, x: Tensor, dim: int, *, strict: bool = False) -> None:

@@ -9,7 +9,13 @@ from torch import Tensor
 
 from prunekit.graph.atoms import left_pad
 from prunekit.graph.couple import Item, contract, couple
-from prunekit.graph.structural.context import RuleContext, first_tensor, fix_along, item
+from prunekit.graph.structural.context import (
+    RuleContext,
+    first_tensor,
+    fix_along,
+    item,
+    labelled_along,
+)
 
 
 def mm_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> None:
@@ -18,6 +24,8 @@ def mm_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], ou
     bias = args[0] if str(ctx.func).startswith(("aten.addmm", "aten.baddbmm")) else None
     a, b = (args[1], args[2]) if bias is not None else (args[0], args[1])
     clean = ctx.is_clean(a) or ctx.is_clean(b)
+    if not clean and labelled_along(ctx, a, -1):
+        ctx.note("a product of two operands that are not zero where units are removed")
     ia, ib = item(ctx, a), item(ctx, b)
     if a.dim() == 2:
         n, k = a.shape
@@ -37,6 +45,8 @@ def sdpa_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], 
     Without ``scale`` it scales by ``1 / sqrt(E)``: ``E`` then keeps its size (whole heads)."""
     q, k, v = args[0], args[1], args[2]
     if kwargs.get("scale") is None:
+        if labelled_along(ctx, q, -1) or labelled_along(ctx, k, -1):
+            ctx.note("without scale= the head size sets the scale: it keeps its size")
         fix_along(ctx, q, -1)
         fix_along(ctx, k, -1)
     *batch, length, e = q.shape

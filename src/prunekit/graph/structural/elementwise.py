@@ -15,6 +15,7 @@ from prunekit.graph.structural.context import (
     first_tensor,
     fix_along,
     item,
+    labelled_along,
     tensors_in,
 )
 
@@ -60,7 +61,10 @@ def reduction(how: ReduceKind, dims_at: int, keep_at: int, all_default: bool = T
             dims = list(range(x.dim()))
         dims = [dims] if isinstance(dims, int) else list(dims)
         keepdim = bool(arg(args, kwargs, keep_at, "keepdim", False)) if keep_at >= 0 else False
-        slots = reduce(ctx.graph, ctx.slots(x), dims, how, keepdim, clean=ctx.is_clean(x))
+        clean = ctx.is_clean(x)
+        if how != "fixed" and not clean and any(labelled_along(ctx, x, d) for d in dims):
+            ctx.note(f"{how} over dims {dims} of values that are not zero where units are removed")
+        slots = reduce(ctx.graph, ctx.slots(x), dims, how, keepdim, clean=clean)
         ctx.set_slots(first_tensor(out), slots)
 
     rule.__doc__ = f"Reduction over the given dims ({how})."
@@ -72,6 +76,8 @@ def topk_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], 
     positions of the input, so units along ``dim`` are kept; the other dims pass through."""
     x = args[0]
     dim = arg(args, kwargs, 2, "dim", -1) % max(x.dim(), 1)
+    if labelled_along(ctx, x, dim):
+        ctx.note(f"topk along dim {dim} picks values, not positions: the dim is kept")
     fix_along(ctx, x, dim)
     slots = []
     for s in ctx.slots(x):

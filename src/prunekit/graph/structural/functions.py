@@ -26,7 +26,7 @@ from torch import Tensor
 from prunekit.adapters import module_facts
 from prunekit.graph.atoms import compress_all, left_pad, vary
 from prunekit.graph.couple import couple
-from prunekit.graph.structural.context import RuleContext, fix_along
+from prunekit.graph.structural.context import RuleContext, fix_along, labelled_along
 
 Before = Callable[[RuleContext, Sequence[Any], Mapping[str, Any]], None]
 Opaque = Callable[[RuleContext, Sequence[Any], Mapping[str, Any], Any], None]
@@ -59,8 +59,10 @@ def _split_by_size(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, A
     names = ("tensor", "split_size_or_sections", "dim")
     x = _bound(args, kwargs, names, 0, None)
     size = _bound(args, kwargs, names, 1, None)
-    if isinstance(x, Tensor) and x.dim() and not _follows_width(ctx, size):
-        fix_along(ctx, x, int(_bound(args, kwargs, names, 2, 0)))
+    dim = int(_bound(args, kwargs, names, 2, 0))
+    if labelled_along(ctx, x, dim) and not _follows_width(ctx, size):
+        ctx.note(f"split into pieces of size {size} written in code keeps dim {dim}", "split")
+        fix_along(ctx, x, dim)
 
 
 def _follows_width(ctx: RuleContext, value: Any) -> bool:
@@ -85,7 +87,9 @@ def _sdpa_default_scale(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[s
         return
     for i in (0, 1):
         t = _bound(args, kwargs, names, i, None)
-        if isinstance(t, Tensor) and t.dim():
+        if labelled_along(ctx, t, -1):
+            op = "scaled_dot_product_attention"
+            ctx.note("without scale= the head size sets the scale: it keeps its size", op)
             fix_along(ctx, t, -1)
 
 
@@ -104,6 +108,7 @@ def _pad_copying(
     for s in ctx.slots(x):
         s = left_pad(s, x.dim())
         if vary(s) & padded:
+            ctx.note("circular padding copies positions of the padded dims", "pad")
             ctx.graph.fix(s)
         else:
             kept.append(s)

@@ -69,6 +69,7 @@ def split_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any],
         return
     name = str(ctx.func)
     if len({p.shape[dim] for p in pieces}) > 1 or not name.startswith("aten.split.Tensor"):
+        ctx.note(f"pieces of sizes written in code (or one per position) keep dim {dim}")
         fix_along(ctx, x, dim)
         return
     size = pieces[0].shape[dim] if pieces[0].dim() == x.dim() else 1
@@ -90,6 +91,7 @@ def keep_whole(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any],
     none (whatever reads it keeps its own width)."""
     for t in tensors_in([*args, *kwargs.values()]):
         for s in ctx.slots(t):
+            ctx.note("writes to positions picked by an index tensor: every unit is kept")
             ctx.graph.fix(s)
     if isinstance(out, Tensor) and out is not (args[0] if args else None):
         ctx.set_slots(out, ())

@@ -118,6 +118,7 @@ def _constant_groups(
         per_in = xin.view(groups, -1)
         ctx.graph.union(per_in[:1], per_in)
         if per_in.shape[1] == 1 or w_in is None:
+            ctx.note(f"groups={groups} is written in code and each group has one input")
             ctx.graph.fix(xin)
         else:
             ctx.graph.union(per_in[0], w_in)

@@ -72,6 +72,7 @@ def roll_rule(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], 
         for s in slots:
             if s.shape[d] <= 1:
                 continue
+            ctx.note(f"roll by {shift} along dim {d} (size {n}) keeps the positions that wrap")
             if abs(shift) >= n:
                 ctx.graph.fix(s)
             else:
