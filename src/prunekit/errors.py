@@ -37,7 +37,21 @@ class SelectionError(PrunekitError, ValueError):
 
 
 class UnsupportedLayerError(PrunekitError, TypeError):
-    """A layer or operation has no rule telling prunekit how to view or shrink it."""
+    """A layer or operation has no rule telling prunekit how to view or shrink it. Its message
+    names the operation and the module, and ends with :func:`exclude_hint` (the user's way
+    around it without writing a rule)."""
+
+
+def exclude_hint(module: str) -> str:
+    """The way around an unsupported operation in ``module`` that needs no new rule: the
+    ``exclude`` option of :func:`prunekit.prune` (``--exclude`` on the command line, ``exclude:``
+    in a recipe), which keeps the widths of everything that module touches."""
+    where = module or "<the model's own forward>"
+    pattern = f"exclude=[{module!r}]" if module else "exclude=[<the layers around it>]"
+    return (
+        f"or pass {pattern} to prunekit.prune (--exclude / recipe 'exclude:') to keep the "
+        f"widths of everything {where} touches"
+    )
 
 
 class SaveFileError(PrunekitError, ValueError):
