@@ -19,6 +19,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
             "training_time_pruning.py --quick",
             ["| gradual to 90% | 90.0% |", "| + BN recalibration | 35,629 |", "distillation"],
         ),
+        ("search_allocation.py --quick", ["replayed best trial", "MACs kept"]),
     ],
 )
 def test_example_runs(command: str, expected: list[str], tmp_path: Path) -> None:

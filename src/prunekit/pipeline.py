@@ -55,7 +55,7 @@ class _Data:
     num_classes: int | None = None
 
 
-def _data(recipe: Recipe, source: ModelSource | None = None) -> _Data:
+def recipe_data(recipe: Recipe, source: ModelSource | None = None) -> _Data:
     spec = recipe.data
     if ":" in spec.dataset:  # a data spec: imagefolder:DIR, npz:FILE, text:FILE
         loaded = load_data(
@@ -248,7 +248,7 @@ def run_recipe(
     if recipe.threads is not None:
         torch.set_num_threads(recipe.threads)
     source = model_source(recipe)
-    data = _data(recipe, source)
+    data = recipe_data(recipe, source)
     if recipe.example_shape is not None:  # tracing and measuring inputs given as a shape
         data = dataclasses.replace(data, example=example_from_shape(recipe.example_shape))
     model = dense_model(recipe, data.train, data.example, progress, log, source, data.num_classes)

@@ -35,6 +35,7 @@ def test_every_registry_has_a_table() -> None:
         "granularities",
         "schedules",
         "training-time methods",
+        "allocation searchers",
         "model families",
         "model specs",
         "layer rules",

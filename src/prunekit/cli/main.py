@@ -24,6 +24,7 @@ from prunekit.cli.inspect import inspect_command
 from prunekit.cli.llm import llm_app
 from prunekit.cli.llm_heal import heal_command
 from prunekit.cli.options import key_values
+from prunekit.cli.search import search_command
 from prunekit.config import PruneConfig
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.recipe import Recipe, load_recipe, parse_recipe
@@ -39,6 +40,7 @@ llm_app.command("heal")(heal_command)
 app.add_typer(llm_app, name="llm")
 app.command("export")(export_command)
 app.command("inspect")(inspect_command)
+app.command("search")(search_command)
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
@@ -252,7 +254,7 @@ def _not_layer(granularity: str, command: str) -> None:
 def _dense(
     model: str, checkpoint: Path | None, dataset: str, train_epochs: int, limit: int | None
 ) -> tuple[Any, Any]:
-    from prunekit.pipeline import _data, dense_model
+    from prunekit.pipeline import dense_model, recipe_data
 
     recipe = parse_recipe(
         {
@@ -263,7 +265,7 @@ def _dense(
         },
         "command line",
     )
-    data = _data(recipe)
+    data = recipe_data(recipe)
     return dense_model(recipe, data.train, data.example, sys.stderr.isatty(), _log), data
 
 

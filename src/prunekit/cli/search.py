@@ -96,7 +96,7 @@ def _search(
 def _load(recipe: Any) -> tuple[Any, Any, Any]:
     """The recipe's dense model, example inputs and training loader, built as ``prunekit prune``
     builds them (same seed, same order), so the chosen recipe replays on the same model."""
-    from prunekit.pipeline import _data, dense_model, example_inputs, model_source
+    from prunekit.pipeline import dense_model, example_inputs, model_source, recipe_data
     from prunekit.sources import example_from_shape
     from prunekit.train import seed_everything
 
@@ -106,7 +106,7 @@ def _load(recipe: Any) -> tuple[Any, Any, Any]:
 
         torch.set_num_threads(recipe.threads)
     source = model_source(recipe)
-    data = _data(recipe, source)
+    data = recipe_data(recipe, source)
     if recipe.example_shape is not None:
         data = dataclasses.replace(data, example=example_from_shape(recipe.example_shape))
     model = dense_model(

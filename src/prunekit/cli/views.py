@@ -59,6 +59,7 @@ def registry_tables() -> list[Table]:
     from prunekit.models import MODELS
     from prunekit.ops import LAYER_RULES
     from prunekit.schedules import SCHEDULES
+    from prunekit.search import SEARCHERS
 
     estimators = _table("estimators", "name", "data", "applies to", "what it computes")
     for name in ESTIMATORS.names():
@@ -81,6 +82,11 @@ def registry_tables() -> list[Table]:
     for name in METHODS.names():
         method = METHODS.get(name)
         methods.add_row(name, method.kind, method.summary)
+    searchers = _table("allocation searchers", "name", "objectives", "how it searches")
+    for name in SEARCHERS.names():
+        searcher = SEARCHERS.get(name)
+        objectives = "several" if searcher.multi_objective else "one"
+        searchers.add_row(name, objectives, searcher.description)
     families = _table("model families", "name", "what prunekit knows about it")
     for name in FAMILIES.names():
         families.add_row(name, FAMILIES.get(name).summary)
@@ -101,6 +107,7 @@ def registry_tables() -> list[Table]:
         granularities,
         schedules,
         methods,
+        searchers,
         families,
         specs,
         rules,

@@ -21,6 +21,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
+from prunekit.errors import ConfigError
 from prunekit.search.evaluate import Outcome, TrialEvaluator, outcome_attrs
 from prunekit.search.space import SearchSpace
 from prunekit.search.storage import finished
@@ -59,8 +60,14 @@ class RayExecutor:
     """Evaluates on ``workers`` Ray actors (local Ray started on demand, or ``address``)."""
 
     def __init__(self, evaluator: TrialEvaluator, workers: int, address: str | None) -> None:
-        import ray
-        from ray.util import ActorPool
+        try:
+            import ray
+            from ray.util import ActorPool
+        except ImportError as error:
+            raise ConfigError(
+                f"workers={workers} runs trials on Ray, which is not installed: "
+                "pip install -c constraints.txt 'prunekit[search]'"
+            ) from error
 
         self.ray = ray
         self.started = not ray.is_initialized()
