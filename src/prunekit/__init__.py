@@ -6,7 +6,7 @@ configured by one :class:`PruneConfig` and answered by one :class:`PruneResult`;
 ``prunekit.save`` / ``prunekit.load`` write and read pruned models (safetensors + a JSON plan).
 """
 
-from prunekit import analysis, io, measure, surgery
+from prunekit import analysis, io, measure, sparse, surgery
 from prunekit._version import __version__
 from prunekit.api import ScoreResult, prune, score
 from prunekit.config import PruneConfig
@@ -16,6 +16,7 @@ from prunekit.granularity import GRANULARITIES, build_groups, get_granularity
 from prunekit.masks import apply_masks, bake_masks, clone_model, masks_of, remove_masks
 from prunekit.persist import load, save
 from prunekit.result import PruneResult
+from prunekit.sparse import load_compressed, save_compressed, sparsify
 
 __all__ = [
     "ESTIMATORS",
@@ -36,13 +37,17 @@ __all__ = [
     "get_granularity",
     "io",
     "load",
+    "load_compressed",
     "masks_of",
     "measure",
     "prune",
     "remove_masks",
     "save",
+    "save_compressed",
     "score",
     "select",
     "selection_to_masks",
+    "sparse",
+    "sparsify",
     "surgery",
 ]

@@ -19,6 +19,7 @@ import yaml
 from rich.console import Console
 
 from prunekit.cli import views
+from prunekit.cli.compress import compress_command
 from prunekit.cli.export import export_command
 from prunekit.cli.inspect import inspect_command
 from prunekit.cli.llm import llm_app
@@ -39,6 +40,7 @@ app = typer.Typer(
 llm_app.command("heal")(heal_command)
 app.add_typer(llm_app, name="llm")
 app.command("export")(export_command)
+app.command("compress")(compress_command)
 app.command("inspect")(inspect_command)
 app.command("search")(search_command)
 console = Console()
