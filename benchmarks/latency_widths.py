@@ -9,8 +9,8 @@ For each torchvision model (``weights=None``, one 1x3x224x224 input):
    R in 1, 8 and ``step``, and ``target={"latency": 0.5, "runtime": "onnxruntime"}`` with
    ``round_to=step`` (magnitude scores, surgery), each timed (wall seconds of the prune call);
 3. dense and every pruned model timed together in onnxruntime (one thread, interleaved, order
-   rotated, ``--repeats`` rounds after 5 warm-up rounds; the fastest round of each, see
-   :class:`~prunekit.budget.latency.RuntimeTimer`, or ``--statistic median``): latency ratio.
+   rotated, ``--repeats`` rounds after 5 warm-up rounds, medians of the calling thread's CPU
+   time, see :class:`~prunekit.budget.latency.RuntimeTimer`): latency ratio to dense.
 
     OMP_NUM_THREADS=1 python benchmarks/latency_widths.py --model resnet50
         [--out runs/bench/latency_widths] [--repeats 40]
@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/latency_widths"))
     parser.add_argument("--repeats", type=int, default=40)
-    parser.add_argument("--statistic", choices=("min", "median"), default="min")
+    parser.add_argument("--statistic", choices=("median", "min"), default="median")
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -131,8 +131,11 @@ def test_timer_and_step_arguments_are_checked() -> None:
         RuntimeTimer("onnxrt")
     with pytest.raises(ConfigError, match="repeats must be an integer >= 1, got 0"):
         RuntimeTimer("torch", repeats=0)
-    with pytest.raises(ConfigError, match="statistic 'mean' is not one of min, median"):
+    with pytest.raises(ConfigError, match="statistic 'mean' is not one of median, min"):
         RuntimeTimer("torch", statistic="mean")
+    with pytest.raises(ConfigError, match="clock 'cpu' must be 'wall', or 'cpu' with threads=1"):
+        RuntimeTimer("torch", threads=2, clock="cpu")
+    assert RuntimeTimer("torch", threads=2).clock == "wall" and RuntimeTimer("torch").clock == "cpu"
     with pytest.raises(ConfigError, match="window 8 must span the largest step 32"):
         fastest_step(model, x, RuntimeTimer("torch"), window=8)
 

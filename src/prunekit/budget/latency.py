@@ -47,7 +47,8 @@ from prunekit.measure.inputs import ExampleInputs, call_model, forward
 from prunekit.measure.params import measured_layers
 
 STEPS: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
-STATISTICS: tuple[str, ...] = ("min", "median")
+STATISTICS: tuple[str, ...] = ("median", "min")
+CLOCKS: tuple[str, ...] = ("cpu", "wall")
 
 Call = Callable[[], object]
 
@@ -55,13 +56,15 @@ Call = Callable[[], object]
 class RuntimeTimer:
     """Times modules in a runtime with ``threads`` intra-op threads: :meth:`time` runs them in
     alternation (one call each per round, order rotated), so that load on a shared machine hits
-    every model alike, and returns each one's ``statistic`` in milliseconds.
+    every model alike, and returns each one's ``statistic`` (median or minimum) in ms.
 
-    ``"min"`` (the default) is the fastest round: waiting for a CPU only ever adds time, and on
-    an oversubscribed machine the median of a millisecond-scale call is decided by when the
-    scheduler preempts it (three copies of one model, 31 interleaved rounds at a load average of
-    20 on 2 cores: medians 1.9 to 10.3 ms, minima 1.27 to 1.35 ms). ``"median"`` is the typical
-    time on a quiet machine."""
+    ``clock="cpu"`` (the default with one thread) counts the CPU time of the calling thread,
+    where both runtimes compute with one thread; time spent waiting for a CPU is not counted.
+    On an oversubscribed machine wall-clock times are decided by the scheduler (MobileNet v2 in
+    onnxruntime, three copies in 15 interleaved rounds at a load average of 12 on 2 cores: wall
+    medians 41.8-46.5 ms, CPU medians 13.8-15.0 ms; a 2 ms model's wall medians ranged 1.9-10.3
+    ms). ``clock="wall"`` is the latency a user sees on a quiet machine, and the only clock for
+    more than one thread."""
 
     def __init__(
         self,
@@ -70,7 +73,8 @@ class RuntimeTimer:
         threads: int = 1,
         warmup: int = 3,
         repeats: int = 15,
-        statistic: str = "min",
+        statistic: str = "median",
+        clock: str | None = None,
     ) -> None:
         if runtime not in LATENCY_RUNTIMES:
             raise ConfigError(
@@ -87,13 +91,19 @@ class RuntimeTimer:
             raise ConfigError(
                 f"latency statistic {statistic!r} is not one of {', '.join(STATISTICS)}"
             )
+        clock = clock or ("cpu" if threads == 1 else "wall")
+        if clock not in CLOCKS or (clock == "cpu" and threads != 1):
+            raise ConfigError(
+                f"latency clock {clock!r} must be 'wall', or 'cpu' with threads=1 (got {threads})"
+            )
         self.runtime, self.threads, self.warmup, self.repeats = runtime, threads, warmup, repeats
-        self.statistic = statistic
+        self.statistic, self.clock = statistic, clock
 
     def with_repeats(self, repeats: int) -> RuntimeTimer:
         """The same timer with ``repeats`` timed rounds."""
         return RuntimeTimer(self.runtime, threads=self.threads, warmup=self.warmup,
-                            repeats=repeats, statistic=self.statistic)  # fmt: skip
+                            repeats=repeats, statistic=self.statistic,
+                            clock=self.clock)  # fmt: skip
 
     def time(
         self, models: Mapping[str, nn.Module], example_inputs: ExampleInputs
@@ -104,7 +114,7 @@ class RuntimeTimer:
             calls = {
                 n: stack.enter_context(self._runner(m, example_inputs)) for n, m in models.items()
             }
-            return interleave(calls, self.warmup, self.repeats, self.statistic)
+            return interleave(calls, self.warmup, self.repeats, self.statistic, self.clock)
 
     @contextmanager
     def _runner(self, model: nn.Module, inputs: ExampleInputs) -> Iterator[Call]:
@@ -119,10 +129,15 @@ class RuntimeTimer:
 
 
 def interleave(
-    calls: Mapping[str, Call], warmup: int, repeats: int, statistic: str = "median"
+    calls: Mapping[str, Call],
+    warmup: int,
+    repeats: int,
+    statistic: str = "median",
+    clock: str = "wall",
 ) -> dict[str, float]:
     """Median (or minimum) ms of each call over ``repeats`` rounds after ``warmup`` untimed
     ones."""
+    now = time.thread_time if clock == "cpu" else time.perf_counter
     names = list(calls)
     for _ in range(warmup):
         for name in names:
@@ -131,9 +146,9 @@ def interleave(
     for round_ in range(repeats):
         shift = round_ % max(len(names), 1)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
+            start = now()
             calls[name]()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(now() - start)
     reduce = np.min if statistic == "min" else np.median
     return {name: float(reduce(v)) * 1e3 for name, v in times.items()}
 
