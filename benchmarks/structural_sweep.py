@@ -74,6 +74,7 @@ def run_prunekit(model: nn.Module, inputs: Any, config: Mapping[str, Any]) -> di
     if result.kept_unverifiable:
         row["verified"] += f", {len(result.kept_unverifiable)} kept"
     row["max_rel_diff"] = report.max_abs_diff / report.scale if report.scale else 0.0
+    row["fresh_inputs"], row["paths"] = report.fresh_inputs, report.paths
     pruned = result.model
     row["params_ratio"] = n_params(pruned) / n_params(model)
     row["macs_ratio"] = count_macs(pruned, inputs).total / max(count_macs(model, inputs).total, 1)
