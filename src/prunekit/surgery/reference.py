@@ -87,6 +87,8 @@ class KeptUnits(nn.Module):
             raise
         except Exception as err:
             raise self._error(f"it fails on the kept units ({type(err).__name__}: {err})") from err
+        if not self.norm.through:  # standardised weights: the output is not indexed by the units
+            return out
         first, dim = self.inputs[0]
         if not isinstance(out, Tensor) or out.shape != gathered[first].shape:
             raise self._error("its output does not have its input's shape")
