@@ -1,8 +1,9 @@
 """Multi-process pruning and recovery on :mod:`torch.distributed` (Gloo on CPU, NCCL on CUDA).
 
-``finetune_ddp`` fine-tunes a (masked) model with DistributedDataParallel; ``prune_llm_distributed``
-splits an LLM's calibration windows over processes and sums the per-layer statistics, so the
-masks match a single process; ``run_processes`` starts N local ranks (tests, benchmarks) and
+``finetune_ddp`` fine-tunes a (masked) model with DistributedDataParallel;
+``prune_llm_distributed`` splits an LLM's calibration windows over processes and sums the
+per-layer statistics (Wanda's masks are bitwise a single process's, SparseGPT's up to float32
+summation order); ``run_processes`` starts N local ranks (tests, benchmarks) and
 ``init_from_env`` joins a group started by ``torchrun``.
 """
 

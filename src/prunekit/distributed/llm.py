@@ -6,9 +6,10 @@ Every rank holds the whole model and the same calibration windows, and runs
 the per-layer input statistics cost ``1 / world_size`` of the single-process run. Before a
 block's layers are solved, the statistics are summed over the ranks
 (:func:`~prunekit.distributed.stats.all_reduce_stats`, hooked in through ``prune_llm``'s
-``reduce``), so every rank solves each layer from the statistics of *all* windows and ends with
-the same masks and weights as one process that saw every window. The per-layer solves are
-repeated on every rank (they are what Wanda and SparseGPT compute from the statistics).
+``reduce``), so every rank solves each layer from the statistics of *all* windows. Wanda's masks
+are bitwise those of one process that saw every window; SparseGPT's Gram matrix is a float32 sum
+taken in another order (per rank, then across ranks), which can flip near-tied weights on real
+models. The per-layer solves are repeated on every rank, so every rank ends with the same model.
 """
 
 from __future__ import annotations
