@@ -20,6 +20,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
             ["| gradual to 90% | 90.0% |", "| + BN recalibration | 35,629 |", "distillation"],
         ),
         ("search_allocation.py --quick", ["replayed best trial", "MACs kept"]),
+        ("ddp_finetune.py", ["masked sparsity after fine-tuning: 90.0%", "fine-tuned"]),
     ],
 )
 def test_example_runs(command: str, expected: list[str], tmp_path: Path) -> None:

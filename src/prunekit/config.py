@@ -41,13 +41,12 @@ LAYER_GRANULARITY = "layer"
 """The granularity whose units are whole residual blocks."""
 
 
-def _target_dict(value: Any) -> dict[str, float] | None:
-    """A budget as plain data, ``{"macs": 0.5}``, from anything
-    :func:`prunekit.budget.parse_target` reads."""
+def _target_dict(value: Any) -> dict[str, float | str] | None:
+    """A budget as plain data, ``{"macs": 0.5}`` or ``{"latency": 0.5, "runtime": "torch"}``,
+    from anything :func:`prunekit.budget.parse_target` reads."""
     if value is None:
         return None
-    target = as_value_error(parse_target, value)
-    return {target.metric: target.keep}
+    return as_value_error(parse_target, value).as_dict()
 
 
 _LAYER_NEUTRAL: dict[str, tuple[Any, ...]] = {
@@ -82,10 +81,11 @@ class PruneConfig(BaseModel):
     threshold: float | None = Field(
         None, description="Remove every unit whose (normalised) score is below this."
     )
-    target: dict[str, float] | None = Field(
+    target: dict[str, float | str] | None = Field(
         None,
-        description="Budget as the fraction of the dense model kept, e.g. macs=0.5 or "
-        "params=0.3; structural pruning finds the sparsity that meets it.",
+        description="Budget as the fraction of the dense model kept, e.g. macs=0.5, "
+        "params=0.3 or latency=0.5 (measured; runtime=onnxruntime or torch); structural "
+        "pruning finds the sparsity that meets it.",
     )
     scope: Literal["auto", "global", "layer"] = Field(
         "auto",
@@ -105,8 +105,10 @@ class PruneConfig(BaseModel):
         description="Every structural group keeps at least this fraction of its units, so no "
         "layer collapses.",
     )
-    round_to: int = Field(
-        1, ge=1, description="Kept units per group are rounded up to a multiple of this."
+    round_to: int | Literal["auto"] = Field(
+        1,
+        description="Kept units per group are rounded up to a multiple of this; auto: the "
+        "width step the target runtime runs fastest, measured on the model.",
     )
     include: tuple[str, ...] = Field(
         ("*",), description="Layer-name glob patterns to prune (default: every layer)."
@@ -201,8 +203,15 @@ class PruneConfig(BaseModel):
 
     @field_validator("target", mode="before")
     @classmethod
-    def _target(cls, value: Any) -> dict[str, float] | None:
+    def _target(cls, value: Any) -> dict[str, float | str] | None:
         return _target_dict(value)
+
+    @field_validator("round_to")
+    @classmethod
+    def _round_to(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"round_to must be an integer >= 1 or 'auto', got {value}")
+        return value
 
     @field_validator("overrides")
     @classmethod
@@ -241,8 +250,8 @@ class PruneConfig(BaseModel):
             )
         if self.target is not None and (self.surgery is False or not gran.structural):
             raise ValueError(
-                "a MACs or params target needs structural pruning (granularity 'channel' with "
-                "example inputs); masks keep every dense MAC"
+                "a MACs, params or latency target needs structural pruning (granularity "
+                "'channel' with example inputs); masks keep every dense MAC"
             )
         return self
 
@@ -330,8 +339,11 @@ class PruneConfig(BaseModel):
         """A validated copy with ``changes`` applied."""
         return make_config(self, changes, where="")
 
-    def selection(self) -> SelectionConfig:
-        """The selection stage's part of this configuration."""
+    def selection(self, round_to: int | None = None) -> SelectionConfig:
+        """The selection stage's part of this configuration; ``round_to`` replaces the
+        configured step (how ``"auto"`` is resolved once measured; unresolved it is 1)."""
+        if round_to is None:
+            round_to = self.round_to if isinstance(self.round_to, int) else 1
         return SelectionConfig(
             sparsity=self.sparsity,
             threshold=self.threshold,
@@ -339,7 +351,7 @@ class PruneConfig(BaseModel):
             overrides=dict(self.overrides),
             min_keep=self.min_keep,
             min_keep_fraction=0.0 if self.is_layer else self.min_keep_fraction,
-            round_to=self.round_to,
+            round_to=round_to,
             normalize=self.resolved_normalize,
         )
 

@@ -129,10 +129,6 @@ def test_any_prune_call_leaves_the_users_model_as_it_was(
     assert torch.equal(torch.random.get_rng_state(), rng) or options.get("data") is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="prunekit.prune must call prunekit.measure.inputs.check_example_inputs first",
-)
 def test_inputs_of_the_wrong_shape_are_refused_and_leave_the_model() -> None:
     net = Net(3, "ok")
     net.conv1.register_forward_hook(lambda m, i, o: None)

@@ -5,15 +5,28 @@ finds the structural selection whose pruned model meets it.
 """
 
 from prunekit.budget.cost import CostModel, build_cost_model
+from prunekit.budget.latency import (
+    LatencyModel,
+    LatencyTable,
+    RuntimeTimer,
+    fastest_step,
+    measure_latency_table,
+)
 from prunekit.budget.search import select_to_target
-from prunekit.budget.target import METRICS, Metric, Target, parse_target
+from prunekit.budget.target import LATENCY_RUNTIMES, METRICS, Metric, Target, parse_target
 
 __all__ = [
+    "LATENCY_RUNTIMES",
     "METRICS",
     "CostModel",
+    "LatencyModel",
+    "LatencyTable",
     "Metric",
+    "RuntimeTimer",
     "Target",
     "build_cost_model",
+    "fastest_step",
+    "measure_latency_table",
     "parse_target",
     "select_to_target",
 ]

@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 @dataclass
 class InputStats:
-    """Running sums over every input row (token) a layer saw."""
+    """Running sums over every input row (token) a layer saw, in float64: the sums do not
+    depend on the order the rows came in to float32 precision (one process or several)."""
 
     features: int
     hessian_wanted: bool = False
@@ -30,7 +31,7 @@ class InputStats:
     def __post_init__(self) -> None:
         self.sq_norms = torch.zeros(self.features, dtype=torch.float64)
         self.gram = (
-            torch.zeros(self.features, self.features, dtype=torch.float32)
+            torch.zeros(self.features, self.features, dtype=torch.float64)
             if self.hessian_wanted
             else None
         )
@@ -41,7 +42,7 @@ class InputStats:
         self.rows += rows.shape[0]
         self.sq_norms += rows.double().pow(2).sum(dim=0)
         if self.gram is not None:
-            self.gram.addmm_(rows.T, rows)
+            self.gram.addmm_(rows.T.double(), rows.double())
 
     def column_norms(self) -> Tensor:
         """``||X_j||_2`` for every input feature ``j`` (what Wanda multiplies ``|W|`` by)."""
@@ -51,7 +52,7 @@ class InputStats:
         """``H = 2 X^T X / rows``, the Hessian of ``||X W^T - X W'^T||^2 / rows`` in each row."""
         if self.gram is None:
             raise ValueError("the Hessian was not recorded (record_inputs(..., hessian=True))")
-        return 2.0 * self.gram / max(self.rows, 1)
+        return (2.0 * self.gram / max(self.rows, 1)).float()
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.weak import WeakIdKeyDictionary
 
-from prunekit.errors import ConfigError, PrunekitError, UnsupportedLayerError, closest
+from prunekit.errors import ConfigError, PrunekitError, UnsupportedLayerError, closest, exclude_hint
 from prunekit.graph.atoms import AtomGraph, Slots
 from prunekit.graph.finite import check_finite
 from prunekit.graph.meta import shortcut_for
@@ -405,8 +405,7 @@ def _unsupported_message(func: Any, where: str, stack: Sequence[str]) -> str:
         f"structural tracing cannot map units through the operation {name!r} called in module "
         f"{where!r} (module path: {' > '.join(stack) or '<top level>'}). Declare how it maps "
         f"units: prunekit.graph.structural.OP_RULES.register({packet!r}, rule) (for an elementwise "
-        f"op, rule=prunekit.graph.structural.pointwise), or pass ignore=[{where!r}] to keep the "
-        "widths of everything that module touches"
+        f"op, rule=prunekit.graph.structural.pointwise), {exclude_hint(where)}"
     )
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from prunekit.errors import UnsupportedLayerError
+from prunekit.errors import UnsupportedLayerError, exclude_hint
 from prunekit.registry import Registry
 
 
@@ -113,7 +113,7 @@ def prunable_layers(
             if name in explicit and any(True for _ in module.parameters(recurse=False)):
                 raise UnsupportedLayerError(
                     f"layer {name!r} of type {type(module).__name__} has no pruning rule; "
-                    f"declare one with prunekit.ops.LAYER_RULES.register(...)"
+                    f"declare one with prunekit.ops.LAYER_RULES.register(...), {exclude_hint(name)}"
                 )
             if not isinstance(module, NOT_TARGETS) and any(
                 True for _ in module.parameters(recurse=False)

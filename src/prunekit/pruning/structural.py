@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit.budget import parse_target, select_to_target
+from prunekit.budget import RuntimeTimer, fastest_step, parse_target, select_to_target
 from prunekit.config import PruneConfig
 from prunekit.core.groups import Group, Scores, Selection
 from prunekit.core.selection import select
@@ -29,6 +29,7 @@ from prunekit.estimators import Estimator, ScoringData
 from prunekit.graph import StructuralGroups, build_structural_groups
 from prunekit.masks import masks_of
 from prunekit.measure import ModelStats, measure
+from prunekit.measure.inputs import check_example_inputs
 from prunekit.norms import batchnorm_layers, recalibrate_batchnorm
 from prunekit.pruning.progress import Stages
 from prunekit.result import PruneResult
@@ -102,6 +103,7 @@ def _prune_structured(
     stages: Stages,
 ) -> PruneResult:
     original = model
+    check_example_inputs(model, example_inputs)
     stages.start("tracing")
     if config.heads:  # a new module tree holding the user's tensors, which no stage modifies
         model, _ = replace_multihead_attention(model, share_tensors=True)
@@ -116,6 +118,7 @@ def _prune_structured(
     stages.start("scoring")
     scores = estimator.score(model, pool, data)
     stages.start("selecting")
+    config = _resolve_round_to(model, example_inputs, config)
     selection = _select(model, example_inputs, pool, scores, config)
     stages.start("surgery")
     if config.verify:
@@ -184,6 +187,17 @@ def _verified_surgery(
     del pruned  # freed before the second surgery, so both never coexist
     pruned, plan = apply_surgery(model, pool, selection)
     return pruned, plan, selection, check(pruned, selection), kept
+
+
+def _resolve_round_to(model: nn.Module, example_inputs: Any, config: PruneConfig) -> PruneConfig:
+    """``round_to="auto"`` replaced by the width step the target's runtime (onnxruntime when
+    the target names none) runs this model's layers fastest at, measured once."""
+    if config.round_to != "auto":
+        return config
+    target = parse_target(config.target) if config.target is not None else None
+    runtime = target.runtime if target is not None and target.runtime else "onnxruntime"
+    step = fastest_step(model, example_inputs, RuntimeTimer(runtime))
+    return config.replace(round_to=step)
 
 
 def _select(

@@ -87,11 +87,11 @@ def restride(ctx: RuleContext, args: Sequence[Any], kwargs: Mapping[str, Any], o
     the elements stay where they are. Any other ``as_strided`` cannot be mapped."""
     x, size = args[0], tuple(arg(args, kwargs, 1, "size", ()))
     if size != tuple(x.shape):
-        from prunekit.errors import UnsupportedLayerError
+        from prunekit.errors import UnsupportedLayerError, exclude_hint
 
         raise UnsupportedLayerError(
             f"structural tracing cannot map units through {ctx.func} to shape {size} in module "
-            f"{ctx.where()!r} (an arbitrary strided view)"
+            f"{ctx.where()!r} (an arbitrary strided view); {exclude_hint(ctx.where())}"
         )
     ctx.set_slots(first_tensor(out), ctx.slots(x))
 
