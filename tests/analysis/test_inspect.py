@@ -29,16 +29,17 @@ def render80(ins: Inspection) -> str:
 class Attention(nn.Module):
     """Linear 8 -> 16, 4-head self-attention with a residual, LayerNorm, mean, Linear 16 -> 3."""
 
-    def __init__(self) -> None:
+    def __init__(self, need_weights: bool = False) -> None:
         super().__init__()
         self.emb = nn.Linear(8, 16)
         self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
         self.norm = nn.LayerNorm(16)
         self.head = nn.Linear(16, 3)
+        self.need_weights = need_weights
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.emb(x)
-        a, _ = self.attn(h, h, h)
+        a, _ = self.attn(h, h, h, need_weights=self.need_weights)
         return self.head(self.norm(h + a).mean(1))
 
 
@@ -189,6 +190,16 @@ def test_multihead_attention_heads_are_units(model_state: type[ModelState]) -> N
     assert layers["attn.k_proj"].group == "attn.q_proj"
     assert layers["attn.q_proj"].macs == 2 * 5 * 16 * 16
     assert [b.layer for b in ins.blocked] == ["head"]
+
+
+def test_head_averaged_attention_weights_keep_the_heads_whole() -> None:
+    """``need_weights=True`` (nn.MultiheadAttention's default) averages the attention weights
+    over the heads; removing a head changes that average, so the heads are kept whole, with
+    the reason recorded, even though this model does not use the weights."""
+    ins = inspect_model(Attention(need_weights=True), torch.randn(2, 5, 8))
+    assert [g.name for g in ins.groups] == ["emb"]
+    reasons = {b.layer: b.reason for b in ins.blocked}
+    assert reasons["attn.q_proj"].startswith("its output width is fixed")
 
 
 def test_multihead_attention_without_conversion_is_explained() -> None:

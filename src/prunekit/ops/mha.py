@@ -210,7 +210,9 @@ class PrunableMultiheadAttention(nn.Module):
             if average_attn_weights:
                 weights = weights.mean(dim=1)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal)
+            # the scale written out: removing whole heads keeps head_dim, so it stays exact
+            scale = math.sqrt(1.0 / float(self.head_dim))
+            out = F.scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal, scale=scale)
         out = out.transpose(1, 2).reshape(bsz, tgt_len, -1)
         return self.out_proj(out), weights
 
