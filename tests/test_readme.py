@@ -67,6 +67,7 @@ def test_python_examples_run(
         "model": build_model("lenet-5"),
         "train_loader": mnist_loader,
         "loader": mnist_loader,
+        "val_loader": mnist_loader,
     }
     for number, block in enumerate(code_blocks(section("Use it from Python"), "python")):
         code = compile(block, f"README.md (python block {number + 1})", "exec")

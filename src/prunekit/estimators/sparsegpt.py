@@ -25,11 +25,13 @@ def inverse_hessian_factor(hessian: Tensor, damp: float) -> Tensor:
     diag = torch.arange(h.shape[0])
     h[diag, diag] += damp * h.diagonal().mean()
     lower, info = torch.linalg.cholesky_ex(h)
+    del h  # at most two float64 [in, in] matrices alive at once (memory of wide layers)
     if int(info) != 0:
         raise ConfigError(
             f"the damped Hessian is not positive definite (damp={damp}); increase damp"
         )
     inverse = torch.cholesky_inverse(lower)
+    del lower
     return torch.linalg.cholesky(inverse, upper=True).float()
 
 

@@ -8,6 +8,7 @@ structured width pruning of attention heads and MLP neurons (``width``, scored b
 (``embedding``), and loading of local or named offline models (``models``).
 """
 
+from prunekit.llm.bias import BiasCompensation, compensate_bias
 from prunekit.llm.blocks import BlockInputs, BlockStack, capture_block_inputs, find_blocks
 from prunekit.llm.calibration import calibration_windows, read_text, token_windows, tokenize
 from prunekit.llm.depth import (
@@ -26,6 +27,8 @@ from prunekit.llm.embedding import (
     read_sentences,
     sentence_embeddings,
 )
+from prunekit.llm.experts import ExpertPruneResult, expert_scores, prune_experts, remove_experts
+from prunekit.llm.heal import HealConfig, HealResult, heal
 from prunekit.llm.methods import (
     LLM_METHODS,
     LayerPrune,
@@ -50,6 +53,7 @@ from prunekit.llm.sequential import (
 )
 from prunekit.llm.sparsegpt import sparsegpt_prune
 from prunekit.llm.stats import InputStats, record_inputs
+from prunekit.llm.streaming import StreamResult, prune_streaming
 from prunekit.llm.width import (
     UnitKind,
     WidthAllocation,
@@ -64,10 +68,14 @@ __all__ = [
     "BLOCK_SCORES",
     "LLM_METHODS",
     "NAMED_MODELS",
+    "BiasCompensation",
     "BlockInputs",
     "BlockStack",
     "DepthPruneResult",
     "EmbeddingRetention",
+    "ExpertPruneResult",
+    "HealConfig",
+    "HealResult",
     "InputStats",
     "LLMMethod",
     "LLMPruneConfig",
@@ -77,6 +85,7 @@ __all__ = [
     "Perplexity",
     "SparseGPT",
     "SparsityTarget",
+    "StreamResult",
     "UnitActivation",
     "UnitKind",
     "Wanda",
@@ -89,11 +98,14 @@ __all__ = [
     "block_stats",
     "calibration_windows",
     "capture_block_inputs",
+    "compensate_bias",
     "config_describes_shapes",
     "embedding_retention",
+    "expert_scores",
     "find_blocks",
     "get_llm_method",
     "greedy_generate",
+    "heal",
     "layer_names",
     "lm_scoring_data",
     "load_model",
@@ -105,12 +117,15 @@ __all__ = [
     "perplexity_scores",
     "prune_block",
     "prune_depth",
+    "prune_experts",
     "prune_llm",
+    "prune_streaming",
     "prune_width",
     "read_sentences",
     "read_text",
     "record_inputs",
     "remove_blocks",
+    "remove_experts",
     "save_pruned",
     "score_blocks",
     "sentence_embeddings",
