@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import Tensor
+
 from prunekit.adapters.base import FixedWidth, ModelFamily, ModuleFacts, heads
 
 
@@ -59,12 +61,17 @@ def _llama_config(module: Any) -> dict[str, int]:
 
 
 def _timm_attention(module: Any) -> dict[str, int]:
-    """timm ``Attention`` (ViT, DeiT): fused ``qkv``, ``num_heads`` and ``attn_dim`` attributes."""
-    qkv = getattr(module, "qkv", None)
-    if qkv is None or "num_heads" not in module.__dict__:
+    """timm ``Attention`` (ViT, DeiT): fused ``qkv``, ``num_heads`` and ``attn_dim`` attributes.
+    Other timm classes named ``Attention`` (LeViT, EfficientFormer, TinyViT) lay out their
+    projections differently: no facts for them, so their widths stay as traced and verified."""
+    weight = getattr(getattr(module, "qkv", None), "weight", None)
+    head_dim = getattr(module, "head_dim", None)
+    if not isinstance(weight, Tensor) or not isinstance(head_dim, int):
         return {}
-    width = int(qkv.weight.shape[0]) // 3
-    values = {"num_heads": heads(width, int(module.head_dim))}
+    if "num_heads" not in module.__dict__:
+        return {}
+    width = int(weight.shape[0]) // 3
+    values = {"num_heads": heads(width, head_dim)}
     if "attn_dim" in module.__dict__:
         values["attn_dim"] = width
     return values
