@@ -15,12 +15,13 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils import _pytree as pytree
 
 from prunekit.core.modes import eval_mode as eval_mode  # re-exported for callers of measure.inputs
 from prunekit.errors import DataError
+from prunekit.graph.finite import check_finite
+from prunekit.graph.running import call_with, meta_state
 
 ExampleInputs = Tensor | tuple[Any, ...] | list[Any] | Mapping[str, Any]
 """A tensor (one argument), a tuple (positional arguments) or a mapping (keyword arguments)."""
@@ -119,6 +120,7 @@ def check_example_inputs(model: nn.Module, inputs: ExampleInputs) -> None:
     e.g. ``.item()``) is not checked further."""
     if inputs is None:
         raise DataError("example_inputs is None; pass the tensor(s) the model takes")
+    check_finite(inputs, "example inputs")  # refused before anything runs
     leaves = [v for v in pytree.tree_leaves(inputs) if isinstance(v, Tensor)]
     devices = _devices(model)
     given = {v.device for v in leaves}
@@ -147,20 +149,11 @@ def check_example_inputs(model: nn.Module, inputs: ExampleInputs) -> None:
 def _meta_failure(model: nn.Module, inputs: ExampleInputs) -> tuple[Exception, str] | None:
     """The error running ``model`` on meta stand-ins raises, if it looks like an input mismatch
     (a ``RuntimeError``/``ValueError``/``IndexError`` from a module), and the module's name."""
-    stand_ins: dict[int, Tensor] = {}
-    state = {}
-    for name, t in (
-        *model.named_parameters(remove_duplicate=False),
-        *model.named_buffers(remove_duplicate=False),
-    ):
-        state[name] = stand_ins.setdefault(id(t), torch.empty_like(t, device="meta"))
+    state = meta_state(model)
     meta = pytree.tree_map(lambda v: v.to("meta") if isinstance(v, Tensor) else v, inputs)
     with eval_mode(model), torch.no_grad(), _module_stack(model) as stack:
-        try:
-            args, kwargs = (meta, {}) if isinstance(meta, tuple) else ((meta,), {})
-            if isinstance(meta, Mapping):
-                args, kwargs = (), dict(meta)
-            functional_call(model, state, args, kwargs, tie_weights=False, strict=False)
+        try:  # call_with puts every original tensor back, aliased modules included
+            call_with(model, state, meta)
         except (RuntimeError, ValueError, IndexError, TypeError) as err:
             if "meta" in str(err).lower() or "data-dependent" in str(err).lower() or not stack:
                 return None  # the model reads values: meta cannot tell
