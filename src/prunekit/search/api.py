@@ -54,7 +54,7 @@ def search(
     example_inputs: Any,
     *,
     data: Iterable[Any] | None,
-    target: Target | Mapping[str, float] | str,
+    target: Target | Mapping[str, float | str] | str,
     searcher: str = "tpe",
     trials: int = 20,
     workers: int = 1,
