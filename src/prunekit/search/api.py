@@ -101,6 +101,11 @@ def search(
             and target are replaced by the searched per-layer sparsities.
     """
     goal = parse_target(target)
+    if goal.metric not in ("macs", "params"):
+        raise ConfigError(
+            f"search: the budget must be a MACs or params target, got {goal.metric}; prune to a "
+            "latency target with prunekit.prune(..., target={'latency': ...})"
+        )
     if trials < 1 or workers < 1:
         raise ConfigError(f"search: trials and workers must be >= 1, got {trials}, {workers}")
     entry = get_searcher(searcher)
