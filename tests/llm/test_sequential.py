@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -135,3 +137,15 @@ def test_unknown_layer_in_a_block_is_refused_by_name() -> None:
     model.layers = nn.ModuleList([Odd()])
     with pytest.raises(UnsupportedLayerError, match=r"layer layers\.0 \(Odd\)"):
         prune_llm(model, None, LLMPruneConfig(method="magnitude"), progress=False)
+
+
+def test_fewer_calibration_tokens_than_the_widest_input_warns(tiny_llama: nn.Module) -> None:
+    from prunekit.llm import LLMPruneConfig, prune_llm
+
+    few = torch.randint(0, 96, (2, 16), generator=torch.Generator().manual_seed(0))
+    with pytest.warns(RuntimeWarning, match="32 calibration tokens is fewer than the widest"):
+        prune_llm(tiny_llama, few, LLMPruneConfig(method="wanda", sparsity=0.5), progress=False)
+    enough = torch.randint(0, 96, (4, 16), generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        prune_llm(tiny_llama, enough, LLMPruneConfig(method="wanda", sparsity=0.5), progress=False)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -187,6 +188,20 @@ def prune_block(
     return achieved
 
 
+def warn_small_calibration(blocks: Sequence[nn.Module], tokens: int) -> None:
+    """Warn when fewer calibration tokens than the widest Linear input: each layer's input
+    statistics (``X^T X`` for SparseGPT) then have rank below their width, and the solves
+    rest on the damping more than on data (Frantar & Alistarh 2023 calibrate on 128 x 2048)."""
+    widths = [m.in_features for b in blocks for m in b.modules() if isinstance(m, nn.Linear)]
+    if widths and tokens < max(widths):
+        warnings.warn(
+            f"{tokens} calibration tokens is fewer than the widest layer's {max(widths)} inputs: "
+            "its input statistics are rank-deficient; use more or longer calibration windows",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def prune_llm(
     model: nn.Module,
     calibration: Tensor | None,
@@ -214,6 +229,8 @@ def prune_llm(
         )
     target = model if inplace else clone_model(model)
     stack = find_blocks(target, config.blocks)
+    if method.needs_data and calibration is not None:
+        warn_small_calibration(stack.blocks, calibration.numel())
     start = time.perf_counter()
     if config.allocation == "owl":
         config = _with_owl(target, calibration, config, progress)
