@@ -21,7 +21,7 @@ from prunekit.errors import ConfigError
 
 def inverse_hessian_factor(hessian: Tensor, damp: float) -> Tensor:
     """The upper Cholesky factor of ``(H + damp * mean(diag H) * I)^-1`` (float64 inside)."""
-    h = hessian.double().clone()
+    h = hessian.to(torch.float64, copy=True)  # one copy (double().clone() made two)
     diag = torch.arange(h.shape[0])
     h[diag, diag] += damp * h.diagonal().mean()
     lower, info = torch.linalg.cholesky_ex(h)

@@ -177,7 +177,10 @@ def prune_block(
     for name, module, rule in layers:
         group = granularity.group(name, module, rule)
         weight = getattr(module, rule.weight).detach()
-        decision = method.prune_layer(group, weight, stats.get(name), config.target(name, method))
+        # each layer's statistics are dropped once solved: wide blocks hold one X^T X at a time
+        layer_stats = stats.pop(name, None)
+        decision = method.prune_layer(group, weight, layer_stats, config.target(name, method))
+        del layer_stats
         if decision.weight is not None:
             _write_weight(module, rule.weight, decision.weight)
         masks[group.root.tensor] = decision.keep
