@@ -44,6 +44,7 @@ from prunekit.core.modes import eval_mode
 from prunekit.core.views import AxisView, IndexView
 from prunekit.errors import ConfigError, closest
 from prunekit.measure.inputs import ExampleInputs, call_model, forward
+from prunekit.measure.latency import torch_threads
 from prunekit.measure.params import measured_layers
 
 STEPS: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
@@ -110,7 +111,7 @@ class RuntimeTimer:
     ) -> dict[str, float]:
         """Median forward time in ms of each module on ``example_inputs``."""
         with ExitStack() as stack:
-            stack.enter_context(_torch_threads(self.threads))
+            stack.enter_context(torch_threads(self.threads))
             calls = {
                 n: stack.enter_context(self._runner(m, example_inputs)) for n, m in models.items()
             }
@@ -151,16 +152,6 @@ def interleave(
             times[name].append(now() - start)
     reduce = np.min if statistic == "min" else np.median
     return {name: float(reduce(v)) * 1e3 for name, v in times.items()}
-
-
-@contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _tensors(inputs: ExampleInputs) -> tuple[Tensor, ...]:

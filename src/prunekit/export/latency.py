@@ -26,6 +26,7 @@ from prunekit.export.tensors import input_tensors, to_numpy, with_batch
 from prunekit.export.torch_export import load_program
 from prunekit.measure import ExampleInputs, Latency, call_model
 from prunekit.measure.inputs import forward
+from prunekit.measure.latency import torch_threads
 
 RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
 _EXPORT_FOR = {"onnxruntime": ("onnx", "model.onnx"), "openvino": ("openvino", "model.xml")}
@@ -45,16 +46,6 @@ def _check(runtime: str, threads: int, warmup: int, repeats: int) -> None:
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"runtime latency {name} must be an integer >= {low}, got {value!r}")
-
-
-@contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @contextmanager
@@ -82,7 +73,7 @@ def runtime_runner(
             else:  # a saved program runs as it was captured (eval mode)
                 model = load_program(Path(model))
             stack.enter_context(torch.inference_mode())
-            stack.enter_context(_torch_threads(threads))
+            stack.enter_context(torch_threads(threads))
             call_model(model, inputs, purpose="measuring runtime latency")
             yield lambda: forward(model, inputs)
             return

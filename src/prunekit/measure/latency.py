@@ -44,7 +44,7 @@ def _check_counts(warmup: int, repeats: int, threads: int | None) -> None:
 
 
 @contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
+def torch_threads(threads: int | None) -> Iterator[None]:
     """Use ``threads`` intra-op CPU threads for the block (process-wide), then restore."""
     before = torch.get_num_threads()
     if threads is not None:
@@ -77,7 +77,7 @@ def measure_latency(
     _check_counts(warmup, repeats, threads)
     sync = _synchronizer(model)
     times_ms: list[float] = []
-    with eval_mode(model), torch.inference_mode(), _torch_threads(threads):
+    with eval_mode(model), torch.inference_mode(), torch_threads(threads):
         call_model(model, example_inputs, purpose="measuring latency")
         for _ in range(warmup - 1):
             forward(model, example_inputs)

@@ -9,24 +9,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 
 import torch
 
 from prunekit.errors import ConfigError
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Use ``threads`` intra-op CPU threads for the block (process-wide), then restore."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from prunekit.measure.latency import torch_threads as torch_threads
 
 
 def interleaved_times(
