@@ -26,7 +26,13 @@ from prunekit.errors import ConfigError, DataError, check_sparsity
 from prunekit.granularity import NM, Granularity, get_granularity
 from prunekit.llm.blocks import BlockInputs, BlockStack, advance, capture_block_inputs, find_blocks
 from prunekit.llm.blocks import run_block as run_block_outputs
-from prunekit.llm.methods import Compare, LLMMethod, SparsityTarget, get_llm_method
+from prunekit.llm.methods import (
+    Compare,
+    LayerPrune,
+    LLMMethod,
+    SparsityTarget,
+    get_llm_method,
+)
 from prunekit.llm.owl import check_owl, owl_layer_sparsity
 from prunekit.llm.stats import InputStats, record_inputs
 from prunekit.masks import apply_masks, bake_masks, clone_model
@@ -38,6 +44,13 @@ Allocation = Literal["uniform", "owl"]
 StatsReducer = Callable[[Mapping[str, InputStats]], None]
 """Combines a block's input statistics in place before its layers are solved, e.g. a sum over
 processes that each ran a share of the calibration windows (:mod:`prunekit.distributed`)."""
+
+LayerSolver = Callable[
+    [Mapping[str, Tensor], Callable[[str], LayerPrune]], Mapping[str, LayerPrune]
+]
+"""Decides a block's layers, given each layer's weight (name -> weight) and a function that
+solves one layer by name; returns every layer's decision, e.g. each process solving its share
+of the layers and the decisions exchanged (:mod:`prunekit.distributed`)."""
 
 
 @dataclass(frozen=True)
@@ -157,10 +170,12 @@ def prune_block(
     *,
     method: LLMMethod | None = None,
     reduce: StatsReducer | None = None,
+    solver: LayerSolver | None = None,
 ) -> dict[str, float]:
     """Prune every selected Linear of block ``index``; return each layer's achieved sparsity.
 
-    ``reduce`` gets the block's input statistics before any layer is solved."""
+    ``reduce`` gets the block's input statistics before any layer is solved; ``solver``
+    (:data:`LayerSolver`) decides the layers instead of solving them one after the other."""
     method = method or config.build_method()
     granularity = config.granularity()
     layers = stack.linears(index, config.include, config.exclude)
@@ -172,15 +187,23 @@ def prune_block(
         stats = block_stats(stack.blocks[index], modules, inputs, hessian=method.needs_hessian)
         if reduce is not None:
             reduce(stats)
+    found = {name: (module, rule) for name, module, rule in layers}
+
+    def solve(name: str) -> LayerPrune:
+        module, rule = found[name]
+        group = granularity.group(name, module, rule)
+        weight = getattr(module, rule.weight).detach()
+        # each layer's statistics are dropped once solved: wide blocks hold one X^T X at a time
+        return method.prune_layer(group, weight, stats.pop(name, None), config.target(name, method))
+
+    decided = None
+    if solver is not None:
+        decided = solver({n: getattr(m, r.weight).detach() for n, (m, r) in found.items()}, solve)
     masks: dict[str, Tensor] = {}
     achieved: dict[str, float] = {}
     for name, module, rule in layers:
         group = granularity.group(name, module, rule)
-        weight = getattr(module, rule.weight).detach()
-        # each layer's statistics are dropped once solved: wide blocks hold one X^T X at a time
-        layer_stats = stats.pop(name, None)
-        decision = method.prune_layer(group, weight, layer_stats, config.target(name, method))
-        del layer_stats
+        decision = decided[name] if decided is not None else solve(name)
         if decision.weight is not None:
             _write_weight(module, rule.weight, decision.weight)
         masks[group.root.tensor] = decision.keep
@@ -213,6 +236,7 @@ def prune_llm(
     inplace: bool = False,
     progress: bool = True,
     reduce: StatsReducer | None = None,
+    solver: LayerSolver | None = None,
 ) -> LLMPruneResult:
     """Prune a transformer block by block (see the module docstring).
 
@@ -223,6 +247,8 @@ def prune_llm(
         progress: show a tqdm bar over blocks.
         reduce: combines each block's input statistics before its layers are solved
             (:data:`StatsReducer`).
+        solver: decides each block's layers once their statistics are reduced
+            (:data:`LayerSolver`); by default they are solved one after the other.
     """
     method = config.build_method()
     if method.needs_data and calibration is None:
@@ -246,7 +272,16 @@ def prune_llm(
         bar = tqdm(range(len(stack)), desc=f"{method.name}", unit="block", disable=not progress)
         for index in bar:
             achieved.update(
-                prune_block(target, stack, index, config, inputs, method=method, reduce=reduce)
+                prune_block(
+                    target,
+                    stack,
+                    index,
+                    config,
+                    inputs,
+                    method=method,
+                    reduce=reduce,
+                    solver=solver,
+                )
             )
             if inputs is not None and index + 1 < len(stack):
                 advance(stack.blocks[index], inputs)
