@@ -14,20 +14,20 @@ import dataclasses
 import fnmatch
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.weak import WeakIdKeyDictionary
 
 from prunekit.errors import ConfigError, PrunekitError, UnsupportedLayerError, closest, exclude_hint
+from prunekit.graph.aten_args import root, tensor_args, writes_first
 from prunekit.graph.atoms import AtomGraph, Slots
 from prunekit.graph.finite import check_finite
+from prunekit.graph.function_mode import FunctionTracer
 from prunekit.graph.meta import shortcut_for
 from prunekit.graph.norms import NormSite, find_site
 from prunekit.graph.running import (
@@ -39,56 +39,11 @@ from prunekit.graph.running import (
     to_meta,
 )
 from prunekit.graph.structural.attention import fixed_widths, makes_constants
-from prunekit.graph.structural.functions import FUNCTION_RULES
 from prunekit.graph.structural.zeros import output_clean, zero_kind
-
-Compute = Literal["meta", "fake", "real"]
-"""How the traced forward runs: on ``meta`` tensors (shapes only, the default), under a
-``FakeTensorMode`` (shapes only, slower, more ops supported) or for real."""
+from prunekit.graph.trace_types import Compute, Family, KeptWhole, StructureTrace
 
 
-@dataclass(frozen=True)
-class Family:
-    """The atoms of one dimension of one tensor (parameter or buffer)."""
-
-    tensor: str
-    dim: int
-    start: int
-    shape: tuple[int, ...]
-    is_param: bool
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def size(self) -> int:
-        return self.shape[self.dim]
-
-
-@dataclass(frozen=True)
-class KeptWhole:
-    """Units an op rule kept whole instead of mapping them: the op, its module path, why."""
-
-    op: str
-    where: str
-    why: str
-
-    def __str__(self) -> str:
-        return f"{self.op} in {self.where}: {self.why}"
-
-
-@dataclass
-class StructureTrace:
-    """The result of a trace: atoms, couplings and the tensors they belong to."""
-
-    graph: AtomGraph
-    families: list[Family]
-    first_use: dict[str, int]
-    n_ops: int = 0
-    op_names: set[str] = field(default_factory=set)
-    norm_sites: list[NormSite] = field(default_factory=list)
-    kept: list[KeptWhole] = field(default_factory=list)
-
-
-class _Tracer(TorchDispatchMode):
+class Tracer(TorchDispatchMode):
     """Runs structural rules on every ATen op (implements :class:`RuleContext`)."""
 
     def __init__(
@@ -143,7 +98,7 @@ class _Tracer(TorchDispatchMode):
         (:mod:`prunekit.graph.structural.zeros`); unlabelled tensors are clean."""
         if not isinstance(t, Tensor) or not self.slots(t):
             return True
-        return not self.dirty.get(_root(t), False)
+        return not self.dirty.get(root(t), False)
 
     def where(self) -> str:
         return self.stack[-1] if self.stack else "<top level>"
@@ -193,7 +148,7 @@ class _Tracer(TorchDispatchMode):
         if self.suspended:
             return out
         labelled = False
-        for t in _tensor_args(args, kwargs):
+        for t in tensor_args(args, kwargs):
             name = self.names.get(t)
             if name is not None and name not in self.first_use:
                 self.first_use[name] = len(self.first_use)
@@ -231,7 +186,7 @@ class _Tracer(TorchDispatchMode):
         reads the base would see no units while the writer's units are removable. Those units
         are kept (a function rule such as circular ``F.pad`` maps such a call exactly)."""
         dst = args[0] if args else None
-        if not isinstance(dst, Tensor) or dst._base is None or not _writes_first(func):
+        if not isinstance(dst, Tensor) or dst._base is None or not writes_first(func):
             return
         if not self.slots(dst._base) and self.slots(dst):
             for s in self.slots(dst):
@@ -245,7 +200,7 @@ class _Tracer(TorchDispatchMode):
         in-place op makes the tensor that owns the memory dirty if it writes non-zeros."""
         from prunekit.graph.structural import pointwise
 
-        in_place = _writes_first(func) and bool(args) and isinstance(args[0], Tensor)
+        in_place = writes_first(func) and bool(args) and isinstance(args[0], Tensor)
         targets = (
             [args[0]] if in_place else [t for t in pytree.tree_leaves(out) if isinstance(t, Tensor)]
         )
@@ -256,10 +211,10 @@ class _Tracer(TorchDispatchMode):
         kind = zero_kind(str(func), pointwise=rule is pointwise, moves=moves)
         clean = output_clean(kind, self, func, args, kwargs)
         for t in targets:
-            root = _root(t)
+            owner = root(t)
             if in_place:
-                self.dirty[root] = self.dirty.get(root, False) or not clean
-            elif root is t:
+                self.dirty[owner] = self.dirty.get(owner, False) or not clean
+            elif owner is t:
                 self.dirty[t] = not clean
 
     def _opaque(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
@@ -322,76 +277,6 @@ class _Tracer(TorchDispatchMode):
         finally:
             for h in handles:
                 h.remove()
-
-
-class _FunctionTracer(TorchFunctionMode):
-    """Hands Python-level calls that have a :class:`FunctionRule` to it (see
-    :mod:`prunekit.graph.structural.functions`); every other call runs unchanged."""
-
-    def __init__(self, tracer: _Tracer) -> None:
-        super().__init__()
-        self.tracer = tracer
-
-    def __torch_function__(
-        self,
-        func: Any,
-        types: Any,
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-    ) -> Any:
-        kwargs = kwargs or {}
-        rule = FUNCTION_RULES.lookup(func, args, kwargs)
-        tracer = self.tracer
-        if rule is None or tracer.suspended or not _labelled(tracer, args, kwargs):
-            return func(*args, **kwargs)
-        if rule.before is not None:
-            with _disable_current_modes():
-                rule.before(tracer, args, kwargs)
-        if rule.opaque is None:
-            return func(*args, **kwargs)
-        tracer.suspended += 1
-        try:
-            out = func(*args, **kwargs)
-        finally:
-            tracer.suspended -= 1
-        with _disable_current_modes():
-            rule.opaque(tracer, args, kwargs, out)
-            clean = all(tracer.is_clean(t) for t in _tensor_args(args, kwargs))
-            for t in pytree.tree_leaves(out):
-                if isinstance(t, Tensor):
-                    tracer.dirty[_root(t)] = not clean
-        return out
-
-
-def _labelled(tracer: _Tracer, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
-    return any(tracer.slots(t) for t in _tensor_args(args, kwargs))
-
-
-def _root(t: Tensor) -> Tensor:
-    """The tensor that owns ``t``'s memory (``t`` itself unless it is a view)."""
-    return t._base if t._base is not None else t
-
-
-_WRITES: dict[Any, bool] = {}
-
-
-def _writes_first(func: Any) -> bool:
-    """True if the ATen op writes into its first argument (``add_``, ``copy_``)."""
-    found = _WRITES.get(func)
-    if found is None:
-        schema_args = getattr(getattr(func, "_schema", None), "arguments", ())
-        alias = schema_args[0].alias_info if schema_args else None
-        found = _WRITES[func] = bool(alias is not None and alias.is_write)
-    return found
-
-
-def _tensor_args(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Iterator[Tensor]:
-    """The tensors among an ATen call's arguments (ATen nests them one list deep at most)."""
-    for v in (*args, *kwargs.values()):
-        if isinstance(v, Tensor):
-            yield v
-        elif isinstance(v, (list, tuple)):
-            yield from (t for t in v if isinstance(t, Tensor))
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
@@ -462,7 +347,7 @@ def _run_trace(
     model: nn.Module, example_inputs: Any, ignore: Sequence[str], compute: Compute
 ) -> StructureTrace:
     swap = meta_state(model) if compute == "meta" else None
-    tracer = _Tracer(model, ignore, swap)
+    tracer = Tracer(model, ignore, swap)
     tracer.fake = compute == "fake"
     compute_mode: Any = (
         FakeTensorMode(allow_non_fake_inputs=True)
@@ -470,7 +355,7 @@ def _run_trace(
         else contextlib.nullcontext()
     )
     with eval_mode(model), torch.no_grad(), composite_attention():
-        with tracer.module_scope(), compute_mode, tracer, _FunctionTracer(tracer):
+        with tracer.module_scope(), compute_mode, tracer, FunctionTracer(tracer):
             if swap is not None:
                 output = call_with(model, swap, to_meta(example_inputs))
             else:
