@@ -26,16 +26,16 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, FloatDistribution
-from optuna.samplers import BaseSampler
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from prunekit.errors import ConfigError
+from prunekit.search.sampling import KeepRatioSampler
 
 _EPS = 1e-4
 
 
-class AmcSampler(BaseSampler):
+class AmcSampler(KeepRatioSampler):
     """Layer-by-layer Gaussian policy over keep ratios, learned by REINFORCE.
 
     Args:
@@ -45,6 +45,8 @@ class AmcSampler(BaseSampler):
         seed: the noise of trial ``n`` is drawn from ``numpy.random.default_rng([seed, n])``.
         lr: policy-gradient step; sigma0 / decay / sigma_min: exploration noise schedule.
     """
+
+    label = "amc"
 
     def __init__(
         self,
@@ -61,9 +63,9 @@ class AmcSampler(BaseSampler):
     ) -> None:
         if not (len(names) == len(lows) == len(features)) or not names:
             raise ConfigError("amc: names, lows and features must be non-empty and of one length")
-        self.names, self.lows = list(names), [float(x) for x in lows]
+        super().__init__(names, lows, seed)
         self.features = np.asarray(features, dtype=np.float64)
-        self.seed, self.lr = seed, lr
+        self.lr = lr
         self.sigma0, self.decay, self.sigma_min = sigma0, decay, sigma_min
         self.momentum = baseline_momentum
 
@@ -116,13 +118,6 @@ class AmcSampler(BaseSampler):
             previous = float(trial.params[name])
         return grad / len(self.names)
 
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return {
-            n: FloatDistribution(low, 1.0) for n, low in zip(self.names, self.lows, strict=True)
-        }
-
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
@@ -137,15 +132,3 @@ class AmcSampler(BaseSampler):
             params[name] = keep
             previous = keep
         return params
-
-    def sample_independent(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        rng = np.random.default_rng([self.seed, trial.number, len(param_name)])
-        if isinstance(param_distribution, FloatDistribution):
-            return float(rng.uniform(param_distribution.low, param_distribution.high))
-        raise ConfigError(f"amc samples float keep ratios only, not {param_name!r}")

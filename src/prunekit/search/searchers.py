@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial
 
 from prunekit.errors import ConfigError
 from prunekit.registry import Registry
 from prunekit.search.amc import AmcSampler
+from prunekit.search.sampling import KeepRatioSampler
 
 
 @dataclass(frozen=True)
@@ -52,19 +53,11 @@ class Searcher:
     the sampler's own random state), so a resumed search keeps the seed as it is."""
 
 
-class NumberedRandomSampler(BaseSampler):
+class NumberedRandomSampler(KeepRatioSampler):
     """Uniform sampling where trial ``n``'s candidate comes from ``default_rng([seed, n])``:
     the same trials with one worker or many, before or after a restart."""
 
-    def __init__(self, names: Sequence[str], lows: Sequence[float], seed: int) -> None:
-        self.names, self.lows, self.seed = list(names), list(lows), seed
-
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return {
-            n: FloatDistribution(low, 1.0) for n, low in zip(self.names, self.lows, strict=True)
-        }
+    label = "random"
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -73,18 +66,6 @@ class NumberedRandomSampler(BaseSampler):
         draws = rng.uniform(size=len(self.names))
         return {n: low + (1 - low) * float(u)
                 for n, low, u in zip(self.names, self.lows, draws, strict=True)}  # fmt: skip
-
-    def sample_independent(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        rng = np.random.default_rng([self.seed, trial.number, len(param_name)])
-        if isinstance(param_distribution, FloatDistribution):
-            return float(rng.uniform(param_distribution.low, param_distribution.high))
-        raise ConfigError(f"random samples float keep ratios only, not {param_name!r}")
 
 
 def _population(info: SpaceInfo) -> int:
