@@ -8,8 +8,7 @@ load hits all of them alike, which matters when comparing a dense and a pruned m
 from __future__ import annotations
 
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -18,27 +17,30 @@ import torch
 from torch import nn
 
 from prunekit.core.modes import eval_mode
-from prunekit.errors import ConfigError, closest
+from prunekit.errors import ConfigError
 from prunekit.export.api import export_model
 from prunekit.export.onnx_export import feed_dict
-from prunekit.export.runtimes import openvino_compiled, ort_session
 from prunekit.export.tensors import input_tensors, to_numpy, with_batch
 from prunekit.export.torch_export import load_program
 from prunekit.measure import ExampleInputs, Latency, call_model
 from prunekit.measure.inputs import forward
 from prunekit.measure.latency import torch_threads
+from prunekit.measure.runtimes import (
+    RUNTIMES,
+    Call,
+    check_runtime,
+    interleaved_times,
+    openvino_compiled,
+    ort_session,
+)
 
-RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+__all__ = ["RUNTIMES", "interleaved_latency", "runtime_latency", "runtime_runner"]
+
 _EXPORT_FOR = {"onnxruntime": ("onnx", "model.onnx"), "openvino": ("openvino", "model.xml")}
-
-Call = Callable[[], object]
 
 
 def _check(runtime: str, threads: int, warmup: int, repeats: int) -> None:
-    if runtime not in RUNTIMES:
-        raise ConfigError(
-            f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}{closest(runtime, RUNTIMES)}"
-        )
+    check_runtime(runtime)
     for name, value, low in (
         ("threads", threads, 1),
         ("warmup", warmup, 0),
@@ -92,8 +94,8 @@ def runtime_runner(
             yield lambda: compiled(arrays)
 
 
-def _latency(times_s: list[float]) -> Latency:
-    p10, median, p90 = np.percentile(np.asarray(times_s) * 1e3, [10, 50, 90])
+def _latency(times_s: np.ndarray) -> Latency:
+    p10, median, p90 = np.percentile(times_s * 1e3, [10, 50, 90])
     return Latency(float(median), float(p10), float(p90), len(times_s))
 
 
@@ -103,17 +105,7 @@ def interleaved_latency(
     """Time every call ``repeats`` times in alternation after ``warmup`` untimed rounds; the
     order within a round rotates so that no call always runs first."""
     _check("torch", 1, warmup, repeats)
-    names = list(calls)
-    for _ in range(warmup):
-        for name in names:
-            calls[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(repeats):
-        shift = round_ % max(len(names), 1)
-        for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            calls[name]()
-            times[name].append(time.perf_counter() - start)
+    times = interleaved_times(calls, warmup, repeats, clock="wall")
     return {name: _latency(values) for name, values in times.items()}
 
 
