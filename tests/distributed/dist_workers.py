@@ -36,14 +36,16 @@ def windows(n: int = 6, seq: int = 16) -> Tensor:
     return torch.randint(0, VOCAB, (n, seq), generator=torch.Generator().manual_seed(1))
 
 
-def prune_tiny_llama(method: str, pattern: str | None, n: int) -> dict[str, Any]:
+def prune_tiny_llama(
+    method: str, pattern: str | None, n: int, split: bool = True
+) -> dict[str, Any]:
     """Prune the tiny LLaMA with the windows split over the group; masks and weights out."""
     from prunekit.distributed import prune_llm_distributed
     from prunekit.llm import LLMPruneConfig
     from prunekit.masks import masks_of
 
     config = LLMPruneConfig(method=method, sparsity=0.5, pattern=pattern)
-    result = prune_llm_distributed(tiny_llama(), windows(n), config)
+    result = prune_llm_distributed(tiny_llama(), windows(n), config, split_solves=split)
     return {
         "masks": {k: v.clone() for k, v in masks_of(result.model).items()},
         "state": {k: v.clone() for k, v in result.model.state_dict().items()},
@@ -122,3 +124,37 @@ def prune_smollm2(method: str, n: int, seq_len: int) -> dict[str, Tensor]:
     model, windows = smollm2_windows(n, seq_len)
     result = prune_llm_distributed(model, windows, LLMPruneConfig(method=method, sparsity=0.5))
     return {k: v.bool() for k, v in masks_of(result.model).items()}
+
+
+def solved_here(method: str) -> list[str]:
+    """The layers this rank solved itself while the tiny LLaMA was pruned with split solves."""
+    from prunekit.distributed import SplitSolver, all_reduce_stats
+    from prunekit.distributed.process import shard_range
+    from prunekit.llm import LLMPruneConfig, prune_llm
+
+    solved: list[str] = []
+    splitter = SplitSolver(hessian=method == "sparsegpt")
+
+    def solver(weights: Any, solve: Any) -> Any:
+        def counted(name: str) -> Any:
+            solved.append(name)
+            return solve(name)
+
+        return splitter(weights, counted)
+
+    import torch.distributed as dist
+
+    share = shard_range(5, dist.get_rank(), dist.get_world_size())
+    prune_llm(
+        tiny_llama(),
+        windows(5)[share.start : share.stop],
+        LLMPruneConfig(method=method, sparsity=0.5),
+        progress=False,
+        reduce=all_reduce_stats,
+        solver=solver,
+    )
+    return solved
+
+
+def return_a_module() -> nn.Module:
+    return nn.Linear(2, 2)

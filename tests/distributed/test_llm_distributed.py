@@ -1,5 +1,5 @@
-"""Wanda and SparseGPT with the calibration windows split over two Gloo processes give the masks
-of one process that saw every window."""
+"""Wanda and SparseGPT with the calibration windows and the per-layer solves split over two Gloo
+processes give the masks and weights of one process that saw every window."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ CASES = [("wanda", None), ("sparsegpt", None), ("sparsegpt", "2:4")]
 def two_ranks() -> list[list[Any]]:
     """Both ranks' results of every case, and of the hand-worked reduction, from one spawn."""
     calls = [("prune_tiny_llama", (m, p, 5)) for m, p in CASES]
-    return run_processes(workers.many, 2, [*calls, ("reduce_hand_stats", ())])
+    unsplit = ("prune_tiny_llama", ("sparsegpt", None, 5, False))
+    solved = [("solved_here", ("sparsegpt",)), ("solved_here", ("wanda",))]
+    return run_processes(workers.many, 2, [*calls, unsplit, *solved, ("reduce_hand_stats", ())])
 
 
 def test_statistics_are_summed_over_ranks(two_ranks: list[list[Any]]) -> None:
@@ -47,12 +49,37 @@ def test_two_ranks_give_the_masks_of_one_process(two_ranks: list[list[Any]], cas
         for name, mask in expected.items():
             assert torch.equal(got["masks"][name], mask), name
         for name, value in state.items():
-            # SparseGPT's Gram matrix is a float32 sum taken in another order: ~1e-7 apart
-            torch.testing.assert_close(got["state"][name], value, rtol=0, atol=1e-5)
+            assert torch.equal(got["state"][name], value), name
     assert all(
         torch.equal(v, two_ranks[1][case]["state"][k])
         for k, v in two_ranks[0][case]["state"].items()
     )
+
+
+def test_repeated_solves_give_the_split_solves_result(two_ranks: list[list[Any]]) -> None:
+    for rank in two_ranks:
+        unsplit, split = rank[len(CASES)]["state"], rank[1]["state"]
+        assert all(torch.equal(v, split[k]) for k, v in unsplit.items())
+
+
+def test_each_layer_is_solved_on_one_rank(two_ranks: list[list[Any]]) -> None:
+    for offset in (1, 2):  # sparsegpt, wanda
+        ranks = [rank[len(CASES) + offset] for rank in two_ranks]
+        names = workers_layer_names()
+        assert sorted(ranks[0] + ranks[1]) == sorted(names)
+        assert not set(ranks[0]) & set(ranks[1])
+    # SparseGPT: down_proj (64 inputs) costs 480,597 multiply-adds, the other six layers
+    # 491,520 together (test_solve.py), so rank 0 solves down_proj alone
+    assert two_ranks[0][len(CASES) + 1] == [
+        "model.layers.0.mlp.down_proj",
+        "model.layers.1.mlp.down_proj",
+    ]
+
+
+def workers_layer_names() -> list[str]:
+    from prunekit.llm.sequential import layer_names
+
+    return layer_names(workers.tiny_llama())
 
 
 def test_wanda_weights_are_bitwise_those_of_one_process(two_ranks: list[list[Any]]) -> None:

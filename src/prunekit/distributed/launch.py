@@ -6,6 +6,12 @@ Python processes (``torch.multiprocessing.spawn``), joins them through a rendezv
 ``threads`` intra-op threads, calls ``fn(*args)`` on every rank and returns the ranks' return
 values in rank order. ``fn`` and ``args`` are pickled to reach the children, so ``fn`` must be
 importable by name (a module-level function) and ``args`` plain data.
+
+The results come back without unpickling anything: each child checks that its return value is
+plain data (:func:`check_plain`: tensors, numbers, strings, ``None``, dtypes, devices, sizes, in
+lists, tuples and dicts with string or integer keys) and writes it with ``torch.save``, and the
+parent reads it with ``torch.load(weights_only=True)``, PyTorch's restricted unpickler that
+builds only those types.
 """
 
 from __future__ import annotations
@@ -21,6 +27,33 @@ import torch.multiprocessing as mp
 
 from prunekit.distributed.process import Backend, default_backend
 from prunekit.errors import ConfigError
+
+_LEAVES = (torch.Tensor, bool, int, float, str, type(None), torch.dtype, torch.device, torch.Size)
+
+
+def check_plain(value: Any, where: str = "result") -> None:
+    """Raise ConfigError naming the first part of ``value`` that is not plain data (see the
+    module docstring), which ``torch.load(weights_only=True)`` could not read back."""
+    if isinstance(value, _LEAVES):
+        return
+    if type(value) in (list, tuple):
+        for i, item in enumerate(value):
+            check_plain(item, f"{where}[{i}]")
+        return
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) not in (str, int):
+                raise ConfigError(
+                    f"{where} has a key of type {type(key).__name__}; results sent back by "
+                    "run_processes use str or int keys"
+                )
+            check_plain(item, f"{where}[{key!r}]")
+        return
+    raise ConfigError(
+        f"{where} is a {type(value).__module__}.{type(value).__qualname__}; run_processes sends "
+        "back only tensors, numbers, strings, None, dtypes, devices and sizes in lists, tuples "
+        "and dicts (return e.g. a state_dict instead of a model)"
+    )
 
 
 def _worker(
@@ -43,6 +76,7 @@ def _worker(
     )
     try:
         result = fn(*args)
+        check_plain(result, f"the return value of {getattr(fn, '__name__', fn)!r} on rank {rank}")
         torch.save(result, Path(folder) / f"result-{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -77,8 +111,7 @@ def run_processes(
             nprocs=world_size,
             join=True,
         )
-        # our own files, written just above by our own children
         return [
-            torch.load(Path(folder) / f"result-{r}.pt", weights_only=False)
+            torch.load(Path(folder) / f"result-{r}.pt", weights_only=True)
             for r in range(world_size)
         ]

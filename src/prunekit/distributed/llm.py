@@ -6,10 +6,11 @@ Every rank holds the whole model and the same calibration windows, and runs
 the per-layer input statistics cost ``1 / world_size`` of the single-process run. Before a
 block's layers are solved, the statistics are summed over the ranks
 (:func:`~prunekit.distributed.stats.all_reduce_stats`, hooked in through ``prune_llm``'s
-``reduce``), so every rank solves each layer from the statistics of *all* windows. Wanda's masks
-are bitwise those of one process that saw every window; SparseGPT's Gram matrix is a float32 sum
-taken in another order (per rank, then across ranks), which can flip near-tied weights on real
-models. The per-layer solves are repeated on every rank, so every rank ends with the same model.
+``reduce``), so every layer is solved from the statistics of *all* windows (float64 sums, whose
+order does not show after the cast to float32). The block's layers are then split over the ranks
+(:class:`~prunekit.distributed.solve.SplitSolver`, balanced by solve cost): each rank solves its
+own layers and broadcasts their keep masks and new weights, so every rank ends with the same
+model. With ``split_solves=False`` every rank repeats every solve instead (no weights sent).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from prunekit.distributed.process import require_group, shard_range
+from prunekit.distributed.solve import SplitSolver
 from prunekit.distributed.stats import all_reduce_stats
 from prunekit.errors import ConfigError, DataError
 from prunekit.llm.sequential import LLMPruneConfig, LLMPruneResult, prune_llm
@@ -29,12 +31,14 @@ def prune_llm_distributed(
     *,
     inplace: bool = False,
     progress: bool = False,
+    split_solves: bool = True,
 ) -> LLMPruneResult:
     """:func:`prunekit.llm.prune_llm` with the calibration windows split over the process group.
 
     Call it on every rank with the same model and the same ``[n, seq_len]`` windows (``n`` at
     least the world size). ``progress`` shows the bar on rank 0 only. The result is the same on
-    every rank.
+    every rank. ``split_solves`` shares each block's per-layer solves out over the ranks (the
+    default); without it every rank solves every layer.
     """
     rank, world = require_group("prune_llm_distributed")
     if config.allocation == "owl":
@@ -58,4 +62,5 @@ def prune_llm_distributed(
         inplace=inplace,
         progress=progress and rank == 0,
         reduce=all_reduce_stats,
+        solver=SplitSolver(hessian=config.build_method().needs_hessian) if split_solves else None,
     )
