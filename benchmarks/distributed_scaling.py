@@ -48,9 +48,15 @@ def _timed(job: Callable[[], Any], repeats: int) -> tuple[list[float], list[floa
 
 
 def llm_job(
-    methods: list[str], blocks: int | None, n_samples: int, seq_len: int, repeats: int
+    methods: list[str],
+    blocks: int | None,
+    n_samples: int,
+    seq_len: int,
+    repeats: int,
+    masks_to: str | None = None,
 ) -> Any:
-    """Load SmolLM2 once, then time each method; a digest of the masks for comparison."""
+    """Load SmolLM2 once, then time each method; a digest of the masks for comparison (and,
+    with ``masks_to``, rank 0's masks in ``{masks_to}/{method}-{world}.safetensors``)."""
     from prunekit.llm import LLMPruneConfig, calibration_windows, load_model
     from prunekit.masks import masks_of
 
@@ -70,6 +76,11 @@ def llm_job(
         digest = hashlib.sha256()
         for name, mask in sorted(masks_of(result.model).items()):
             digest.update(name.encode() + mask.to(torch.uint8).numpy().tobytes())
+        if masks_to is not None and dist.get_rank() == 0:
+            from safetensors.torch import save_file
+
+            masks = {k: v.bool().contiguous() for k, v in masks_of(result.model).items()}
+            save_file(masks, str(Path(masks_to) / f"{method}-{dist.get_world_size()}.safetensors"))
         out[method] = {"wall": walls, "cpu": cpus, "masks_sha256": digest.hexdigest()}
     return out
 
@@ -96,6 +107,27 @@ def ddp_job(steps: int, batch_size: int, width: int, repeats: int) -> Any:
     return {"ddp": {"wall": walls, "cpu": cpus, "final_loss": result.losses[-1]}}
 
 
+def first_difference(folder: Path, method: str) -> dict[str, Any]:
+    """Which layers' masks differ between the saved 1- and 2-process runs, in model order, and
+    how many weights flipped in each."""
+    from safetensors.torch import load_file
+
+    one = load_file(str(folder / f"{method}-1.safetensors"))
+    two = load_file(str(folder / f"{method}-2.safetensors"))
+
+    def order(name: str) -> tuple[int, str]:
+        parts = name.split(".")
+        index = next((int(p) for p in parts if p.isdigit()), -1)
+        return index, name
+
+    differ = {
+        name: int((one[name] != two[name]).sum())
+        for name in sorted(one, key=order)
+        if not torch.equal(one[name], two[name])
+    }
+    return {"layers": len(one), "differing": differ, "identical": not differ}
+
+
 def _summary(per_rank: list[dict[str, Any]]) -> dict[str, Any]:
     """Rank 0's wall times and extras, every rank's median CPU time."""
     return {
@@ -115,16 +147,21 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--jobs", default="wanda,sparsegpt,ddp")
     parser.add_argument("--blocks", type=int, default=None, help="first N blocks only")
+    parser.add_argument(
+        "--save-masks", action="store_true", help="keep the masks; name the first differing layer"
+    )
     args = parser.parse_args()
     blocks, steps = (4, 20) if args.quick else (args.blocks, 60)
     jobs = args.jobs.split(",")
     methods = [j for j in jobs if j != "ddp"]
     rows: list[dict[str, Any]] = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    masks_to = str(args.out) if args.save_masks else None
     for world in (1, 2):
         results: dict[str, list[dict[str, Any]]] = {}
         if methods:
             out = run_processes(
-                llm_job, world, methods, blocks, args.samples, args.seq_len, args.repeats
+                llm_job, world, methods, blocks, args.samples, args.seq_len, args.repeats, masks_to
             )
             results.update({m: [rank[m] for rank in out] for m in methods})
         if "ddp" in jobs:
@@ -138,7 +175,9 @@ def main() -> None:
             )
             rows.append({"job": job, "what": what, "world_size": world, **_summary(per_rank)})
             print(json.dumps(rows[-1]), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if masks_to is not None:
+        for method in methods:
+            print(json.dumps({method: first_difference(args.out, method)}), flush=True)
     meta = {"load_average": os.getloadavg(), "threads_per_process": 1, "repeats": args.repeats}
     (args.out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [
