@@ -39,13 +39,15 @@ def fingerprint(settings: dict[str, Any], checkpoint: str, windows: Tensor | Non
 
 @dataclass
 class Progress:
-    """How many blocks are done, the shards written so far and each layer's sparsity."""
+    """How many blocks are done, the shards written so far and each layer's sparsity; width
+    pruning also keeps the surgery plan of the blocks done (``plan``, plan JSON form)."""
 
     fingerprint: str
     blocks_done: int = 0
     weight_map: dict[str, str] = field(default_factory=dict)
     layer_sparsity: dict[str, float] = field(default_factory=dict)
     hidden_file: str | None = None
+    plan: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,7 @@ class Progress:
             "weight_map": self.weight_map,
             "layer_sparsity": self.layer_sparsity,
             "hidden_file": self.hidden_file,
+            "plan": self.plan,
         }
 
 
