@@ -95,7 +95,7 @@ def test_tied_weights_are_stored_once() -> None:
 
 
 def test_decoding_something_else_is_refused() -> None:
-    with pytest.raises(SaveFileError, match="not a prunekit-sparse-v1 blob"):
+    with pytest.raises(SaveFileError, match="not a prunekit-sparse-v2 blob"):
         decode_sparse(encode_dense({"w": torch.ones(2)}))
     with pytest.raises(SaveFileError, match="not a safetensors blob"):
         decode_sparse(b"\x01")

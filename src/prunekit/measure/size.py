@@ -4,12 +4,18 @@ Both sizes are the ``len`` of bytes actually serialised with ``safetensors``, fr
 effective state dict (masks applied, no parametrization entries, each shared tensor once); the
 model itself is never changed.
 
-**Sparse encoding** (``prunekit-sparse-v1``), one safetensors blob. A floating-point tensor is
+**Sparse encoding** (``prunekit-sparse-v2``), one safetensors blob. A floating-point tensor is
 stored sparse when that takes fewer bytes than storing it dense, as two entries:
 
-- ``"<name>::bitmask"``: ``uint8``, the row-major nonzero pattern packed 8 entries per byte with
-  ``numpy.packbits`` (big-endian bit order, last byte zero-padded);
+- ``"<name>::bitmask"``: ``uint8``, the row-major nonzero pattern of the flattened tensor packed
+  8 entries per byte, least significant bit first, last byte zero-padded (the bitmask of
+  :mod:`prunekit.formats`, over one row);
 - ``"<name>::values"``: the nonzero values in row-major order, in the tensor's own dtype.
+
+It is the simplest of the bitmask encodings (one flat bitmask, no row offsets), so the size is a
+property of the nonzero count alone; the files :func:`prunekit.io.save` and
+:func:`prunekit.sparse.save_compressed` write choose per tensor among bitmask, CSR and block CSR
+(:mod:`prunekit.formats.encodings`) and can be smaller.
 
 The blob's metadata ``"sparse"`` is a JSON object ``{name: shape}`` for the tensors stored this
 way; every other tensor (biases, integer buffers, dense weights) is stored as is under its name.
@@ -32,16 +38,16 @@ import math
 import struct
 from collections.abc import Iterable, Mapping
 
-import numpy as np
 import safetensors.torch
 import torch
 from safetensors.torch import load as load_safetensors_bytes
 from torch import Tensor, nn
 
 from prunekit.errors import SaveFileError
+from prunekit.formats.bits import join_bitmask, split_bitmask
 from prunekit.measure.effective import effective_state_dict
 
-SPARSE_FORMAT = "prunekit-sparse-v1"
+SPARSE_FORMAT = "prunekit-sparse-v2"
 BITMASK_SUFFIX = "::bitmask"
 VALUES_SUFFIX = "::values"
 
@@ -143,9 +149,8 @@ def _sparse_parts(tensor: Tensor) -> tuple[Tensor, Tensor] | None:
     """``(bitmask, values)`` for ``tensor`` if that is smaller than the dense tensor, else None."""
     if not tensor.is_floating_point() or tensor.numel() == 0:
         return None
-    nonzero = (tensor != 0).flatten()
-    bitmask = torch.from_numpy(np.packbits(nonzero.numpy()))
-    values = tensor.flatten()[nonzero]
+    bitmask, values = split_bitmask(tensor.reshape(1, -1))
+    bitmask = bitmask.reshape(-1)
     sparse_bytes = bitmask.numel() + values.numel() * values.element_size()
     if sparse_bytes >= tensor.numel() * tensor.element_size():
         return None
@@ -153,7 +158,7 @@ def _sparse_parts(tensor: Tensor) -> tuple[Tensor, Tensor] | None:
 
 
 def encode_sparse(tensors: Mapping[str, Tensor]) -> bytes:
-    """The tensors serialised in the ``prunekit-sparse-v1`` encoding (see the module docstring)."""
+    """The tensors serialised in the ``prunekit-sparse-v2`` encoding (see the module docstring)."""
     stored: dict[str, Tensor] = {}
     shapes: dict[str, list[int]] = {}
     for name, tensor in _standalone(tensors).items():
@@ -179,15 +184,11 @@ def _metadata(blob: bytes) -> dict[str, str]:
 
 
 def _unpack(bitmask: Tensor, values: Tensor, shape: list[int]) -> Tensor:
-    numel = int(np.prod(shape))
-    nonzero = torch.from_numpy(np.unpackbits(bitmask.numpy(), count=numel).astype(bool))
-    out = torch.zeros(numel, dtype=values.dtype)
-    out[nonzero] = values
-    return out.reshape(shape)
+    return join_bitmask(bitmask.reshape(1, -1), values, math.prod(shape)).reshape(shape)
 
 
 def decode_sparse(blob: bytes) -> dict[str, Tensor]:
-    """The tensors of a ``prunekit-sparse-v1`` blob, exactly as they were encoded."""
+    """The tensors of a ``prunekit-sparse-v2`` blob, exactly as they were encoded."""
     metadata = _metadata(blob)
     if metadata.get("format") != SPARSE_FORMAT:
         raise SaveFileError(f"not a {SPARSE_FORMAT} blob (format {metadata.get('format')!r})")
@@ -232,5 +233,5 @@ def dense_size_bytes(model: nn.Module) -> int:
 
 
 def sparse_size_bytes(model: nn.Module) -> int:
-    """Bytes of the model's effective state dict in the ``prunekit-sparse-v1`` encoding."""
+    """Bytes of the model's effective state dict in the ``prunekit-sparse-v2`` encoding."""
     return sparse_size(effective_state_dict(model))

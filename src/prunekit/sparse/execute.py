@@ -29,8 +29,8 @@ from torch.nn import functional as F
 
 from prunekit.core.modes import eval_mode
 from prunekit.errors import ConfigError
+from prunekit.formats.encodings import tile_occupancy
 from prunekit.measure.inputs import ExampleInputs, call_model, forward
-from prunekit.sparse.encodings import tile_occupancy
 from prunekit.sparse.modules import SemiStructuredLinear, SparseLinear, is_two_of_four
 from prunekit.sparse.report import DENSE, LayerDecision, SparsifyReport
 from prunekit.sparse.timing import interleaved_times, paired_speedup, torch_threads

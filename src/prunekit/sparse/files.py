@@ -1,7 +1,7 @@
 """Compressed safetensors files: sparse tensors stored as bitmask, CSR or block-CSR, exactly.
 
 ``save_compressed(model_or_state_dict, path)`` writes one safetensors file. A tensor that some
-sparse encoding stores in fewer bytes (:mod:`prunekit.sparse.encodings`) is written as parts
+sparse encoding stores in fewer bytes (:mod:`prunekit.formats.tables`) is written as parts
 named ``<name>.<part>`` (``fc1.weight.bitmask``, ``fc1.weight.compressed``, ...: the naming of
 compressed-tensors' ``sparse-bitmask`` format); every other tensor is written dense under its
 own name. The file's ``__metadata__`` holds (all values are strings, as safetensors requires):
@@ -28,35 +28,18 @@ import os
 import struct
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
 
 import safetensors.torch
 import torch
-from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt
+from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from prunekit.errors import ConfigError, SaveFileError
+from prunekit.formats.tables import Entry, encode_tensors
 from prunekit.io.atomic import fsync_directory, fsync_file, staged
 from prunekit.measure.effective import effective_state_dict
-from prunekit.sparse.encodings import BITMASK, BSR, CSR, DENSE, encode
 
 COMPRESSED_FORMAT = "prunekit-compressed-v1"
-PARTS: Mapping[str, tuple[str, ...]] = {
-    BITMASK: ("bitmask", "compressed", "row_offsets", "shape"),
-    CSR: ("crow_indices", "col_indices", "compressed", "shape"),
-    BSR: ("crow_indices", "col_indices", "compressed", "shape"),
-}
-"""The parts of each encoding, stored as ``<name>.<part>``."""
-
-
-class Entry(BaseModel):
-    """How one tensor is encoded (the ``compression`` metadata of a file)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    format: Literal["sparse-bitmask", "sparse-csr", "sparse-bsr"]
-    shape: tuple[NonNegativeInt, ...]
-    dtype: str
-    blocksize: tuple[PositiveInt, PositiveInt] | None = None
 
 
 class Schema(BaseModel):
@@ -120,41 +103,6 @@ def _split_aliases(tensors: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], di
     return distinct, aliases
 
 
-def _encode_all(
-    tensors: Mapping[str, Tensor],
-) -> tuple[dict[str, Tensor], dict[str, dict[str, object]]]:
-    stored: dict[str, Tensor] = {}
-    entries: dict[str, dict[str, object]] = {}
-    storages: set[int] = set()
-    for name, tensor in tensors.items():
-        enc = encode(tensor)
-        if enc.format == DENSE:
-            data = enc.parts[""]
-            if data.numel() and data.untyped_storage().data_ptr() in storages:
-                data = data.clone()  # a partial overlap with an earlier tensor
-            if data.numel():
-                storages.add(data.untyped_storage().data_ptr())
-            stored[name] = data
-            continue
-        for part, value in enc.parts.items():
-            stored[f"{name}.{part}"] = value
-        entries[name] = {
-            "format": enc.format,
-            "shape": list(tensor.shape),
-            "dtype": str(tensor.dtype).removeprefix("torch."),
-            **({"blocksize": list(enc.blocksize)} if enc.blocksize else {}),
-        }
-    clashes = sorted(
-        set(tensors) & {f"{n}.{p}" for n in entries for p in PARTS[str(entries[n]["format"])]}
-    )
-    if clashes:
-        raise ConfigError(
-            f"tensor name {clashes[0]!r} is also the name of a part of a compressed tensor; "
-            "rename it or save with prunekit.io.save"
-        )
-    return stored, entries
-
-
 def _with_checksum(blob: bytes) -> tuple[bytes, memoryview]:
     """The blob's header with ``data_sha256`` added to its metadata, and its data bytes."""
     (length,) = struct.unpack("<Q", blob[:8])
@@ -177,8 +125,8 @@ def save_compressed(source: nn.Module | Mapping[str, Tensor], path: str | Path) 
     if target.is_dir():
         raise SaveFileError(f"{target}: is a directory; save_compressed writes one file")
     tensors, aliases = _split_aliases(_state(source))
-    stored, entries = _encode_all(tensors)
-    compression = json.dumps({"tensors": entries, "aliases": aliases}, separators=(",", ":"))
+    stored, entries = encode_tensors(tensors)
+    compression = Schema(tensors=entries, aliases=aliases).model_dump_json(exclude_none=True)
     metadata = {"format": "pt", "prunekit": COMPRESSED_FORMAT, "compression": compression}
     header, data = _with_checksum(safetensors.torch.save(stored, metadata=metadata))
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -15,14 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import safetensors.torch
-import torch
 from pydantic import ValidationError
 from torch import Tensor, nn
 
 from prunekit.errors import SaveFileError
+from prunekit.formats.tables import decode_tensors
 from prunekit.measure.effective import effective_state_dict
-from prunekit.sparse.decoding import decode
-from prunekit.sparse.files import COMPRESSED_FORMAT, PARTS, Schema
+from prunekit.sparse.files import COMPRESSED_FORMAT, Schema
 
 
 def _header(blob: bytes, where: str) -> tuple[dict[str, str], memoryview]:
@@ -69,29 +68,8 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _dtype(name: str, where: str) -> torch.dtype:
-    dtype = getattr(torch, name, None)
-    if not isinstance(dtype, torch.dtype):
-        raise SaveFileError(f"{where}: unknown dtype {name!r}")
-    return dtype
-
-
 def _decode_all(stored: Mapping[str, Tensor], schema: Schema, where: str) -> dict[str, Tensor]:
-    out: dict[str, Tensor] = {}
-    used: set[str] = set()
-    for name, entry in schema.tensors.items():
-        keys = {part: f"{name}.{part}" for part in PARTS[entry.format]}
-        parts = {part: stored[key] for part, key in keys.items() if key in stored}
-        used.update(keys.values())
-        out[name] = decode(
-            entry.format,
-            parts,
-            tuple(entry.shape),
-            _dtype(entry.dtype, f"{where}: tensor {name!r}"),
-            entry.blocksize,
-            f"{where}: tensor {name!r}",
-        )
-    out.update({key: value for key, value in stored.items() if key not in used})
+    out = decode_tensors(stored, schema.tensors, where)
     for alias, first in schema.aliases.items():
         if first not in out:
             raise SaveFileError(f"{where}: {alias!r} is an alias of {first!r}, which is missing")

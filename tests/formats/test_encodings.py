@@ -7,9 +7,9 @@ import torch
 from torch import Tensor
 
 from prunekit.errors import ConfigError, SaveFileError
-from prunekit.sparse.bits import as_bits
-from prunekit.sparse.decoding import decode
-from prunekit.sparse.encodings import BITMASK, BSR, CSR, DENSE, encode, encode_as
+from prunekit.formats.bits import as_bits
+from prunekit.formats.decoding import decode
+from prunekit.formats.encodings import BITMASK, BSR, CSR, DENSE, encode, encode_as
 
 # row 0: 1.5 at column 1, 2.0 at column 8; row 1: -3.0 at column 0
 SMALL = torch.tensor([[0.0, 1.5, 0, 0, 0, 0, 0, 0, 2.0], [-3.0, 0, 0, 0, 0, 0, 0, 0, 0]])

@@ -48,3 +48,21 @@ def unpack_rows(packed: Tensor, cols: int) -> Tensor:
     """The inverse of :func:`pack_rows` (``cols`` drops the padding bits)."""
     bits = np.unpackbits(packed.numpy(), axis=-1, count=cols, bitorder="little")
     return torch.from_numpy(bits.astype(bool))
+
+
+def split_bitmask(matrix: Tensor) -> tuple[Tensor, Tensor]:
+    """``(bitmask, values)`` of a 2-D tensor: its nonzero pattern packed by :func:`pack_rows`,
+    and its nonzero entries in row-major order, bit for bit (zero is compared by value)."""
+    data = matrix.detach().to("cpu").contiguous()
+    nonzero = data != 0
+    return pack_rows(nonzero), from_bits(as_bits(data)[nonzero], data.dtype)
+
+
+def join_bitmask(bitmask: Tensor, values: Tensor, cols: int) -> Tensor:
+    """The inverse of :func:`split_bitmask`: a ``(rows, cols)`` tensor, zero where the bitmask
+    is clear, ``values`` in row-major order elsewhere (the caller checks that the counts
+    agree)."""
+    nonzero = unpack_rows(bitmask, cols)
+    out = torch.zeros(nonzero.shape, dtype=values.dtype)
+    out[nonzero] = values
+    return out

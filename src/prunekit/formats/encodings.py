@@ -1,7 +1,7 @@
 """Per-tensor sparse encodings, and the choice of the smallest one for each tensor.
 
 A floating-point tensor of ``shape`` is encoded in its 2-D view ``(rows, cols)``
-(:func:`~prunekit.sparse.bits.matrix_shape`) as one of:
+(:func:`~prunekit.formats.bits.matrix_shape`) as one of:
 
 ``sparse-bitmask`` (the layout of compressed-tensors' bitmask compressor)
     ``bitmask``: ``uint8 (rows, ceil(cols / 8))``, each row's nonzero pattern packed LSB first;
@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from prunekit.errors import ConfigError
-from prunekit.sparse.bits import as_bits, from_bits, matrix_shape, pack_rows
+from prunekit.formats.bits import as_bits, from_bits, matrix_shape, split_bitmask
 
 DENSE = "dense"
 BITMASK = "sparse-bitmask"
@@ -125,13 +125,10 @@ def _csr_parts(nonzero: Tensor, cols: int) -> dict[str, Tensor]:
     }
 
 
-def _bitmask_parts(bits: Tensor, nonzero: Tensor, dtype: torch.dtype) -> dict[str, Tensor]:
+def _bitmask_parts(matrix: Tensor, nonzero: Tensor) -> dict[str, Tensor]:
     counts = nonzero.sum(dim=1)
-    return {
-        "bitmask": pack_rows(nonzero),
-        "compressed": from_bits(bits[nonzero], dtype),
-        "row_offsets": counts.cumsum(0) - counts,
-    }
+    bitmask, values = split_bitmask(matrix)
+    return {"bitmask": bitmask, "compressed": values, "row_offsets": counts.cumsum(0) - counts}
 
 
 def _bsr_parts(
@@ -164,7 +161,7 @@ def encode_as(tensor: Tensor, fmt: str, blocksize: tuple[int, int] | None = None
     nonzero = data.reshape(rows, cols) != 0
     shape = {"shape": torch.tensor(data.shape, dtype=torch.int64)}
     if fmt == BITMASK:
-        return Encoded(BITMASK, {**_bitmask_parts(bits, nonzero, data.dtype), **shape})
+        return Encoded(BITMASK, {**_bitmask_parts(data.reshape(rows, cols), nonzero), **shape})
     if fmt == CSR:
         values = from_bits(bits[nonzero], data.dtype)
         return Encoded(CSR, {**_csr_parts(nonzero, cols), "compressed": values, **shape})

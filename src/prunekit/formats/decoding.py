@@ -1,4 +1,4 @@
-"""Decoding the per-tensor sparse encodings of :mod:`prunekit.sparse.encodings`, checked.
+"""Decoding the per-tensor sparse encodings of :mod:`prunekit.formats.encodings`, checked.
 
 Every part is checked against the declared shape and dtype before it is used (sizes, index
 ranges, strictly increasing positions, offsets that agree with the bitmask), so a damaged or
@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from prunekit.errors import SaveFileError
-from prunekit.sparse.bits import as_bits, from_bits, matrix_shape, unpack_rows
-from prunekit.sparse.encodings import BITMASK, BSR, CSR, DENSE
+from prunekit.formats.bits import as_bits, from_bits, join_bitmask, matrix_shape, unpack_rows
+from prunekit.formats.encodings import BITMASK, BSR, CSR, DENSE
 
 
 def _part(parts: Mapping[str, Tensor], key: str, where: str) -> Tensor:
@@ -84,9 +84,7 @@ def _bitmask(
             where,
             "row_offsets do not match the bitmask",
         )
-    out = torch.zeros(rows, cols, dtype=values.dtype)
-    out[nonzero] = values
-    return out
+    return join_bitmask(packed, values, cols)
 
 
 def _csr(
@@ -131,7 +129,7 @@ def decode(
     blocksize: tuple[int, int] | None,
     where: str,
 ) -> Tensor:
-    """The tensor that :func:`~prunekit.sparse.encodings.encode` encoded as ``parts``.
+    """The tensor that :func:`~prunekit.formats.encodings.encode` encoded as ``parts``.
 
     ``where`` names the tensor (and file) in error messages.
     """
