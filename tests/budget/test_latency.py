@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from prunekit.budget import Target, parse_target, select_to_target
+from prunekit.budget import LATENCY_RUNTIMES, Target, parse_target, select_to_target
 from prunekit.budget.latency import (
     STEPS,
     LatencyModel,
@@ -148,8 +148,12 @@ def test_fastest_step_is_one_of_the_steps_on_a_real_layer() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is not installed")
-def test_latency_target_is_met_in_onnxruntime_on_a_real_model() -> None:
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_latency_target_is_met_in_the_runtime_on_a_real_model(runtime: str) -> None:
+    if importlib.util.find_spec(runtime) is None:
+        pytest.skip(f"{runtime} is not installed")
+    if runtime not in LATENCY_RUNTIMES:
+        pytest.skip(f"latency targets do not take {runtime}")
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
@@ -158,14 +162,14 @@ def test_latency_target_is_met_in_onnxruntime_on_a_real_model() -> None:
     x = torch.randn(1, 3, 32, 32)
     groups = build_structural_groups(model, x)
     scores = get_estimator("magnitude").score(model, groups, None)
-    timer = RuntimeTimer("onnxruntime", repeats=21)
+    timer = RuntimeTimer(runtime, repeats=21)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         selection = select_to_target(
-            model, x, groups, scores, SelectionConfig(round_to=8), Target("latency", 0.5),
+            model, x, groups, scores, SelectionConfig(round_to=8), Target("latency", 0.5, runtime),
             timer=timer,
         )  # fmt: skip
     assert all(int(k.sum()) % 8 == 0 for k in selection.values())
     pruned, _ = apply_surgery(model, groups, selection)
-    times = RuntimeTimer("onnxruntime", repeats=41).time({"d": model, "p": pruned}, x)
+    times = RuntimeTimer(runtime, repeats=41).time({"d": model, "p": pruned}, x)
     assert 0.35 < times["p"] / times["d"] < 0.65  # 0.5 within timing noise on a shared CPU
