@@ -10,6 +10,8 @@ reference code), written as its own shard and dropped. Memory holds one block, t
 and the embeddings. Every check (shards, architecture, layers, N:M widths, calibration data)
 runs before the first shard is written; a killed run resumes from its last complete block
 (:mod:`prunekit.llm.stream_progress`). The output directory loads with ``from_pretrained``.
+``width=`` / ``heads=`` / ``mlp=`` remove whole heads and MLP neurons instead
+(:mod:`prunekit.llm.stream_width`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from prunekit.llm.stream_skeleton import (
     release,
     release_named,
 )
+from prunekit.llm.stream_width import StreamWidthConfig, prune_width_streaming
 
 
 def _check_layers(stack: BlockStack, config: LLMPruneConfig) -> None:
@@ -78,9 +81,13 @@ def prune_streaming(
     model_dir: str | Path,
     out_dir: str | Path,
     *,
-    method: str | LLMMethod = "wanda",
-    sparsity: float = 0.5,
+    method: str | LLMMethod | None = None,
+    sparsity: float | None = None,
     pattern: str | None = None,
+    width: float | StreamWidthConfig | None = None,
+    heads: int | None = None,
+    mlp: int | None = None,
+    estimator: str = "activation",
     calibration: Tensor | TextSource | None = None,
     n_samples: int = 8,
     seq_len: int = 128,
@@ -97,7 +104,12 @@ def prune_streaming(
 
     Args:
         method / sparsity / pattern / compare / include / exclude / method_options: as in
-            :class:`prunekit.llm.LLMPruneConfig` (``pattern="2:4"`` for N:M).
+            :class:`prunekit.llm.LLMPruneConfig` (``pattern="2:4"`` for N:M); the defaults are
+            Wanda at 0.5.
+        width / heads / mlp / estimator: width pruning instead (whole heads and MLP neurons,
+            :func:`prunekit.llm.stream_width.prune_width_streaming`): ``width`` is the fraction
+            of the blocks' parameters removed, or ``heads`` / ``mlp`` the units removed per
+            block; a :class:`~prunekit.llm.stream_width.StreamWidthConfig` sets every option.
         calibration: ``[n, seq_len]`` token windows, or a text file / data set tokenised with the
             model directory's tokenizer into ``n_samples`` windows of ``seq_len`` (seeded).
         dtype: the dtype blocks are computed in; tensors are written back in their stored dtype.
@@ -105,10 +117,31 @@ def prune_streaming(
 
     An ``out_dir`` holding an interrupted run with the same settings resumes from it.
     """
+    if width is not None or heads is not None or mlp is not None:
+        if method is not None or sparsity is not None or pattern is not None:
+            raise ConfigError(
+                "method= / sparsity= / pattern= prune weights, width= / heads= / mlp= whole "
+                "heads and MLP neurons: give one or the other"
+            )
+        return prune_width_streaming(
+            model_dir,
+            out_dir,
+            width
+            if isinstance(width, StreamWidthConfig)
+            else StreamWidthConfig(width=width, heads=heads, mlp=mlp, estimator=estimator),
+            calibration=calibration,
+            n_samples=n_samples,
+            seq_len=seq_len,
+            seed=seed,
+            dtype=dtype,
+            progress=progress,
+            on_block=on_block,
+        )
+    method = "wanda" if method is None else method
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     config = LLMPruneConfig(
         method=method if isinstance(method, str) else method.name,
-        sparsity=sparsity,
+        sparsity=0.5 if sparsity is None else sparsity,
         pattern=pattern,
         compare=compare,  # type: ignore[arg-type]
         include=tuple(include),

@@ -1,0 +1,493 @@
+"""Width pruning (whole attention heads and MLP neurons) of an LLM streamed from its shards.
+
+The in-memory :func:`prunekit.llm.width.prune_width` decides one per-layer removal for the whole
+model (:func:`prunekit.llm.width.allocate`: the same head units and MLP neurons go from every
+block, so the config can describe the result) and then scores and removes units layer by layer
+(``scope="layer"``). Both steps work one block at a time, so streaming keeps them:
+
+1. **Allocation** from the config alone: a one-block stand-in of the architecture (small
+   vocabulary, meta tensors) is traced to find its head and MLP units and their parameters; these
+   times the number of blocks give the same :class:`~prunekit.llm.width.WidthAllocation` as the
+   in-memory path. Counts (``heads=`` / ``mlp=``, removed per block) may be given instead.
+2. **One block at a time**: block *k*'s tensors are put into the stand-in, its units are scored
+   (:class:`~prunekit.llm.width_scores.UnitActivation` on the block's calibration inputs, or a
+   data-free estimator such as ``magnitude``), the structural pruner removes the allocated units
+   (GQA: a key/value head with its query heads is one unit, as in memory) and verifies surgery
+   against masking, and the narrower block is written as its own shard.
+3. **Next block's inputs**: from the *pruned* block by default (``propagate="pruned"``, as
+   layer-wise pruning does), or from the dense block (``"dense"``): then every block is scored
+   on the activations of the dense model, exactly what ``prune_width`` does, and the two give the
+   same model. Gradient estimators (``taylor``) need the loss at the model's output, which a
+   block alone has not: they are refused.
+4. **Plan**: each block's surgery plan, renamed to its block, is kept in the progress file; at
+   the end ``prunekit_plan.json`` and the narrowed ``config.json`` are written, so
+   :func:`prunekit.llm.load_pruned` loads the directory, and ``from_pretrained`` too when the
+   config describes the shapes (LLaMA-family models with an explicit ``head_dim``).
+
+Every check — shards, architecture, estimator, allocation (counts that remove every head or
+leave an MLP width that is not a multiple of ``round_to``) and calibration data — runs before the
+first shard is written; a killed run resumes after its last complete block.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from prunekit.api import prune
+from prunekit.errors import ConfigError, DataError, check_sparsity
+from prunekit.estimators import Estimator, ScoringData
+from prunekit.graph import build_structural_groups
+from prunekit.llm.blocks import BlockInputs, BlockStack, advance, capture_block_inputs, find_blocks
+from prunekit.llm.calibration import TextSource
+from prunekit.llm.pruned_io import PLAN_FILE
+from prunekit.llm.shards import ShardedCheckpoint, write_index, write_shard
+from prunekit.llm.stream_output import (
+    BlockCallback,
+    StreamResult,
+    block_tensors,
+    copy_side_files,
+    embedding_names,
+    open_output,
+    outside_groups,
+    shard_name,
+    stored,
+    stream_windows,
+    write_outside,
+)
+from prunekit.llm.stream_progress import Progress, fingerprint, finish, load_hidden, save_block
+from prunekit.llm.stream_skeleton import (
+    build_skeleton,
+    check_coverage,
+    materialise,
+    release,
+    release_named,
+)
+from prunekit.llm.width import (
+    HEAD_LAYERS,
+    MLP_LAYERS,
+    Denominator,
+    UnitKind,
+    WidthAllocation,
+    allocate,
+    count_params,
+    unit_kind,
+    width_estimator,
+)
+from prunekit.llm.width_scores import UnitActivation
+from prunekit.surgery import Plan, TensorCut
+
+Propagate = Literal["pruned", "dense"]
+
+PROXY_VOCAB = 16
+"""Vocabulary of the one-block stand-in: its embeddings only feed tracing and verification."""
+
+
+@dataclass(frozen=True)
+class StreamWidthConfig:
+    """What streamed width pruning removes.
+
+    Attributes:
+        width: fraction of the parameters removed, in [0, 1), of the blocks (``of="blocks"``)
+            or of the whole model (``of="model"``); split by :func:`prunekit.llm.width.allocate`.
+        heads / mlp: instead of ``width``, the head units (GQA: key/value heads with their
+            query heads) and MLP neurons removed from every block.
+        kinds: with ``width``, which units may go (``("heads", "mlp")``, or one of them).
+        estimator: ``activation`` (default) or a data-free registry name (``magnitude``).
+        round_to: kept MLP widths are multiples of this.
+        propagate: the next block's inputs come from the ``pruned`` block or the ``dense`` one.
+        verify: check each block's surgery against masking.
+    """
+
+    width: float | None = None
+    heads: int | None = None
+    mlp: int | None = None
+    of: Denominator = "blocks"
+    kinds: tuple[str, ...] = ("heads", "mlp")
+    estimator: str = "activation"
+    round_to: int = 8
+    propagate: Propagate = "pruned"
+    verify: bool = True
+    head_layers: tuple[str, ...] = HEAD_LAYERS
+    mlp_layers: tuple[str, ...] = MLP_LAYERS
+
+    def __post_init__(self) -> None:
+        counts = self.heads is not None or self.mlp is not None
+        if (self.width is None) == (not counts):
+            raise ConfigError(
+                "streamed width pruning needs either width= (a fraction) or heads= / mlp= "
+                "(units removed per block), not both"
+            )
+        if self.width is not None:
+            object.__setattr__(self, "width", check_sparsity(self.width, "width"))
+        for name in ("heads", "mlp"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or value < 0):
+                raise ConfigError(f"{name} must be a count >= 0, got {value!r}")
+        if self.of not in ("model", "blocks"):
+            raise ConfigError(f"of must be 'model' or 'blocks', got {self.of!r}")
+        if not self.kinds or set(self.kinds) - {"heads", "mlp"}:
+            raise ConfigError(f"kinds must be 'heads' and/or 'mlp', got {list(self.kinds)}")
+        if self.propagate not in ("pruned", "dense"):
+            raise ConfigError(f"propagate must be 'pruned' or 'dense', got {self.propagate!r}")
+        if self.round_to < 1:
+            raise ConfigError(f"round_to must be at least 1, got {self.round_to}")
+        self.build_estimator()
+
+    def build_estimator(self) -> Estimator:
+        """The estimator; one that needs gradients of the model's loss is refused."""
+        estimator = width_estimator(self.estimator)
+        if estimator.needs_data and not isinstance(estimator, UnitActivation):
+            raise ConfigError(
+                f"estimator {self.estimator!r} needs the loss at the model's output, which "
+                "streaming (one block at a time) cannot compute; use 'activation' or a "
+                "data-free estimator such as 'magnitude'"
+            )
+        return estimator
+
+    def wants(self, kind: str) -> bool:
+        if self.width is not None:
+            return kind in self.kinds
+        return bool(getattr(self, kind))
+
+
+# --- the one-block stand-in -------------------------------------------------------------------
+
+
+def build_proxy(model: nn.Module, hf_config: Any, index: int, dtype: torch.dtype) -> nn.Module:
+    """A one-block model of ``model``'s architecture with block ``index``'s layer type: a
+    ``PROXY_VOCAB`` vocabulary and seeded random tensors outside the block, the block on the
+    meta device (filled with :func:`~prunekit.llm.stream_skeleton.materialise`)."""
+    from accelerate import init_empty_weights
+
+    config = copy.deepcopy(hf_config)
+    config.num_hidden_layers = 1
+    config.vocab_size = PROXY_VOCAB
+    for attr in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        if getattr(config, attr, None) is not None:
+            setattr(config, attr, None)
+    layer_types = getattr(config, "layer_types", None)
+    if isinstance(layer_types, list) and len(layer_types) > index:
+        config.layer_types = [layer_types[index]]
+    with init_empty_weights(include_buffers=False):
+        proxy = type(model)(config)
+    proxy.eval()
+    block_prefix = find_blocks(proxy).prefix + "."
+    generator = torch.Generator().manual_seed(0)
+    outside = {}
+    for name, param in proxy.named_parameters(remove_duplicate=False):
+        if name.startswith(block_prefix):
+            continue
+        if param.dim() >= 2:
+            value = torch.randn(tuple(param.shape), generator=generator) * 0.02
+        else:
+            value = torch.ones(tuple(param.shape))
+        outside[name] = value.to(dtype)
+    materialise(proxy, outside)
+    return proxy
+
+
+def _example(proxy: nn.Module) -> dict[str, Tensor]:
+    return {"input_ids": torch.arange(8, dtype=torch.long)[None] % PROXY_VOCAB}
+
+
+def _per_model(kind: UnitKind, blocks: int) -> UnitKind:
+    """One block's unit kind counted over ``blocks`` blocks."""
+    return dataclasses.replace(kind, layers=blocks, unit_params=kind.unit_params * blocks)
+
+
+def plan_allocation(
+    proxy: nn.Module, config: StreamWidthConfig, blocks: int, denominator: int
+) -> tuple[WidthAllocation, dict[str, float]]:
+    """Trace the stand-in, find its head and MLP units, and allocate: ``width * denominator``
+    parameters by :func:`~prunekit.llm.width.allocate`, or the given counts (checked). Returns
+    the allocation and the per-pattern unit sparsities that realise it in every block."""
+    groups = build_structural_groups(proxy, _example(proxy))
+    heads = mlp = None
+    if config.wants("heads"):
+        heads = _per_model(unit_kind("heads", groups, config.head_layers, 1), blocks)
+    if config.wants("mlp"):
+        mlp = _per_model(unit_kind("mlp", groups, config.mlp_layers, config.round_to), blocks)
+    if config.width is not None:
+        allocation = allocate(config.width * denominator, heads, mlp)
+    else:
+        allocation = _counted(config, heads, mlp)
+    overrides = {
+        pattern: removed / kind.units
+        for kind, removed in ((heads, allocation.heads_removed), (mlp, allocation.mlp_removed))
+        if kind is not None and removed > 0
+        for pattern in kind.patterns
+    }
+    return allocation, overrides
+
+
+def _counted(
+    config: StreamWidthConfig, heads: UnitKind | None, mlp: UnitKind | None
+) -> WidthAllocation:
+    """The allocation of explicit per-block counts, refused where a block cannot have it."""
+    h, m = config.heads or 0, config.mlp or 0
+    if heads is not None and h >= heads.units:
+        raise ConfigError(
+            f"heads={h} removes every head unit: blocks have {heads.units} (key/value heads "
+            f"with their query heads), so at most {heads.units - 1} can go"
+        )
+    if mlp is not None and m not in mlp.removals():
+        raise ConfigError(
+            f"mlp={m} leaves {mlp.units - m} of {mlp.units} MLP neurons per block; the kept "
+            f"width must be a positive multiple of round_to={mlp.step}"
+        )
+    planned = (heads.params(h) if heads else 0) + (mlp.params(m) if mlp else 0)
+    return WidthAllocation(
+        heads.units if heads else 0, h, mlp.units if mlp else 0, m, planned, planned
+    )
+
+
+# --- one block --------------------------------------------------------------------------------
+
+
+def _scoring_data(hidden: Tensor, inputs: BlockInputs, layer: str) -> ScoringData:
+    """The block's calibration inputs as one scoring batch per window; the forward runs the
+    stand-in's block (``layer``) on them."""
+
+    def forward(model: nn.Module, batch: Any) -> tuple[Tensor, Tensor]:
+        states, index = batch
+        j = int(index)
+        out = model.get_submodule(layer)(states, *inputs.args[j], **inputs.kwargs[j])
+        return (out[0] if isinstance(out, (tuple, list)) else out), states
+
+    batches = [(hidden[j : j + 1], torch.tensor(j)) for j in range(hidden.shape[0])]
+    return ScoringData(batches, forward=forward, progress=False)
+
+
+def _rename(plan: Plan, old: str, new: str) -> Plan:
+    """``plan`` with the module prefix ``old`` replaced by ``new`` in every name."""
+
+    def name(text: str) -> str:
+        return new + text[len(old) :] if text.startswith(old) else text
+
+    tensors = {
+        name(k): TensorCut(name(c.tensor), c.shape_before, c.removed, tuple(map(name, c.aliases)))
+        for k, c in plan.tensors.items()
+    }
+    groups = {name(k): v for k, v in plan.groups.items()}
+    modules = {name(k): v for k, v in plan.modules.items()}
+    return Plan(tensors, groups, modules)
+
+
+def _merge(done: Plan, block: Plan) -> Plan:
+    """The plan so far with one more block's; the model-level entry (config) of the first."""
+    modules = {**block.modules, **done.modules}
+    return Plan({**done.tensors, **block.tensors}, {**done.groups, **block.groups}, modules)
+
+
+@dataclass
+class _Run:
+    """What the per-block step needs and keeps."""
+
+    model: nn.Module
+    hf_config: Any
+    stack: BlockStack
+    checkpoint: ShardedCheckpoint
+    config: StreamWidthConfig
+    estimator: Estimator
+    overrides: dict[str, float]
+    dtype: torch.dtype
+    out_dir: Path
+    state: Progress
+    total: int
+    first_shard: int
+
+
+def _prune_one(run: _Run, index: int, inputs: BlockInputs | None) -> None:
+    """Fill block ``index`` into a stand-in, score and remove its units, advance the
+    activations, write its shard and its plan, drop it."""
+    stack, last = run.stack, index + 1 == len(run.stack)
+    proxy = build_proxy(run.model, run.hf_config, index, run.dtype)
+    proxy_stack = find_blocks(proxy)
+    real, local = stack.name(index) + ".", proxy_stack.name(0) + "."
+    dense = block_tensors(stack, index, run.checkpoint, run.dtype)
+    materialise(proxy, {local + k[len(real) :]: v for k, v in dense.items()})
+    del dense
+    layer: nn.Module = proxy_stack.blocks[0]
+    data = None
+    if inputs is not None:  # the estimator reads activations
+        hidden = inputs.hidden
+        if run.config.propagate == "dense" and not last:
+            hidden = hidden.clone()
+            advance(layer, inputs)
+        data = _scoring_data(hidden, inputs, proxy_stack.name(0))
+    plan = Plan({})
+    if run.overrides:
+        result = prune(
+            proxy,
+            _example(proxy),
+            sparsity=0.0,
+            granularity="channel",
+            estimator=run.estimator,
+            data=data,
+            scope="layer",
+            include=list(run.overrides),
+            overrides=run.overrides,
+            verify=run.config.verify,
+            metrics=False,
+        )
+        assert result.plan is not None  # structural pruning records its plan
+        plan = _rename(result.plan, local, real)
+        layer = find_blocks(result.model).blocks[0]
+    if inputs is not None and run.config.propagate == "pruned" and not last:
+        advance(layer, inputs)
+    tensors = stored({real + k: v for k, v in layer.state_dict().items()}, run.checkpoint)
+    release(layer)
+    shard = shard_name(run.first_shard + index, run.total)
+    write_shard(run.out_dir / shard, tensors)
+    run.state.weight_map.update(dict.fromkeys(tensors, shard))
+    del tensors
+    merged = _merge(Plan.from_dict(run.state.plan) if run.state.plan else Plan({}), plan)
+    run.state.plan = merged.to_dict()
+    run.state.layer_sparsity.update(_layer_sparsity(plan))
+    save_block(run.out_dir, run.state, None if last or inputs is None else inputs.hidden, index + 1)
+
+
+def _layer_sparsity(plan: Plan) -> dict[str, float]:
+    """Fraction of each cut Linear weight that was removed."""
+    out = {}
+    for name, cut in plan.tensors.items():
+        if name.endswith(".weight"):
+            before, after = math.prod(cut.shape_before), math.prod(cut.shape_after)
+            out[name.removesuffix(".weight")] = 1 - after / before
+    return out
+
+
+def _removed_params(plan: Plan) -> int:
+    return sum(math.prod(c.shape_before) - math.prod(c.shape_after) for c in plan.tensors.values())
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def prune_width_streaming(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    config: StreamWidthConfig,
+    *,
+    calibration: Tensor | TextSource | None = None,
+    n_samples: int = 8,
+    seq_len: int = 128,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+    on_block: BlockCallback | None = None,
+) -> StreamResult:
+    """Remove whole heads and MLP neurons from the safetensors model in ``model_dir``, block by
+    block, into ``out_dir`` (see the module docstring). ``calibration`` is as in
+    :func:`prunekit.llm.streaming.prune_streaming` (needed by ``activation``). An ``out_dir``
+    holding an interrupted run with the same settings resumes from it.
+
+    ``result.layer_sparsity`` is the fraction of each narrowed Linear's weight removed;
+    ``result.width`` the allocation and parameter counts.
+    """
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    estimator = config.build_estimator()
+    start = time.perf_counter()
+    checkpoint = ShardedCheckpoint(model_dir)
+    if out_dir.resolve() == model_dir.resolve():
+        raise ConfigError(f"output directory {str(out_dir)!r} is the model directory")
+    model, hf_config = build_skeleton(model_dir, dtype)
+    where = check_coverage(model, checkpoint)
+    stack = find_blocks(model)
+    params_before = count_params(model)
+    block_params = sum(count_params(b) for b in stack.blocks)
+    denominator = block_params if config.of == "blocks" else params_before
+    proxy = build_proxy(model, hf_config, 0, dtype)
+    allocation, overrides = plan_allocation(proxy, config, len(stack), denominator)
+    del proxy
+    windows = None
+    if estimator.needs_data:
+        windows = stream_windows(
+            calibration,
+            model_dir,
+            int(hf_config.vocab_size),
+            n_samples=n_samples,
+            seq_len=seq_len,
+            seed=seed,
+        )
+    settings = {**dataclasses.asdict(config), "dtype": str(dtype), "kind": "width"}
+    state = open_output(out_dir, fingerprint(settings, checkpoint.fingerprint(), windows))
+    block_prefix = stack.prefix + "."
+    outside = outside_groups(checkpoint, block_prefix)
+    total = len(outside) + len(stack)
+    if state.blocks_done == 0:
+        state.weight_map.update(write_outside(out_dir, checkpoint, outside, total))
+    resumed_from = state.blocks_done
+    run = _Run(
+        model, hf_config, stack, checkpoint, config, estimator, overrides, dtype, out_dir,
+        state, total, len(outside) + 1,
+    )  # fmt: skip
+    with torch.no_grad():
+        inputs = None
+        if windows is not None:
+            needed = embedding_names(model, where, block_prefix)
+            materialise(model, checkpoint.load(sorted(set(needed.values())), dtype))
+            materialise(model, {n: model.get_parameter(s) for n, s in needed.items() if n != s})
+            inputs = capture_block_inputs(model, stack, windows)
+            if resumed_from:
+                inputs.hidden = load_hidden(out_dir, state).to(dtype)
+            release_named(model, needed)
+        bar = tqdm(
+            range(resumed_from, len(stack)), desc="width", unit="block", disable=not progress
+        )
+        for index in bar:
+            _prune_one(run, index, inputs)
+            if on_block is not None:
+                on_block(index)
+    plan = Plan.from_dict(state.plan) if state.plan else Plan({})
+    write_index(out_dir, state.weight_map)
+    copy_side_files(model_dir, out_dir)
+    _write_config(hf_config, plan, out_dir)
+    (out_dir / PLAN_FILE).write_text(plan.to_json(indent=1, sort_keys=True))
+    finish(out_dir, state)
+    removed = _removed_params(plan)
+    width = {
+        "allocation": allocation.to_dict(),
+        "params_before": params_before,
+        "params_after": params_before - removed,
+        "block_params_before": block_params,
+        "sparsity": round(removed / params_before, 6),
+        "block_sparsity": round(removed / block_params, 6),
+        "propagate": config.propagate,
+        "config_describes_shapes": _describes_shapes(out_dir),
+    }
+    return StreamResult(
+        out_dir, dict(state.layer_sparsity), len(stack), resumed_from,
+        time.perf_counter() - start, width,
+    )  # fmt: skip
+
+
+def _write_config(hf_config: Any, plan: Plan, out_dir: Path) -> None:
+    """``config.json`` with the widths surgery changed (``load_pruned`` restores the originals
+    from the plan)."""
+    config = copy.deepcopy(hf_config)
+    for key, change in plan.modules.get("", {}).items():
+        if key.startswith("config."):
+            setattr(config, key.removeprefix("config."), change[1])
+    config.save_pretrained(out_dir)
+
+
+def _describes_shapes(out_dir: Path) -> bool:
+    """Whether the written config's architecture has exactly the written shapes (then
+    ``from_pretrained`` loads the directory)."""
+    try:
+        model, _ = build_skeleton(out_dir, torch.float32)
+        check_coverage(model, ShardedCheckpoint(out_dir))
+    except (ConfigError, DataError):
+        return False
+    return True
