@@ -1,20 +1,29 @@
-"""Allocation search vs fixed allocations at 4x fewer MACs on the Fashion-MNIST channel
-benchmark (see configs/search_allocation.yaml), and trials/hour with 1 and 2 Ray workers.
+"""Per-layer allocation search against fixed allocations and Torch-Pruning, after equal
+fine-tuning, over seeds and MAC targets (see configs/search_allocation*.yaml).
 
     python benchmarks/search_allocation.py benchmarks/configs/search_allocation.yaml [--quick]
+
+A config with ``mode: correlation`` instead measures how well each trial objective ranks
+random allocations by their accuracy after the benchmark's fine-tune (Spearman's rho).
 """
 
 from __future__ import annotations
 
-import math
+import copy
+import json
+import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import torch
-from channels_setup import Arm, Context, accuracy, load_context, train_loader, tune
+import torch_pruning as tp
+from channels_setup import Arm, Context, accuracy, load_context, recalibrate, train_loader, tune
+from channels_tp import TP_IMPORTANCES
 from common import environment, markdown_table, parse_args, write_results
+from scipy.stats import spearmanr
 from torch import nn
 
 import prunekit
@@ -24,141 +33,245 @@ from prunekit.budget import Target
 from prunekit.config import make_config
 from prunekit.errors import SelectionError
 from prunekit.measure import count_macs
-from prunekit.search import search
+from prunekit.search import SearchResult, make_objective, search
 from prunekit.search.prepare import build_space, prepare
 from prunekit.train import evaluate, seed_everything
+
+Spec = Mapping[str, Any]
+Built = tuple[nn.Module, dict[str, Any]]
+"""A pruned (BatchNorm-recalibrated, not yet fine-tuned) model and what its arm measured."""
 
 
 def batches(ctx: Context, seed: int, count: int, skip: int = 0) -> list[Any]:
     return list(islice(iter(train_loader(ctx, seed)), skip, skip + count))
 
 
-def baseline(ctx: Context, name: str, seed: int) -> tuple[nn.Module, float]:
-    """Uniform (one sparsity per layer) or global (mean-normalised ranking) to the target, or
-    sensitivity-driven per-layer sparsities (analysis.allocate) scaled to the target."""
+def fixed(ctx: Context, spec: Spec, keep: float, seed: int) -> Built:
+    """prunekit's uniform (``scope: layer``) or global (``scope: global``) allocation."""
+    calib = batches(ctx, seed, ctx.config["n_batches"])
+    result = prunekit.prune(
+        ctx.dense, ctx.example, granularity="channel", target={"macs": keep},
+        scope=spec["scope"], data=calib, metrics=False,
+    )  # fmt: skip
+    return result.model, {}
+
+
+def sensitivity_arm(ctx: Context, spec: Spec, keep: float, seed: int) -> Built:
+    """Sensitivity curves per layer (``analysis.sensitivity``), ``analysis.allocate`` scaled
+    by bisection to the least total sparsity whose allocation meets the MACs target."""
     config = ctx.config
     calib = batches(ctx, seed, config["n_batches"])
-    start = time.perf_counter()
-    if name in ("uniform", "global"):
-        scope = "layer" if name == "uniform" else "global"
-        result = prunekit.prune(
-            ctx.dense, ctx.example, granularity="channel", target={"macs": config["keep"]},
-            scope=scope, data=calib, metrics=False,
-        )  # fmt: skip
-        return result.model, time.perf_counter() - start
     held = batches(ctx, seed, config["eval_batches"], skip=config["n_batches"])
     base = make_config(None, {"granularity": "channel", "sparsity": 0.0, "scope": "layer"})
     prepared = prepare(ctx.dense, ctx.example, base, None)
-    space = build_space(prepared, Target("macs", config["keep"]), 0.02)
+    space = build_space(prepared, Target("macs", keep), 0.02)
 
     def held_out_accuracy(model: nn.Module) -> float:
         return evaluate(model, held).accuracy
 
+    levels = config["sensitivity_sparsities"]
     curves = sensitivity(
-        ctx.dense, prepared.groups, prepared.scores, held_out_accuracy,
-        config["sensitivity_sparsities"], higher_is_better=True, progress=False,
+        ctx.dense, prepared.groups, prepared.scores, held_out_accuracy, levels,
+        higher_is_better=True, progress=False,
     )  # fmt: skip
-    cap = max(config["sensitivity_sparsities"])
-    lo, hi = 0.0, cap
-    best = space.floor_sparsities()
-    for _ in range(25):  # the least total sparsity whose allocation meets the MACs target
+    lo, hi, best = 0.0, max(levels), None
+    for _ in range(25):
         mid = (lo + hi) / 2
         try:
-            alloc = allocate(curves, prepared.groups, mid, max_sparsity=cap)
+            alloc = allocate(curves, prepared.groups, mid, max_sparsity=max(levels))
         except SelectionError:  # more than the curves allow: go lower
             hi = mid
             continue
-        sparsities = space.sparsities(
-            {p: 1 - s for p, s in allocation_overrides(alloc, prepared.groups).items()}
-        )
-        if space.ratio(sparsities, "macs") <= config["keep"]:
+        keeps = {p: 1 - s for p, s in allocation_overrides(alloc, prepared.groups).items()}
+        sparsities = space.sparsities(keeps)
+        if space.ratio(sparsities, "macs") <= keep:
             hi, best = mid, sparsities
         else:
             lo = mid
-    if best == space.floor_sparsities():
+    if best is None:
         raise RuntimeError("sensitivity: no allocation of the measured curves meets the target")
     cfg = base.replace(overrides=space.project(best, fill=True))
     pruned = prunekit.prune(ctx.dense, ctx.example, config=cfg, data=calib, metrics=False).model
-    return pruned, time.perf_counter() - start
+    return pruned, {}
 
 
-def searched(ctx: Context, name: str, seed: int, workers: int = 1, trials: int | None = None
-             ) -> tuple[nn.Module, float, Mapping[str, Any]]:  # fmt: skip
+def torch_pruning(ctx: Context, spec: Spec, keep: float, seed: int) -> Built:
+    """``tp.pruner.MetaPruner`` with global pruning (``isomorphic``: ranked only within groups
+    of the same structure, Fang et al. 2024), ``pruning_ratio`` bisected to the MAC target;
+    the classifier is kept, as in prunekit's arms."""
+    importance = TP_IMPORTANCES[spec.get("importance", "magnitude")]
+
+    def pruned_at(ratio: float) -> nn.Module:
+        model = copy.deepcopy(ctx.dense)
+        classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
+        tp.pruner.MetaPruner(
+            model, ctx.example, importance=importance(), global_pruning=True,
+            pruning_ratio=ratio, ignored_layers=classifier,
+            isomorphic=bool(spec.get("isomorphic", False)),
+        ).step()  # fmt: skip
+        return model
+
+    lo, hi, best = 0.0, 1.0, None
+    for _ in range(ctx.config.get("tp_bisection_steps", 12)):
+        mid = (lo + hi) / 2
+        candidate = pruned_at(mid)
+        if count_macs(candidate, ctx.example).total <= keep * ctx.dense_macs:
+            hi, best = mid, candidate
+        else:
+            lo = mid
+    if best is None:
+        raise RuntimeError(f"Torch-Pruning cannot keep {keep} of the MACs")
+    recalibrate(ctx, best, seed)
+    return best.eval(), {"tp_ratio": hi}
+
+
+def run_search(ctx: Context, spec: Spec, keep: float, seed: int, trials: int | None = None,
+               workers: int = 1) -> tuple[SearchResult, list[Any]]:  # fmt: skip
     config = ctx.config
-    data = batches(ctx, seed, config["n_batches"] + config["eval_batches"])
-    start = time.perf_counter()
+    n_batches = spec.get("n_batches", config["n_batches"])
+    data = batches(ctx, seed, n_batches + config["eval_batches"])
     result = search(
-        ctx.dense, ctx.example, data=data, target={"macs": config["keep"]}, searcher=name,
-        trials=trials or config["trials"], workers=workers, storage=":memory:", seed=seed,
-        n_batches=config["n_batches"], eval_batches=config["eval_batches"], progress=False,
-        threads=1,
+        ctx.dense, ctx.example, data=data, target={"macs": keep}, searcher=spec["searcher"],
+        trials=trials or spec.get("trials", config["trials"]), workers=workers,
+        storage=":memory:", seed=seed, objective=spec.get("objective", "proxy"),
+        finetune_steps=spec.get("finetune_steps", 20), n_batches=n_batches,
+        eval_batches=config["eval_batches"], progress=False, threads=1,
     )  # fmt: skip
-    seconds = time.perf_counter() - start
-    calib = data[: config["n_batches"]]
+    return result, data[:n_batches]
+
+
+def searched(ctx: Context, spec: Spec, keep: float, seed: int) -> Built:
+    """The best allocation of one searcher, replayed by ``prunekit.prune``."""
+    result, calib = run_search(ctx, spec, keep, seed)
     pruned = prunekit.prune(
         ctx.dense, ctx.example, config=result.prune_config(), data=calib, metrics=False
     ).model
     done = result.completed
-    info = {"best_proxy": 100 * result.best.score, "trials": len(result.trials),
-            "trial_seconds": sum(t.seconds for t in done) / max(len(done), 1)}  # fmt: skip
-    return pruned, seconds, info
+    return pruned, {"best_objective": result.best.score, "trials": len(result.trials),
+                    "trial_seconds": sum(t.seconds for t in done) / max(len(done), 1)}  # fmt: skip
 
 
-def measure(ctx: Context, arm: str, model: nn.Module, seconds: float, seed: int,
-            info: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+ARMS: dict[str, Callable[[Context, Spec, float, int], Built]] = {
+    "prunekit": fixed,
+    "sensitivity": sensitivity_arm,
+    "torch-pruning": torch_pruning,
+    "search": searched,
+}
+"""Arm kinds of the config's ``arms:`` list."""
+
+
+def run_arm(ctx: Context, spec: Spec, keep: float, seed: int) -> dict[str, Any]:
+    """Build the arm's pruned model (timed: wall and CPU), then the common fine-tune."""
+    seed_everything(seed)
+    wall, cpu = time.perf_counter(), time.process_time()
+    model, info = ARMS[spec["kind"]](ctx, spec, keep, seed)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     macs = count_macs(model, ctx.example).total / ctx.dense_macs
     one_shot = accuracy(model, ctx.test_loader)
-    tune(ctx, model, ctx.config["budget_steps"], Arm("prunekit", "magnitude", arm, "finetune"),
-         seed)  # fmt: skip
-    return {"arm": arm, "seed": seed, "macs": macs, "one_shot": one_shot,
-            "finetuned": accuracy(model, ctx.test_loader), "seconds": seconds, **info}  # fmt: skip
+    steps = ctx.config["budget_steps"]
+    tune(ctx, model, steps, Arm("prunekit", "magnitude", spec["name"], "finetune"), seed)
+    return {"arm": spec["name"], "keep": keep, "seed": seed, "macs": macs, "one_shot": one_shot,
+            "finetuned": accuracy(model, ctx.test_loader), "seconds": wall,
+            "cpu_minutes": cpu / 60, **info}  # fmt: skip
 
 
-def ray_rates(ctx: Context, seed: int) -> list[dict[str, Any]]:
+def summary(rows: list[dict[str, Any]], arms: list[str], keep: float) -> str:
+    """Median over seeds and per-seed values of each arm at one target."""
+    table = []
+    for arm in arms:
+        mine = sorted((r for r in rows if r["arm"] == arm and r["keep"] == keep),
+                      key=lambda r: r["seed"])  # fmt: skip
+        if not mine:
+            continue
+        tuned = [r["finetuned"] for r in mine]
+        table.append([
+            arm, f"{statistics.median(r['macs'] for r in mine):.3f}",
+            statistics.median(r["one_shot"] for r in mine), statistics.median(tuned),
+            " / ".join(f"{v:.2f}" for v in tuned),
+            statistics.median(r["cpu_minutes"] for r in mine),
+        ])  # fmt: skip
+    header = ["arm", "MACs kept", "one-shot acc % (median)", "fine-tuned acc % (median)",
+              "fine-tuned per seed", "search CPU-min"]  # fmt: skip
+    return markdown_table(header, table)
+
+
+def benchmark(ctx: Context, out: Path) -> dict[str, Any]:
+    config = ctx.config
+    partial = out / "rows.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(x) for x in partial.read_text().splitlines()] if partial.exists() else []
+    rows = list(done)
+    for keep in config["keeps"]:
+        for seed in config["seeds"]:
+            for spec in config["arms"]:
+                if any(r["arm"] == spec["name"] and r["keep"] == keep and r["seed"] == seed
+                       for r in done):  # fmt: skip
+                    continue  # a stopped run resumes
+                rows.append(run_arm(ctx, spec, keep, seed))
+                print(rows[-1], flush=True)
+                with partial.open("a") as f:
+                    f.write(json.dumps(rows[-1]) + "\n")
+    names = [s["name"] for s in config["arms"]]
+    tables = [f"### {1 / k:g}x fewer MACs (keep {k})\n\n{summary(rows, names, k)}"
+              for k in config["keeps"]]  # fmt: skip
+    return {"rows": rows, "markdown": "\n\n".join(tables)}
+
+
+def correlation(ctx: Context, out: Path) -> dict[str, Any]:
+    """Random allocations (a ``random`` search, scored by the proxy), each scored again by every
+    objective of ``correlation.objectives`` and then fine-tuned for ``budget_steps`` steps:
+    Spearman's rho of each objective against the fine-tuned test accuracy."""
+    config, study = ctx.config, ctx.config["correlation"]
+    seed, keep = study.get("seed", 0), study["keep"]
+    spec = {"searcher": "random", "objective": "proxy"}
+    result, calib = run_search(ctx, spec, keep, seed, trials=study["allocations"])
+    held = batches(ctx, seed, config["eval_batches"], skip=config["n_batches"])
     rows = []
-    for workers in ctx.config["ray"]["workers"]:
-        trials = ctx.config["ray"]["trials"]
-        _, seconds, info = searched(ctx, "random", seed, workers=workers, trials=trials)
-        rows.append({"workers": workers, "trials": trials, "seconds": seconds,
-                     "trials_per_hour": 3600 * trials / seconds,
-                     "trial_seconds": info["trial_seconds"]})  # fmt: skip
-    return rows
+    for trial in result.completed:
+        model = prunekit.prune(
+            ctx.dense, ctx.example, config=result.prune_config(trial), data=calib, metrics=False
+        ).model
+        row: dict[str, Any] = {"trial": trial.number, "macs": trial.macs}
+        for obj in study["objectives"]:
+            fn = make_objective(obj["name"], calib, held, steps=obj.get("steps", 20))
+            torch.manual_seed(seed)
+            start = time.process_time()
+            row[obj["label"]] = fn(copy.deepcopy(model))
+            row[obj["label"] + " s"] = time.process_time() - start
+        row["one_shot"] = accuracy(model, ctx.test_loader)
+        tune(ctx, model, config["budget_steps"], Arm("prunekit", "magnitude", "c", "ft"), seed)
+        row["finetuned"] = accuracy(model, ctx.test_loader)
+        rows.append(row)
+        print(row, flush=True)
+    final = [r["finetuned"] for r in rows]
+    labels = [o["label"] for o in study["objectives"]] + ["one_shot"]
+    table = [
+        [label, float(spearmanr([r[label] for r in rows], final)[0]),
+         statistics.mean(r.get(label + " s", 0.0) for r in rows)]
+        for label in labels
+    ]  # fmt: skip
+    markdown = markdown_table(
+        ["trial objective", "Spearman rho vs fine-tuned test acc", "CPU s per trial"], table
+    )
+    return {"rows": rows, "markdown": f"{len(rows)} random allocations at keep {keep}.\n\n"
+            + markdown}  # fmt: skip
+
+
+MODES: dict[str, Callable[[Context, Path], dict[str, Any]]] = {
+    "benchmark": benchmark,
+    "correlation": correlation,
+}
 
 
 def main() -> None:
     config, out = parse_args(__doc__)
     torch.set_num_threads(config.get("threads", 1))
-    spec = config["models"][0]
-    ctx = load_context(config, spec)
-    rows: list[dict[str, Any]] = []
-    for seed in config["seeds"]:
-        for name in config["baselines"]:
-            seed_everything(seed)
-            model, seconds = baseline(ctx, name, seed)
-            rows.append(measure(ctx, name, model, seconds, seed, {}))
-            print(rows[-1], flush=True)
-        for name in config["searchers"]:
-            seed_everything(seed)
-            model, seconds, info = searched(ctx, name, seed)
-            rows.append(measure(ctx, name, model, seconds, seed, info))
-            print(rows[-1], flush=True)
-    rates = ray_rates(ctx, config["seeds"][0])
+    ctx = load_context(config, config["models"][0])
+    results = MODES[config.get("mode", "benchmark")](ctx, out)
     dense = accuracy(ctx.dense, ctx.test_loader)
-    table = markdown_table(
-        ["arm", "MACs kept", "one-shot acc %", f"after {config['budget_steps']} steps %",
-         "best proxy %", "search s"],
-        [[r["arm"], f"{r['macs']:.3f}", r["one_shot"], r["finetuned"],
-          "" if "best_proxy" not in r or math.isnan(r["best_proxy"]) else r["best_proxy"],
-          r["seconds"]] for r in rows],
-    )  # fmt: skip
-    ray_table = markdown_table(
-        ["Ray workers", "trials", "wall s", "trials/hour", "s per trial (in worker)"],
-        [[r["workers"], r["trials"], r["seconds"], r["trials_per_hour"], r["trial_seconds"]]
-         for r in rates],
-    )  # fmt: skip
-    markdown = f"Dense test accuracy {dense:.2f}%.\n\n{table}\n\n{ray_table}"
+    markdown = f"Dense test accuracy {dense:.2f}%.\n\n{results.pop('markdown')}"
     write_results(out, {"environment": environment(), "config": config, "dense": dense,
-                        "rows": rows, "ray": rates}, markdown)  # fmt: skip
+                        **results}, markdown)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@
   on a held-out part of the training set).
 * ``"finetune"``: the same recalibration, a short fine-tune (``steps`` optimizer steps on the
   calibration batches), then held-out accuracy: slower, closer to the accuracy after recovery.
+* ``"proxy-loss"`` / ``"finetune-loss"``: the same, scored by minus the mean held-out
+  cross-entropy instead of the accuracy. The loss moves with every sample's confidence, not
+  only with the arg-max, so on a few hundred held-out samples it separates candidates that
+  the accuracy ties (a 512-sample accuracy moves in steps of 0.2 points).
 * a function ``f(model) -> float``: the user's own score of the recalibrated pruned model.
 
 A NaN score fails the trial; the search goes on.
@@ -26,7 +30,7 @@ from prunekit.train import evaluate, train
 ObjectiveFn = Callable[[nn.Module], float]
 Batch = Any
 
-OBJECTIVES = ("proxy", "finetune")
+OBJECTIVES = ("proxy", "finetune", "proxy-loss", "finetune-loss")
 """Named objectives; a callable is also accepted."""
 
 
@@ -52,16 +56,27 @@ class Objective:
         if self.steps < 1:
             raise ConfigError(f"search: finetune steps must be >= 1, got {self.steps}")
 
+    @property
+    def trains(self) -> bool:
+        """Whether the objective fine-tunes the candidate before measuring it."""
+        return self.fn is None and self.kind.startswith("finetune")
+
+    @property
+    def uses_loss(self) -> bool:
+        """Whether the score is minus the held-out loss (else the held-out accuracy)."""
+        return self.fn is None and self.kind.endswith("-loss")
+
     def __call__(self, model: nn.Module) -> float:
         if self.calibration:
             recalibrate_batchnorm(model, self.calibration, max_batches=None)
         if self.fn is not None:
             return float(self.fn(model))
-        if self.kind == "finetune":
+        if self.trains:
             batches = self.calibration or self.held_out
             epochs = -(-self.steps // len(batches))
             train(model, batches, epochs=epochs, max_steps=self.steps, lr=self.lr, progress=False)
-        return float(evaluate(model, self.held_out).accuracy)
+        measured = evaluate(model, self.held_out)
+        return -float(measured.loss) if self.uses_loss else float(measured.accuracy)
 
 
 def make_objective(
