@@ -12,7 +12,7 @@ from rich.console import Console
 from torch import nn
 
 import prunekit
-from prunekit.budget import Target
+from prunekit.search.budget import Budget
 from prunekit.measure import count_macs
 from prunekit.search import TrialRecord, pareto_front, search
 
@@ -42,7 +42,7 @@ def test_result_outputs_and_replay(tmp_path: Path, mlp_case: Any) -> None:
         model, x, data=data, target={"macs": 0.5}, searcher="nsga2", trials=5,
         storage=":memory:", objective=accuracy_like, progress=False,
     )  # fmt: skip
-    assert result.target == Target("macs", 0.5)
+    assert result.target == Budget("macs", 0.5)
     saved = json.loads(result.write_json(tmp_path / "s.json").read_text())
     assert len(saved["trials"]) == 5 and saved["best"] == result.best.number
     assert {t["number"] for t in saved["trials"] if t["pareto"]} == {t.number for t in result.front}

@@ -1,4 +1,5 @@
-"""``prunekit.search.search``: find each layer's sparsity under a MACs or params budget.
+"""``prunekit.search.search``: find each layer's sparsity under a MACs, params, latency or size
+budget.
 
 The model is traced and scored once (:mod:`prunekit.search.prepare`); each trial picks one keep
 ratio per layer, is projected onto the budget (:class:`~prunekit.search.space.SearchSpace`),
@@ -16,10 +17,11 @@ from typing import Any
 
 from torch import nn
 
-from prunekit.budget import Target, parse_target
+from prunekit.budget import RuntimeTimer, Target
 from prunekit.config import PruneConfig, make_config
 from prunekit.errors import ConfigError
 from prunekit.estimators import ScoringData
+from prunekit.search.budget import Budget, parse_budget
 from prunekit.search.evaluate import Outcome, TrialEvaluator
 from prunekit.search.objectives import ObjectiveFn, make_objective
 from prunekit.search.prepare import build_space, fingerprint, prepare
@@ -38,14 +40,17 @@ def _batches(data: Iterable[Any] | None, count: int) -> list[Any]:
 
 
 def _features(space: SearchSpace) -> list[list[float]]:
-    """Per layer: its units over the largest layer's, and the share of the target's cost it
-    frees alone at its floor (AMC's layer embedding, reduced)."""
-    largest = max(d.n_units for d in space.dims)
+    """Per searched parameter: its units over the largest parameter's, and the share of the
+    budget's cost it frees alone at its floor (AMC's layer embedding, reduced)."""
+    by_pattern = {d.pattern: d for d in space.dims}
+    units = [sum(by_pattern[q].n_units for q in p.patterns) for p in space.params]
     metric = space.target.metric
     features = []
-    for d in space.dims:
-        alone = {p: 0.0 for p in space.names} | {d.pattern: d.sparsity(0.0)}
-        features.append([d.n_units / largest, 1.0 - space.ratio(alone, metric)])
+    for param, n in zip(space.params, units, strict=True):
+        alone = {q: 0.0 for q in space.names} | {
+            q: by_pattern[q].sparsity(0.0) for q in param.patterns
+        }
+        features.append([n / max(units), 1.0 - space.ratio(alone, metric)])
     return features
 
 
@@ -54,8 +59,10 @@ def search(
     example_inputs: Any,
     *,
     data: Iterable[Any] | None,
-    target: Target | Mapping[str, float | str] | str,
+    target: Budget | Target | Mapping[str, float | str] | str,
     searcher: str = "tpe",
+    space: str = "group",
+    stages: int | Mapping[str, str] | None = None,
     trials: int = 20,
     workers: int = 1,
     address: str | None = None,
@@ -70,18 +77,28 @@ def search(
     seed: int = 0,
     tolerance: float = 0.02,
     threads: int | None = None,
+    timer: RuntimeTimer | None = None,
     progress: bool = True,
     config: PruneConfig | Mapping[str, Any] | None = None,
     **options: Any,
 ) -> SearchResult:
-    """Search per-layer sparsities of ``model`` that keep at most ``target`` of its MACs or
-    params (``{"macs": 0.25}``) and score highest.
+    """Search per-layer sparsities of ``model`` that keep at most ``target`` of its MACs,
+    params, latency or size on disk and score highest.
 
     Args:
         data: batches of ``(inputs, targets)``: the first ``n_batches`` score the units (as
             ``prunekit.prune(data=...)``) and recalibrate BatchNorm in every trial; without
             ``eval_data`` the next ``eval_batches`` (default ``n_batches``) are the held-out
             batches the objective is measured on.
+        target: ``{"macs": 0.25}``, ``{"params": 0.5}``, ``{"size": 0.5}`` (bytes of the
+            safetensors file) or ``{"latency": 0.5, "runtime": "onnxruntime" | "torch"}``: the
+            per-layer latency table is measured once (with ``timer``, default one thread in
+            the runtime) and prices every candidate, its projection and the recorded cost.
+        space / stages: ``"group"`` (default): one keep ratio per prunable layer; ``"stage"``:
+            one per stage, shared by its layers (fewer dimensions for deep nets). A layer's
+            stage comes from ``stages``: a mapping of name globs to stage names, or an int
+            depth (the first ``depth`` components of its name), or by default its parent
+            module's name without trailing block indices (:mod:`prunekit.search.stages`).
         searcher: ``random``, ``tpe``, ``nsga2`` (score and cost: a Pareto front), ``cmaes``,
             ``ga`` or ``amc`` (:data:`~prunekit.search.SEARCHERS`).
         trials: finished trials wanted in the study; a resumed study runs only the rest.
@@ -100,12 +117,7 @@ def search(
             ``channel`` by default, estimator, exclude, min_keep_fraction, ...); its sparsity
             and target are replaced by the searched per-layer sparsities.
     """
-    goal = parse_target(target)
-    if goal.metric not in ("macs", "params"):
-        raise ConfigError(
-            f"search: the budget must be a MACs or params target, got {goal.metric}; prune to a "
-            "latency target with prunekit.prune(..., target={'latency': ...})"
-        )
+    goal = parse_budget(target)
     if trials < 1 or workers < 1:
         raise ConfigError(f"search: trials and workers must be >= 1, got {trials}, {workers}")
     entry = get_searcher(searcher)
@@ -119,15 +131,22 @@ def search(
         calibration, held_out = taken[:n_batches], taken[n_batches:]
     scoring = ScoringData(calibration, progress=False) if calibration else None
     prepared = prepare(model, example_inputs, base, scoring)
-    space = build_space(prepared, goal, tolerance)
+    depth, mapping = (stages, None) if isinstance(stages, int) else (None, stages)
+    searched = build_space(
+        prepared, goal, tolerance, space=space, stage_depth=depth, stages=mapping, timer=timer
+    )
     fn = make_objective(objective, calibration, held_out, steps=finetune_steps, lr=finetune_lr)
     objective_name = objective if isinstance(objective, str) else "function"
     model_hash = fingerprint(model)
     where = storage if storage is not None else DEFAULT_DIR / f"study-{model_hash[:12]}.journal"
-    study_name = study_name or f"{name}-{goal.metric}{goal.keep:g}-{objective_name}"
-    meta = {"model": model_hash, "target": str(goal), "objective": objective_name,
-            "layers": space.names, "config": base.model_dump_json()}  # fmt: skip
-    info = SpaceInfo(space.names, [d.low for d in space.dims], _features(space), trials, seed)
+    per = "" if space == "group" else "-stage"
+    study_name = study_name or f"{name}-{goal.metric}{goal.keep:g}-{objective_name}{per}"
+    meta: dict[str, Any] = {"model": model_hash, "target": str(goal), "objective": objective_name,
+                            "layers": searched.names, "config": base.model_dump_json()}  # fmt: skip
+    if per:  # a per-layer study keeps the meta it always had
+        meta["params"] = {p.name: list(p.patterns) for p in searched.params}
+    lows = [p.low for p in searched.params]
+    info = SpaceInfo(searched.param_names, lows, _features(searched), trials, seed)
     study = open_study(
         where, study_name, ["maximize", "minimize"] if entry.multi_objective else ["maximize"],
         entry.build(info), meta,
@@ -138,9 +157,9 @@ def search(
             SpaceInfo(info.names, info.lows, info.features, trials, seed + len(study.trials))
         )
     pool_threads = threads if threads is not None else (1 if workers > 1 or address else None)
-    evaluator = TrialEvaluator(prepared, space, fn, pool_threads)
+    evaluator = TrialEvaluator(prepared, searched, fn, pool_threads)
     executor = make_executor(evaluator, workers, address)
-    run_trials(study, space, executor, trials, multi=entry.multi_objective, progress=progress,
+    run_trials(study, searched, executor, trials, multi=entry.multi_objective, progress=progress,
                on_outcome=_reporter(progress))  # fmt: skip
     return SearchResult(records(study), goal, name, objective_name, base, str(where), study_name)
 

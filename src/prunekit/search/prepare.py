@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from prunekit.budget import Target, build_cost_model
+from prunekit.budget import RuntimeTimer, Target
 from prunekit.config import PruneConfig
 from prunekit.core.groups import Group, Scores
 from prunekit.errors import ConfigError
 from prunekit.estimators import ScoringData
 from prunekit.graph import build_structural_groups
+from prunekit.search.budget import Budget, parse_budget
+from prunekit.search.costs import build_costs
 from prunekit.search.space import SearchSpace
+from prunekit.search.stages import assign_stages, check_space
 from prunekit.surgery.convert import replace_multihead_attention
 
 
@@ -59,15 +62,27 @@ def prepare(
     return Prepared(working, example, pool, scores, config)
 
 
-def build_space(prepared: Prepared, target: Target, tolerance: float) -> SearchSpace:
-    """The search space of ``prepared`` with MACs and params cost models."""
-    costs = {
-        metric: build_cost_model(prepared.model, prepared.example, prepared.groups, metric)
-        for metric in ("macs", "params")
-    }
+def build_space(
+    prepared: Prepared,
+    target: Budget | Target,
+    tolerance: float,
+    *,
+    space: str = "group",
+    stage_depth: int | None = None,
+    stages: Mapping[str, str] | None = None,
+    timer: RuntimeTimer | None = None,
+) -> SearchSpace:
+    """The search space of ``prepared``: MACs and params cost models (and the budget's latency
+    table, measured once with ``timer``, or size model), one parameter per layer or per stage
+    (:mod:`prunekit.search.stages`)."""
+    budget = parse_budget(target)
+    kind = check_space(space)
+    costs = build_costs(prepared.model, prepared.example, prepared.groups, budget, timer)
+    layers = [g.layer for g in prepared.groups]
+    mapping = assign_stages(layers, depth=stage_depth, stages=stages) if kind == "stage" else None
     return SearchSpace(
-        prepared.groups, prepared.scores, prepared.config.selection(), costs, target,
-        tolerance=tolerance,
+        prepared.groups, prepared.scores, prepared.config.selection(), costs, budget,
+        tolerance=tolerance, stages=mapping,
     )  # fmt: skip
 
 

@@ -17,17 +17,18 @@ from matplotlib.figure import Figure
 from optuna.trial import TrialState
 from rich.table import Table
 
-from prunekit.budget import Target
 from prunekit.config import PruneConfig
 from prunekit.errors import ConfigError
 from prunekit.recipe import Recipe
+from prunekit.search.budget import Budget
 from prunekit.search.storage import INTERRUPTED
 
 
 @dataclass(frozen=True)
 class TrialRecord:
     """One trial: its per-layer sparsities (after projection on the budget; enough to replay
-    it), score, analytic MACs and params ratios, seconds and state."""
+    it), score, analytic MACs and params ratios, seconds and state; with a latency or size
+    budget, its cost ratio in that metric (NaN otherwise)."""
 
     number: int
     state: str
@@ -37,9 +38,12 @@ class TrialRecord:
     seconds: float
     sparsities: dict[str, float]
     error: str | None = None
+    latency: float = math.nan
+    size: float = math.nan
 
     def cost(self, metric: str) -> float:
-        return self.macs if metric == "macs" else self.params
+        """The kept fraction of ``metric`` (``macs``, ``params``, ``latency`` or ``size``)."""
+        return float(getattr(self, metric))
 
 
 def records(study: optuna.Study) -> list[TrialRecord]:
@@ -56,6 +60,8 @@ def records(study: optuna.Study) -> list[TrialRecord]:
             macs=float(attrs.get("macs", math.nan)), params=float(attrs.get("params", math.nan)),
             seconds=float(attrs.get("seconds", math.nan)),
             sparsities=dict(attrs.get("sparsities", {})), error=attrs.get("error"),
+            latency=float(attrs.get("latency", math.nan)),
+            size=float(attrs.get("size", math.nan)),
         ))  # fmt: skip
     return sorted(out, key=lambda r: r.number)
 
@@ -81,7 +87,7 @@ class SearchResult:
     """All trials of a search, its budget and the base pruning config the sparsities apply to."""
 
     trials: list[TrialRecord]
-    target: Target
+    target: Budget
     searcher: str
     objective: str
     config: PruneConfig
@@ -142,7 +148,7 @@ class SearchResult:
     def to_dict(self) -> dict[str, Any]:
         front = {t.number for t in self.front}
         return {
-            "target": {self.target.metric: self.target.keep},
+            "target": self.target.as_dict(),
             "searcher": self.searcher,
             "objective": self.objective,
             "storage": self.storage,
@@ -164,13 +170,17 @@ class SearchResult:
         rows = self.front if front_only else self.trials
         title = f"{self.searcher}: {'Pareto front' if front_only else 'trials'} ({self.target})"
         table = Table(title=title)
-        for name in ("trial", "score", "MACs kept", "params kept", "seconds", "state"):
+        extra = self.target.metric in ("latency", "size")
+        columns = ["trial", "score", "MACs kept", "params kept"]
+        columns += [f"{self.target.metric} kept"] if extra else []
+        for name in (*columns, "seconds", "state"):
             table.add_column(name, justify="right")
         best = self.best.number if self.completed else None
         for t in rows:
             mark = " *" if t.number == best else ""
+            cost = [f"{t.cost(self.target.metric):.3f}"] if extra else []
             table.add_row(
-                f"{t.number}{mark}", f"{t.score:.4f}", f"{t.macs:.3f}", f"{t.params:.3f}",
+                f"{t.number}{mark}", f"{t.score:.4f}", f"{t.macs:.3f}", f"{t.params:.3f}", *cost,
                 f"{t.seconds:.2f}", t.state if t.error is None else f"failed: {t.error[:40]}",
             )  # fmt: skip
         return table

@@ -109,9 +109,14 @@ def make_executor(evaluator: TrialEvaluator, workers: int, address: str | None) 
     return LocalExecutor(evaluator)
 
 
-def _values(outcome: Outcome, metric: str, multi: bool) -> list[float]:
-    cost = outcome.macs if metric == "macs" else outcome.params
-    return [outcome.score, cost] if multi else [outcome.score]
+def _attrs(outcome: Outcome, space: SearchSpace) -> dict[str, Any]:
+    """The trial's user attributes: the outcome's, and its cost in the budget's metric when
+    that is latency (from the table measured once) or size."""
+    attrs = outcome_attrs(outcome)
+    metric = space.target.metric
+    if metric not in attrs:
+        attrs[metric] = space.ratio(outcome.sparsities, metric)
+    return attrs
 
 
 def run_trials(
@@ -125,7 +130,7 @@ def run_trials(
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> None:
     """Run trials until ``trials`` have finished (complete, or failed by their objective)."""
-    distributions: dict[str, Any] = {d.pattern: FloatDistribution(d.low, 1.0) for d in space.dims}
+    distributions: dict[str, Any] = {p.name: FloatDistribution(p.low, 1.0) for p in space.params}
     metric = space.target.metric
     done = len(finished(study))
     in_flight: dict[int, optuna.Trial] = {}
@@ -135,18 +140,19 @@ def run_trials(
         while done < trials:
             while len(in_flight) < executor.capacity and done + len(in_flight) < trials:
                 trial = study.ask(distributions)
-                keeps = {name: float(trial.params[name]) for name in distributions}
+                keeps = space.expand(trial.params)
                 sparsities = space.project({p: 1.0 - k for p, k in keeps.items()}, fill=not multi)
                 executor.submit(trial.number, sparsities)
                 in_flight[trial.number] = trial
             outcome = executor.next()
             trial = in_flight.pop(outcome.number)
-            for key, value in outcome_attrs(outcome).items():
+            attrs = _attrs(outcome, space)
+            for key, value in attrs.items():
                 trial.set_user_attr(key, value)
             if outcome.failed:
                 study.tell(trial, state=TrialState.FAIL)
             else:
-                study.tell(trial, _values(outcome, metric, multi))
+                study.tell(trial, [outcome.score, attrs[metric]] if multi else [outcome.score])
                 best = outcome.score if best is None else max(best, outcome.score)
             done += 1
             bar.update(1)

@@ -13,6 +13,13 @@ monotonically along that path and reaches the floor's cost at ``t = 1``). With `
 (one objective) a candidate far under the budget is moved toward the dense model the same way
 until it spends the budget, so every scored candidate costs the same and only the allocation
 differs, as in AMC's budget-constrained action clipping (He et al. 2018).
+
+The searched parameters are the layers (one keep ratio each) or, given ``stages`` (layer ->
+stage, :mod:`prunekit.search.stages`), the stages: every layer of a stage takes the stage's keep
+ratio, the projection moves them together, and units are given back a stage at a time.
+
+The budget's metric may be ``macs``, ``params``, ``latency`` or ``size``: ``costs`` holds a
+model per metric (:mod:`prunekit.search.costs`), each pricing a selection without surgery.
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ import glob
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from prunekit.budget import CostModel, Target
 from prunekit.core.groups import Group, Scores, Selection
 from prunekit.core.selection import SelectionConfig, group_floor, select
 from prunekit.errors import ConfigError
+from prunekit.search.budget import Budget
+from prunekit.search.costs import Costs
+from prunekit.search.stages import Param
 
 _BISECTIONS = 30
 _MAX_TOP_UP = 256
@@ -71,7 +80,8 @@ class SearchSpace:
     """Candidates of a model's searched layers, their cost and their projection on a budget.
 
     ``groups`` and ``scores`` come from tracing and scoring the model once; ``costs`` maps each
-    metric (``"macs"``, ``"params"``) to its analytic cost model over ``groups``.
+    metric (``"macs"``, ``"params"``, and ``"latency"`` or ``"size"``) to its cost model over
+    ``groups``; ``stages`` (layer -> stage) makes the stages the searched parameters.
     """
 
     def __init__(
@@ -79,10 +89,11 @@ class SearchSpace:
         groups: Sequence[Group],
         scores: Scores,
         config: SelectionConfig,
-        costs: Mapping[str, CostModel],
-        target: Target,
+        costs: Mapping[str, Costs],
+        target: Budget,
         *,
         tolerance: float = 0.02,
+        stages: Mapping[str, str] | None = None,
     ) -> None:
         self.groups, self.scores, self.costs = list(groups), scores, dict(costs)
         self.base = SelectionConfig(
@@ -95,6 +106,7 @@ class SearchSpace:
             raise ConfigError(
                 "search: no layer can lose a unit (every group is at its floor, excluded or fixed)"
             )
+        self.params = _params(self.dims, stages)
         self.lowest = self.ratio(self.floor_sparsities(), target.metric)
         if self.lowest > target.keep * (1 + 1e-9):
             raise ConfigError(
@@ -108,6 +120,15 @@ class SearchSpace:
     def names(self) -> list[str]:
         """The searched layers' override patterns, in model order."""
         return [d.pattern for d in self.dims]
+
+    @property
+    def param_names(self) -> list[str]:
+        """The searched parameters (layers' patterns, or stages), in model order."""
+        return [p.name for p in self.params]
+
+    def expand(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Per-layer keep ratios of searched-parameter values (a stage's to each layer)."""
+        return {pat: float(values[p.name]) for p in self.params for pat in p.patterns}
 
     def floor_sparsities(self) -> dict[str, float]:
         return {d.pattern: d.sparsity(0.0) for d in self.dims}
@@ -161,26 +182,43 @@ class SearchSpace:
     def _top_up(
         self, sparsities: dict[str, float], wanted: Mapping[str, float]
     ) -> dict[str, float]:
-        """Give units back, one at a time, to the layers cut furthest below ``wanted`` while
-        the budget allows: one unit of a wide early layer can be a few percent of the MACs,
-        more than the tolerance, so bisection alone may stop well under the budget."""
+        """Give units back, one per layer of a searched parameter at a time, to the parameters
+        cut furthest below ``wanted`` while the budget allows: one unit of a wide early layer
+        can be a few percent of the MACs, more than the tolerance, so bisection alone may stop
+        well under the budget."""
         goal, metric = self.target.keep, self.target.metric
         current = dict(sparsities)
         by_name = {d.pattern: d for d in self.dims}
+
+        def shortfall(p: Param) -> float:
+            return min((1 - current[q]) / max(1 - wanted[q], 1e-9) for q in p.patterns)
+
         for _ in range(_MAX_TOP_UP):
             if self.ratio(current, metric) >= goal * (1 - self.tolerance):
                 break
-            order = sorted(
-                (p for p in current if current[p] > 0.0),
-                key=lambda p: (1 - current[p]) / max(1 - wanted[p], 1e-9),
-            )
-            for pattern in order:
-                d = by_name[pattern]
-                removed = round(current[pattern] * d.n_units) - 1
-                trial = {**current, pattern: max(removed, 0) / d.n_units}
+            open_ = [p for p in self.params if any(current[q] > 0.0 for q in p.patterns)]
+            for param in sorted(open_, key=shortfall):
+                trial = dict(current)
+                for q in param.patterns:
+                    d = by_name[q]
+                    trial[q] = max(round(current[q] * d.n_units) - 1, 0) / d.n_units
                 if self.ratio(trial, metric) <= goal:
                     current = trial
                     break
             else:
                 break
         return current
+
+
+def _params(dims: Sequence[Dimension], stages: Mapping[str, str] | None) -> list[Param]:
+    """One parameter per dimension, or per stage of ``stages`` (layer -> stage; a layer not
+    in it is a stage of its own), in model order."""
+    if stages is None:
+        return [Param(d.pattern, d.low, (d.pattern,)) for d in dims]
+    members: dict[str, list[Dimension]] = {}
+    for d in dims:
+        members.setdefault(stages.get(d.layer, d.layer), []).append(d)
+    return [
+        Param(name, min(d.low for d in ds), tuple(d.pattern for d in ds))
+        for name, ds in members.items()
+    ]
