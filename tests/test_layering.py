@@ -22,6 +22,7 @@ ROOT = Path(prunekit.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("_version", "errors", "compat"),
     ("registry", "validation"),
+    ("formats",),
     ("core", "adapters"),
     ("ops", "models", "data", "train"),
     ("graph", "norms"),

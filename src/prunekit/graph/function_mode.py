@@ -5,7 +5,7 @@ every other call runs unchanged (the ATen-level tracer sees it)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
@@ -13,17 +13,24 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import _disable_current_modes
 
 from prunekit.graph.aten_args import root, tensor_args
+from prunekit.graph.structural.context import RuleContext
 from prunekit.graph.structural.functions import FUNCTION_RULES
 
-if TYPE_CHECKING:
-    from prunekit.graph.tracer import Tracer
+
+class TracerState(RuleContext, Protocol):
+    """What the function mode needs of the ATen-level tracer beyond :class:`RuleContext`: which
+    tensors may hold nonzero values where removed units were (``dirty``), and a counter that
+    pauses the tracer while an opaque call runs."""
+
+    dirty: Any
+    suspended: int
 
 
 class FunctionTracer(TorchFunctionMode):
     """Hands Python-level calls that have a :class:`FunctionRule` to it (see
     :mod:`prunekit.graph.structural.functions`); every other call runs unchanged."""
 
-    def __init__(self, tracer: Tracer) -> None:
+    def __init__(self, tracer: TracerState) -> None:
         super().__init__()
         self.tracer = tracer
 
@@ -58,5 +65,5 @@ class FunctionTracer(TorchFunctionMode):
         return out
 
 
-def _labelled(tracer: Tracer, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+def _labelled(tracer: TracerState, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
     return any(tracer.slots(t) for t in tensor_args(args, kwargs))
