@@ -64,7 +64,7 @@ def prepare(
 
 def build_space(
     prepared: Prepared,
-    target: Budget | Target,
+    target: Budget | Target | Mapping[str, float | str] | str,
     tolerance: float,
     *,
     space: str = "group",
