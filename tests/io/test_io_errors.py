@@ -118,7 +118,7 @@ def test_weights_file_missing_a_key(
         ('{"format": "prunekit.saved-model", "format_version": 1, "x": NaN}', "not valid JSON"),
         ("[1, 2]", "expected a JSON object"),
         ('{"format": "something-else", "format_version": 1}', "not a file written by"),
-        ('{"format": "prunekit.saved-model", "format_version": 3}', "newer prunekit"),
+        ('{"format": "prunekit.saved-model", "format_version": 4}', "newer prunekit"),
         ('{"format": "prunekit.saved-model", "format_version": "1"}', "format_version"),
     ],
 )

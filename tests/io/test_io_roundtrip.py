@@ -55,20 +55,30 @@ def test_masked_round_trip_restores_masks_and_outputs(
     assert torch.equal(loaded.fc1.weight, masked_mlp.fc1.weight)
 
 
-def test_file_holds_plain_names_and_masks_under_prefix(saved_masked: Path) -> None:
+def test_file_holds_plain_names_and_no_mask_that_the_zeros_imply(saved_masked: Path) -> None:
     keys = _file_keys(saved_masked)
-    assert set(keys) == {
-        "fc1.weight",
-        "fc1.bias",
-        "fc2.weight",
-        "fc2.bias",
-        "__mask__/fc1.weight",
-        "__mask__/fc2.bias",
-    }
+    assert set(keys) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
     assert not any("parametrizations" in k for k in keys)
-    assert keys["__mask__/fc1.weight"] == "BOOL"  # 0/1 masks are stored compactly
+    masks = read_metadata(saved_masked).masks
+    assert {n: m.encoding for n, m in masks.items()} == {
+        "fc1.weight": "implied",
+        "fc2.bias": "implied",
+    }
     with safe_open(saved_masked / "model.safetensors", framework="pt") as f:
         assert f.get_tensor("fc2.bias")[1].item() == 0.0  # the effective (masked) value
+
+
+def test_a_mask_that_keeps_a_zero_weight_is_stored_as_bool(
+    tmp_path: Path, masked_mlp: nn.Module, x: Tensor, make_mlp: Callable[..., nn.Module]
+) -> None:
+    kept = masks_of(masked_mlp)["fc1.weight"].nonzero()[0].tolist()
+    with torch.no_grad():
+        masked_mlp.fc1.parametrizations.weight.original[kept[0], kept[1]] = 0.0  # type: ignore[union-attr, index]
+    save(masked_mlp, tmp_path / "z")
+    assert _file_keys(tmp_path / "z")["__mask__/fc1.weight"] == "BOOL"
+    loaded = load(tmp_path / "z", make_mlp())
+    assert torch.equal(masks_of(loaded)["fc1.weight"], masks_of(masked_mlp)["fc1.weight"])
+    assert torch.equal(loaded(x), masked_mlp(x))
 
 
 def test_masked_weights_stay_zero_after_optimizer_step(
@@ -217,7 +227,7 @@ def test_metadata_records_what_was_saved(tmp_path: Path, masked_mlp: nn.Module) 
     meta = read_metadata(tmp_path / "m")
     digest = hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()
     assert meta.sha256 == digest
-    assert meta.format_version == 2
+    assert meta.format_version == 3
     assert meta.prunekit_version
     assert meta.masked == ("fc1.weight", "fc2.bias")
     assert meta.tensors["fc1.weight"].shape == (8, 4)

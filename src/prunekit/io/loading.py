@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from prunekit.errors import ConfigError, PrunekitError, SaveFileError
 from prunekit.io.atomic import sha256_of
+from prunekit.io.compact import expand
 from prunekit.io.digests import tensor_digest
 from prunekit.io.locking import locked
 from prunekit.io.metadata import (
@@ -49,12 +50,15 @@ def _listing(names: Iterable[str], limit: int = 5) -> str:
     return shown + (f" and {len(ordered) - limit} more" if len(ordered) > limit else "")
 
 
-def _check_file_tensors(file: Path, meta: SaveMetadata, tensors: Mapping[str, Tensor]) -> None:
+def _check_keys(file: Path, meta: SaveMetadata, stored: Mapping[str, Tensor]) -> None:
     expected = meta.file_keys()
-    if missing := expected - tensors.keys():
+    if missing := expected - stored.keys():
         raise SaveFileError(f"{file}: missing key(s) {_listing(missing)} listed in {METADATA_FILE}")
-    if extra := tensors.keys() - expected:
+    if extra := stored.keys() - expected:
         raise SaveFileError(f"{file}: unexpected key(s) {_listing(extra)} not in {METADATA_FILE}")
+
+
+def _check_file_tensors(file: Path, meta: SaveMetadata, tensors: Mapping[str, Tensor]) -> None:
     records: list[tuple[str, TensorInfo]] = [
         *meta.tensors.items(),
         *((f"mask of {n}", i) for n, i in meta.masks.items()),
@@ -90,7 +94,8 @@ def _check_digests(file: Path, meta: SaveMetadata, tensors: Mapping[str, Tensor]
 
 
 def read_weights(directory: Path, meta: SaveMetadata) -> dict[str, Tensor]:
-    """The tensors of ``model.safetensors``, after checking its digest and keys against ``meta``."""
+    """The values of every key of ``meta`` (sparse ones decoded, implied masks recomputed),
+    after checking the file's digest and keys and the values' shapes, dtypes and digests."""
     file = directory / WEIGHTS_FILE
     if not file.is_file():
         raise SaveFileError(f"{file}: file not found")
@@ -101,9 +106,11 @@ def read_weights(directory: Path, meta: SaveMetadata) -> dict[str, Tensor]:
             "corrupt, truncated or from another save"
         )
     try:
-        tensors = load_file(file)
+        stored = load_file(file)
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise SaveFileError(f"{file}: not a readable safetensors file: {err}") from err
+    _check_keys(file, meta, stored)
+    tensors = expand(file, meta, stored)
     _check_file_tensors(file, meta, tensors)
     return tensors
 

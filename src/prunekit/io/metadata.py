@@ -15,22 +15,28 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
 
 from prunekit.errors import ConfigError, SaveFileError
+from prunekit.formats import BITMASK, BSR, CSR, DENSE, PARTS, Entry
 from prunekit.io.atomic import readable
 from prunekit.io.locking import locked
 
 FORMAT_NAME = "prunekit.saved-model"
-FORMAT_VERSION = 2
-"""Version written; version 1 (no per-tensor digests) is still read."""
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+"""Version written. Version 3 stores sparse tensors compressed and leaves out masks that their
+tensor's zeros imply; versions 1 (no per-tensor digests) and 2 (every tensor dense) are still
+read."""
+READABLE_VERSIONS = (1, 2, 3)
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "prunekit.json"
 MASK_PREFIX = "__mask__/"
 """Key prefix of masks in the weights file; tensor names never contain ``/``."""
 ORIGINAL_PREFIX = "__original__/"
 """Key prefix of the unmasked values of masked tensors, stored only when they are needed."""
+IMPLIED = "implied"
+"""The encoding of a mask that is not stored: it is ``tensor != 0`` of its (effective) tensor."""
+ENCODINGS = (DENSE, BITMASK, CSR, BSR, IMPLIED)
 
 _DTYPES: Mapping[str, torch.dtype] = MappingProxyType(
     {
@@ -67,17 +73,48 @@ class TensorInfo:
     and the digest that binds those values to the tensor's name (:mod:`prunekit.io.digests`).
 
     Tensors that shared memory in the model are stored once; every name then points at one key.
+    ``encoding`` says how the key's values are stored (:mod:`prunekit.formats`): ``"dense"``
+    under the key itself, a sparse encoding as the parts ``<key>.<part>`` (``blocksize`` gives
+    the tiles of ``"sparse-bsr"``), or, for a mask, ``"implied"``: not stored at all, it is
+    ``tensor != 0``.
     """
 
     shape: tuple[int, ...]
     dtype: str
     key: str
     sha256: str | None = None
+    encoding: str = DENSE
+    blocksize: tuple[int, int] | None = None
+
+    def file_keys(self) -> list[str]:
+        """The weights-file keys that hold this record's values."""
+        if self.encoding == IMPLIED:
+            return []
+        if self.encoding == DENSE:
+            return [self.key]
+        return [f"{self.key}.{part}" for part in PARTS[self.encoding]]
+
+    def entry(self) -> Entry | None:
+        """How to decode a sparse record's parts (``None`` for a dense or implied one)."""
+        if self.encoding in (DENSE, IMPLIED):
+            return None
+        return Entry.model_validate(
+            {
+                "format": self.encoding,
+                "shape": self.shape,
+                "dtype": self.dtype,
+                "blocksize": self.blocksize,
+            }
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"shape": list(self.shape), "dtype": self.dtype, "key": self.key}
         if self.sha256 is not None:
             out["sha256"] = self.sha256
+        if self.encoding != DENSE:
+            out["encoding"] = self.encoding
+        if self.blocksize is not None:
+            out["blocksize"] = list(self.blocksize)
         return out
 
 
@@ -116,7 +153,7 @@ class SaveMetadata:
     def file_keys(self) -> set[str]:
         """Every key the weights file must hold."""
         infos = [*self.tensors.values(), *self.masks.values(), *self.originals.values()]
-        return {info.key for info in infos}
+        return {key for info in infos for key in info.file_keys()}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -150,6 +187,8 @@ class _TensorModel(_Strict):
     dtype: Literal[tuple(_DTYPES)]  # type: ignore[valid-type]
     key: str = Field(min_length=1)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    encoding: Literal[ENCODINGS] = DENSE  # type: ignore[valid-type]
+    blocksize: tuple[PositiveInt, PositiveInt] | None = None
 
 
 class _WeightsModel(_Strict):
@@ -170,7 +209,7 @@ class ArchSpec(BaseModel):  # type: ignore[no-redef]  # pydantic plugin vs a fie
 
 class _FileModel(_Strict):
     format: Literal["prunekit.saved-model"]
-    format_version: Literal[1, 2]
+    format_version: Literal[1, 2, 3]
     prunekit_version: str
     weights: _WeightsModel
     masked: list[str]
@@ -183,7 +222,9 @@ class _FileModel(_Strict):
 
 
 def _info(model: _TensorModel) -> TensorInfo:
-    return TensorInfo(tuple(model.shape), model.dtype, model.key, model.sha256)
+    return TensorInfo(
+        tuple(model.shape), model.dtype, model.key, model.sha256, model.encoding, model.blocksize
+    )
 
 
 def _infos(models: Mapping[str, _TensorModel]) -> Mapping[str, TensorInfo]:
@@ -237,7 +278,28 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+def _check_encodings(meta: SaveMetadata, file: Path) -> None:
+    records = [*meta.tensors.items(), *meta.masks.items(), *meta.originals.items()]
+    encoded = sorted({name for name, info in records if info.encoding != DENSE})
+    if meta.format_version < 3 and encoded:
+        raise SaveFileError(
+            f"{file}: format_version {meta.format_version} stores every tensor dense, but "
+            f"{', '.join(encoded[:5])} name an encoding"
+        )
+    for name, info in records:
+        implied = info.encoding == IMPLIED
+        if implied and (meta.masks.get(name) is not info or info.dtype != "bool"):
+            raise SaveFileError(f"{file}: only a bool mask can be implied, not {name!r}")
+        if implied and info.key != MASK_PREFIX + name:
+            raise SaveFileError(f"{file}: the implied mask of {name!r} has key {info.key!r}")
+        if (info.encoding == BSR) != (info.blocksize is not None):
+            raise SaveFileError(f"{file}: {name!r}: a blocksize goes with sparse-bsr only")
+        if info.encoding in (BITMASK, CSR, BSR) and not info.dtype.startswith(("float", "bfloat")):
+            raise SaveFileError(f"{file}: {name!r}: {info.encoding} stores floating point only")
+
+
 def _check_consistent(meta: SaveMetadata, file: Path) -> None:
+    _check_encodings(meta, file)
     if meta.format_version >= 2:
         records = [*meta.tensors.items(), *meta.masks.items(), *meta.originals.items()]
         if unsigned := sorted({name for name, info in records if info.sha256 is None}):

@@ -5,13 +5,14 @@ value the forward pass sees), each mask under ``__mask__/<name>`` (as ``bool`` w
 where the effective value is not enough to restore training state, the unmasked original under
 ``__original__/<name>``: for soft masks (re-applying a soft mask to a masked value would apply it
 twice), for tensors tied to another name, and on request (``keep_originals=True``, e.g. to
-``remove_masks`` after loading or to rewind lottery tickets).
+``remove_masks`` after loading or to rewind lottery tickets). Sparse tensors are stored compressed
+and masks that a tensor's zeros imply are left out (:mod:`prunekit.io.compact`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -22,11 +23,14 @@ from torch import Tensor, nn
 
 from prunekit._version import __version__
 from prunekit.errors import ConfigError, SaveFileError
+from prunekit.formats import DENSE, Entry
 from prunekit.io.atomic import fsync_file, sha256_of, switch_directory
+from prunekit.io.compact import compact, implied_masks
 from prunekit.io.digests import tensor_digest
 from prunekit.io.metadata import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    IMPLIED,
     MASK_PREFIX,
     METADATA_FILE,
     ORIGINAL_PREFIX,
@@ -106,14 +110,22 @@ def _infos(
     values: Mapping[str, Tensor],
     keys: Mapping[str, str],
     prefix: str,
-    written: Mapping[str, Tensor],
+    loaded: Mapping[str, Tensor],
+    entries: Mapping[str, Entry],
+    implied: Set[str] = frozenset(),
 ) -> Mapping[str, TensorInfo]:
-    """Each entry's record, with the digest of the values written for it under its own name."""
+    """Each entry's record: its key, how that key is stored, and the digest of the values it
+    loads back as under its own name."""
     infos = {}
     for name, t in values.items():
         key = keys[prefix + name]
-        digest = tensor_digest(prefix + name, written[key])
-        infos[name] = TensorInfo(tuple(t.shape), dtype_name(t.dtype), key, digest)
+        digest = tensor_digest(prefix + name, loaded[key])
+        entry = entries.get(key)
+        encoding = IMPLIED if name in implied else entry.format if entry else DENSE
+        blocksize = entry.blocksize if entry else None
+        infos[name] = TensorInfo(
+            tuple(t.shape), dtype_name(t.dtype), key, digest, encoding, blocksize
+        )
     return MappingProxyType(infos)
 
 
@@ -183,16 +195,20 @@ def save(
     for tensor in named.values():
         dtype_name(tensor.dtype)  # refuse unsupported dtypes before writing anything
     written, keys = _pack(named)
+    implied = implied_masks(tensors, masks)
+    unstored = {MASK_PREFIX + name for name in implied}
+    needed = {keys[n] for n in named if n not in unstored}
+    stored, entries, loaded = compact(written, set(written) - needed)
     infos = (
-        _infos(tensors, keys, "", written),
-        _infos(masks, keys, MASK_PREFIX, written),
-        _infos(originals, keys, ORIGINAL_PREFIX, written),
+        _infos(tensors, keys, "", loaded, entries),
+        _infos(masks, keys, MASK_PREFIX, loaded, entries, implied),
+        _infos(originals, keys, ORIGINAL_PREFIX, loaded, entries),
     )
     directory = _target_directory(path)
 
     def write(staging: Path) -> None:
         weights = staging / WEIGHTS_FILE
-        save_file(written, weights, metadata={"format": "pt", "prunekit": FORMAT_NAME})
+        save_file(stored, weights, metadata={"format": "pt", "prunekit": FORMAT_NAME})
         fsync_file(weights)
         meta = SaveMetadata(
             format_version=FORMAT_VERSION,
