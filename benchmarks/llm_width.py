@@ -5,10 +5,11 @@ Markdown table.
     python benchmarks/llm_width.py benchmarks/configs/llm_minilm_width.yaml --out runs/y
 
 Each run prunes a fresh copy of the dense model with :func:`prunekit.llm.prune_width` (its
-options: ``sparsity``, ``of``, ``heads``, ``mlp``, ``estimator``, ``round_to``) on the config's
-calibration windows. Decoders are measured by WikiText-2 perplexity and a greedy continuation,
-encoders by sentence-embedding retention against the dense encoder; both by CPU latency (median
-of ``latency.repeats`` forward passes on one fixed input, pruned and dense taking turns).
+options: ``sparsity``, ``of``, ``heads``, ``mlp``, ``estimator``, ``round_to``, ``split``) on
+the config's calibration windows. Decoders are measured by WikiText-2 perplexity and a greedy
+continuation, encoders by sentence-embedding retention against the dense encoder; both by CPU
+latency (median of ``latency.repeats`` forward passes on one fixed input, pruned and dense
+taking turns).
 
 A run with ``peer: torch_pruning`` prunes the same per-layer numbers of head units and MLP
 neurons as the prunekit run named by ``match``, with Torch-Pruning's LLM path (``MetaPruner``
@@ -54,7 +55,7 @@ from prunekit.llm import (
 )
 from prunekit.llm.width import count_params
 
-WIDTH_OPTIONS = ("sparsity", "of", "heads", "mlp", "estimator", "round_to")
+WIDTH_OPTIONS = ("sparsity", "of", "heads", "mlp", "estimator", "round_to", "split")
 
 
 @contextmanager
@@ -216,6 +217,7 @@ class Harness:
             "allocation": result.allocation.to_dict(),
             "verified": None if result.verification is None else result.verification.complete,
             "config_describes_shapes": result.config_describes_shapes,
+            "split_losses": result.split_losses,
         }
 
     def measure(self, run: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,14 @@ MLP) that the target represents is applied to the heads *rounded down* to whole 
 ``round_to``, make up the rest. With few key/value heads a head unit is coarse (SmolLM2-135M:
 3 key/value heads, so one unit is a third of the attention), and rounding down means that small
 targets remove MLP neurons only. If the MLP alone cannot reach the target, more head units go.
+
+With ``split="data"`` the calibration windows decide instead: every feasible split (each count
+of head units for which MLP neurons can make up the rest, :func:`candidate_splits`) is pruned
+with the same unit scores, and the one with the lowest calibration loss wins (next-token
+cross-entropy for a causal LM, the relative output error against the dense model for an
+encoder; :func:`prunekit.llm.width_scores.calibration_loss`). This is the direct search over
+the per-kind widths that Minitron (Muralidharan et al. 2024) runs with a few candidate
+architectures, restricted to the one degree of freedom a parameter target leaves.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import fnmatch
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -35,11 +43,18 @@ from prunekit.estimators import Estimator, get_estimator
 from prunekit.graph import build_structural_groups
 from prunekit.llm.blocks import find_blocks
 from prunekit.llm.pruned_io import config_describes_shapes
-from prunekit.llm.width_scores import UnitActivation, lm_scoring_data
+from prunekit.llm.width_scores import (
+    FixedScores,
+    UnitActivation,
+    calibration_loss,
+    lm_scoring_data,
+    reference_outputs,
+)
 from prunekit.masks import clone_model
 from prunekit.surgery import Plan, VerificationReport
 
 Denominator = Literal["model", "blocks"]
+Split = Literal["rule", "data"]
 
 HEAD_LAYERS: tuple[str, ...] = ("*.self_attn.q_proj", "*.attention.self.query")
 """Query projections (LLaMA-family, BERT): the root layers of whole-head groups."""
@@ -68,6 +83,9 @@ class WidthPruneConfig:
         batch_size: calibration windows per scoring forward pass.
         verify: check the pruned model against masking (float64) before returning it.
         head_layers / mlp_layers: name patterns of the root layers of head and MLP groups.
+        split: how the target is shared between head units and MLP neurons: ``"rule"`` (heads
+            rounded down to their proportional share, :func:`allocate`) or ``"data"`` (the
+            feasible split with the lowest calibration loss; see the module docstring).
     """
 
     sparsity: float
@@ -80,11 +98,14 @@ class WidthPruneConfig:
     verify: bool = True
     head_layers: tuple[str, ...] = HEAD_LAYERS
     mlp_layers: tuple[str, ...] = MLP_LAYERS
+    split: Split = "rule"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sparsity", check_sparsity(self.sparsity))
         if self.of not in ("model", "blocks"):
             raise ConfigError(f"of must be 'model' or 'blocks', got {self.of!r}")
+        if self.split not in ("rule", "data"):
+            raise ConfigError(f"split must be 'rule' or 'data', got {self.split!r}")
         if not (self.heads or self.mlp):
             raise ConfigError("nothing to prune: heads and mlp are both switched off")
         if self.round_to < 1 or self.batch_size < 1:
@@ -180,6 +201,18 @@ def _split(target: float, heads: UnitKind, mlp: UnitKind) -> tuple[int, int]:
     return h, m
 
 
+def candidate_splits(target: float, heads: UnitKind, mlp: UnitKind) -> list[WidthAllocation]:
+    """Every split of ``target`` between head units and MLP neurons that lands within half an
+    MLP step of it, fewest head units first (the candidates of ``split="data"``)."""
+    found = []
+    for h in heads.removals():
+        m = _closest(mlp, target - heads.params(h))
+        planned = heads.params(h) + mlp.params(m)
+        if abs(target - planned) <= mlp.half_step():
+            found.append(WidthAllocation(heads.units, h, mlp.units, m, round(target), planned))
+    return found
+
+
 def allocate(target: float, heads: UnitKind | None, mlp: UnitKind | None) -> WidthAllocation:
     """Per-layer head-unit and MLP-neuron removals that remove closest to ``target``
     parameters, by the rule in the module docstring. Raises ConfigError when the result misses
@@ -238,6 +271,9 @@ class WidthPruneResult:
     block_params_before: int
     config_describes_shapes: bool
     seconds: float
+    split_losses: dict[str, float] = field(default_factory=dict)
+    """With ``split="data"``: the calibration loss of every candidate split, keyed
+    ``"heads=H mlp=M"`` (units removed per layer); empty with ``split="rule"``."""
 
     @property
     def removed_params(self) -> int:
@@ -264,6 +300,7 @@ class WidthPruneResult:
             "block_sparsity": round(self.block_sparsity, 6),
             "config_describes_shapes": self.config_describes_shapes,
             "verified": None if self.verification is None else self.verification.complete,
+            "split_losses": dict(self.split_losses),
             "seconds": round(self.seconds, 2),
         }
 
@@ -279,22 +316,38 @@ def _example_inputs(windows: Tensor | None) -> dict[str, Tensor]:
     return {"input_ids": windows[:1, :32].long()}
 
 
-def plan_width(
-    model: nn.Module, example: dict[str, Tensor], config: WidthPruneConfig, target: float
-) -> tuple[WidthAllocation, dict[str, float]]:
-    """Trace ``model``, find its head and MLP units, allocate ``target`` parameters, and return
-    the allocation with the per-pattern unit sparsities (``overrides``) that realise it."""
+def unit_kinds(
+    model: nn.Module, example: dict[str, Tensor], config: WidthPruneConfig
+) -> tuple[list[Group], UnitKind | None, UnitKind | None]:
+    """Trace ``model``: its structural groups and the head and MLP unit kinds ``config``
+    allows (``None`` for a kind switched off)."""
     groups = build_structural_groups(model, example)
     heads = unit_kind("heads", groups, config.head_layers, 1) if config.heads else None
     mlp = unit_kind("mlp", groups, config.mlp_layers, config.round_to) if config.mlp else None
-    allocation = allocate(target, heads, mlp)
-    overrides = {
+    return groups, heads, mlp
+
+
+def overrides_of(
+    allocation: WidthAllocation, heads: UnitKind | None, mlp: UnitKind | None
+) -> dict[str, float]:
+    """The per-pattern unit sparsities that realise ``allocation``."""
+    return {
         pattern: removed / kind.units
         for kind, removed in ((heads, allocation.heads_removed), (mlp, allocation.mlp_removed))
         if kind is not None and removed > 0
         for pattern in kind.patterns
     }
-    return allocation, overrides
+
+
+def plan_width(
+    model: nn.Module, example: dict[str, Tensor], config: WidthPruneConfig, target: float
+) -> tuple[WidthAllocation, dict[str, float]]:
+    """Trace ``model``, find its head and MLP units, allocate ``target`` parameters by the rule
+    (:func:`allocate`; ``split="data"`` is :func:`prune_width`'s, it needs the model run on
+    data), and return the allocation with the per-pattern unit sparsities (``overrides``)."""
+    _, heads, mlp = unit_kinds(model, example, config)
+    allocation = allocate(target, heads, mlp)
+    return allocation, overrides_of(allocation, heads, mlp)
 
 
 def prune_width(
@@ -319,29 +372,31 @@ def prune_width(
         if windows is None:
             raise DataError(f"estimator {estimator.name!r} needs calibration windows")
         data = lm_scoring_data(model, windows, batch_size=config.batch_size)
+    if config.split == "data" and windows is None:
+        raise DataError("split='data' rates the candidate splits on calibration windows")
     example = _example_inputs(windows)
     params_before = count_params(model)
     block_params = sum(count_params(b) for b in find_blocks(model).blocks)
     denominator = params_before if config.of == "model" else block_params
-    allocation, overrides = plan_width(model, example, config, config.sparsity * denominator)
+    target = config.sparsity * denominator
+    groups, heads, mlp = unit_kinds(model, example, config)
+    allocation = allocate(target, heads, mlp)
+    losses: dict[str, float] = {}
+    if config.split == "data" and heads is not None and mlp is not None:
+        options = candidate_splits(target, heads, mlp)
+        if len(options) > 1:
+            assert windows is not None
+            patterns = (*heads.patterns, *mlp.patterns)
+            scored = [g for g in groups if any(fnmatch.fnmatchcase(g.layer, p) for p in patterns)]
+            estimator = FixedScores(scores=estimator.score(model, scored, data))
+            data = None
+            allocation, losses = _best_split(model, windows, config, estimator, options, heads, mlp)
+    overrides = overrides_of(allocation, heads, mlp)
     if not overrides:  # the target is below half a unit
         pruned = model if inplace else clone_model(model)
         plan, scores, report = Plan({}), {}, None
     else:
-        result = prune(
-            model,
-            example,
-            sparsity=0.0,
-            granularity="channel",
-            estimator=estimator,
-            data=data,
-            scope="layer",
-            include=list(overrides),
-            overrides=overrides,
-            verify=config.verify,
-            metrics=False,
-            inplace=inplace,
-        )
+        result = _prune_units(model, example, config, estimator, data, overrides, inplace)
         if result.plan is None:  # structural pruning always records its plan
             raise RuntimeError("width pruning returned no plan")
         pruned, plan, scores, report = result.model, result.plan, result.scores, result.verification
@@ -356,4 +411,67 @@ def prune_width(
         block_params,
         config_describes_shapes(pruned),
         time.perf_counter() - start,
+        losses,
     )
+
+
+def _prune_units(
+    model: nn.Module,
+    example: dict[str, Tensor],
+    config: WidthPruneConfig,
+    estimator: Estimator,
+    data: Any,
+    overrides: dict[str, float],
+    inplace: bool,
+    *,
+    verify: bool | None = None,
+) -> Any:
+    """The structural pruner on the head / MLP patterns of ``overrides`` (a PruneResult)."""
+    return prune(
+        model,
+        example,
+        sparsity=0.0,
+        granularity="channel",
+        estimator=estimator,
+        data=data,
+        scope="layer",
+        include=list(overrides),
+        overrides=overrides,
+        verify=config.verify if verify is None else verify,
+        metrics=False,
+        inplace=inplace,
+    )
+
+
+def _best_split(
+    model: nn.Module,
+    windows: Tensor,
+    config: WidthPruneConfig,
+    estimator: FixedScores,
+    options: Sequence[WidthAllocation],
+    heads: UnitKind,
+    mlp: UnitKind,
+) -> tuple[WidthAllocation, dict[str, float]]:
+    """The candidate split with the lowest calibration loss (fewer head units on a tie), and
+    every candidate's loss. Each candidate is pruned, unverified, on a copy of ``model``."""
+    example = _example_inputs(windows)
+    reference = reference_outputs(model, windows, batch_size=config.batch_size)
+    losses: dict[str, float] = {}
+    best: tuple[float, WidthAllocation] | None = None
+    for option in options:
+        overrides = overrides_of(option, heads, mlp)
+        if overrides:
+            candidate = _prune_units(
+                model, example, config, estimator, None, overrides, False, verify=False
+            ).model
+        else:
+            candidate = model
+        loss = calibration_loss(
+            candidate, windows, batch_size=config.batch_size, reference=reference
+        )
+        del candidate
+        losses[f"heads={option.heads_removed} mlp={option.mlp_removed}"] = loss
+        if best is None or loss < best[0]:
+            best = (loss, option)
+    assert best is not None
+    return best[1], losses

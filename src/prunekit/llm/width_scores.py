@@ -16,12 +16,16 @@ Two pieces that :func:`prunekit.llm.prune_width` hands to the structural pruner:
   causal-LM loss (labels = the input ids shifted by one) that gradient estimators such as
   ``taylor`` differentiate. An encoder has no such loss; gradient estimators then stop with an
   error naming the model, before anything is changed.
+
+For ``split="data"`` (:func:`prunekit.llm.width.prune_width`), :class:`FixedScores` hands the
+scores of one scoring pass to every candidate split, and :func:`calibration_loss` rates each
+candidate on the calibration windows.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -136,3 +140,64 @@ def lm_scoring_data(model: nn.Module, windows: Tensor, *, batch_size: int = 1) -
     loss = next_token_loss if is_causal_lm(model) else _encoder_loss(type(model).__name__)
     forward = _lm_forward(_forward_options(model))
     return ScoringData(batches, loss_fn=loss, forward=forward, progress=False)
+
+
+@dataclass(frozen=True, eq=False)
+class FixedScores(Estimator):
+    """Scores computed once and reused: returns ``scores[group.name]`` for every group (the
+    groups of another trace of the same model have the same names)."""
+
+    name: ClassVar[str] = "fixed"
+    summary: ClassVar[str] = "precomputed unit scores, looked up by group name"
+    scores: Mapping[str, Tensor] = dataclasses.field(default_factory=dict)
+
+    def compute(
+        self, model: nn.Module, groups: Sequence[Group], data: ScoringData | None
+    ) -> Scores:
+        missing = [g.name for g in groups if g.name not in self.scores]
+        if missing:
+            raise ScoreError(f"no precomputed score for group {missing[0]!r}")
+        return {g.name: self.scores[g.name] for g in groups}
+
+
+def _outputs(model: nn.Module, ids: Tensor) -> Tensor:
+    forward = _lm_forward(_forward_options(model))
+    return forward(model, (ids,))[0]
+
+
+def calibration_loss(
+    model: nn.Module,
+    windows: Tensor,
+    *,
+    batch_size: int = 1,
+    reference: Sequence[Tensor] | None = None,
+) -> float:
+    """How well ``model`` does on the windows: the mean next-token cross-entropy for a causal
+    LM; for other models (encoders) the relative squared error of the outputs against
+    ``reference`` (the dense model's, from :func:`reference_outputs`), summed over batches."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with eval_mode(model), torch.no_grad():
+        for i, chunk in enumerate(windows.long().to(device).split(batch_size)):
+            out = _outputs(model, chunk)
+            if is_causal_lm(model):
+                tokens = chunk.shape[0] * (chunk.shape[1] - 1)
+                total += float(next_token_loss(out, chunk)) * tokens
+                count += tokens
+            else:
+                if reference is None:
+                    raise ConfigError(
+                        f"{type(model).__name__} is not a causal LM: rating a split needs the "
+                        "dense model's outputs (reference=)"
+                    )
+                dense = reference[i].to(out.device).float()
+                total += float((out.float() - dense).pow(2).sum() / dense.pow(2).sum())
+                count += 1
+    return total / max(count, 1)
+
+
+def reference_outputs(model: nn.Module, windows: Tensor, *, batch_size: int = 1) -> list[Tensor]:
+    """The model's outputs (logits or hidden states) on the windows, ``batch_size`` at a time."""
+    device = next(model.parameters()).device
+    with eval_mode(model), torch.no_grad():
+        return [_outputs(model, c).cpu() for c in windows.long().to(device).split(batch_size)]
