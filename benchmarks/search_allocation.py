@@ -4,7 +4,8 @@ fine-tuning, over seeds and MAC targets (see configs/search_allocation*.yaml).
     python benchmarks/search_allocation.py benchmarks/configs/search_allocation.yaml [--quick]
 
 A config with ``mode: correlation`` instead measures how well each trial objective ranks
-random allocations by their accuracy after the benchmark's fine-tune (Spearman's rho).
+random allocations by their accuracy after the benchmark's fine-tune (Spearman's rho), and
+``mode: report`` only tabulates the rows already in the output directory's ``rows.jsonl``.
 """
 
 from __future__ import annotations
@@ -195,13 +196,16 @@ def summary(rows: list[dict[str, Any]], arms: list[str], keep: float) -> str:
     return markdown_table(header, table)
 
 
-def benchmark(ctx: Context, out: Path) -> dict[str, Any]:
+def benchmark(ctx: Context, out: Path, run: bool = True) -> dict[str, Any]:
+    """Every arm at every target and seed (rows already in ``out/rows.jsonl`` are kept, so a
+    stopped run resumes, and runs split by arm or seed merge by concatenating their rows);
+    ``run=False`` only tabulates the rows there."""
     config = ctx.config
     partial = out / "rows.jsonl"
     out.mkdir(parents=True, exist_ok=True)
     done = [json.loads(x) for x in partial.read_text().splitlines()] if partial.exists() else []
     rows = list(done)
-    for keep in config["keeps"]:
+    for keep in config["keeps"] if run else []:
         for seed in config["seeds"]:
             for spec in config["arms"]:
                 if any(r["arm"] == spec["name"] and r["keep"] == keep and r["seed"] == seed
@@ -260,6 +264,7 @@ def correlation(ctx: Context, out: Path) -> dict[str, Any]:
 MODES: dict[str, Callable[[Context, Path], dict[str, Any]]] = {
     "benchmark": benchmark,
     "correlation": correlation,
+    "report": lambda ctx, out: benchmark(ctx, out, run=False),
 }
 
 
