@@ -127,7 +127,7 @@ def onnx_graph(model: nn.Module, args: tuple[Tensor, ...]) -> bytes:
     names = [f"input{i}" for i in range(len(args))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, buffer, dynamo=False, input_names=names)
+        torch.onnx.export(model, args, buffer, dynamo=False, input_names=names)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 

@@ -111,8 +111,8 @@ def render_html(data: RunReport) -> str:
     if data.warnings:
         items = "\n".join(f"<li>{_e(w)}</li>" for w in data.warnings)
         parts += ["<h2>Warnings</h2>", f'<ul class="warnings">\n{items}\n</ul>']
-    if data.metrics:
-        parts += ["<h2>Before and after</h2>", _metrics(data.metrics)]
+    if data.metrics or data.latencies:
+        parts += ["<h2>Before and after</h2>", _metrics(data.metric_rows())]
     if data.layers:
         parts += ["<h2>Per layer</h2>", _layers(data.layers)]
     if data.plots:

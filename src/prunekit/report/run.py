@@ -16,6 +16,7 @@ from typing import Protocol
 from torch import Tensor
 
 from prunekit.errors import ConfigError
+from prunekit.measure.runtimes import CLOCKS, check_runtime
 from prunekit.measure.summary import Row
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -129,6 +130,44 @@ class Plot:
 
 
 @dataclass(frozen=True)
+class RuntimeLatency:
+    """The dense and the pruned model's forward time in one runtime, at one batch size, by one
+    clock (``"cpu"``: the calling thread's CPU time, see
+    :class:`~prunekit.budget.latency.RuntimeTimer`; ``"wall"``: elapsed time)."""
+
+    runtime: str
+    before_ms: float
+    after_ms: float
+    batch: int = 1
+    clock: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_runtime(self.runtime, "report latency runtime")
+        if self.clock not in CLOCKS:
+            raise ConfigError(
+                f"report latency clock {self.clock!r} is not one of {', '.join(CLOCKS)}"
+            )
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise ConfigError(f"report latency batch must be an integer >= 1, got {self.batch!r}")
+        if not (self.before_ms > 0 and self.after_ms > 0):
+            raise ConfigError(
+                f"report latency in {self.runtime}: times must be > 0 ms, got "
+                f"{self.before_ms!r} and {self.after_ms!r}"
+            )
+
+    @property
+    def name(self) -> str:
+        """The row's name, e.g. ``"latency onnxruntime b1 (CPU time)"``."""
+        clock = " (CPU time)" if self.clock == "cpu" else ""
+        return f"latency {self.runtime} b{self.batch}{clock}"
+
+    def row(self) -> Row:
+        """The before/after row, with ``ratio = after / before``."""
+        return Row(self.name, "ms", self.before_ms, self.after_ms,
+                   self.after_ms / self.before_ms, self.after_ms - self.before_ms)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class RunReport:
     """Everything a report of one pruning run shows.
 
@@ -141,6 +180,8 @@ class RunReport:
         verification: the verification outcome, or ``None`` when not applicable (masks).
         warnings: things the user should know.
         plots: figures embedded in the report.
+        latencies: dense and pruned latency measured in named runtimes; shown with the
+            metrics (:meth:`metric_rows`).
     """
 
     title: str
@@ -151,6 +192,21 @@ class RunReport:
     verification: Verification | None = None
     warnings: tuple[str, ...] = ()
     plots: tuple[Plot, ...] = ()
+    latencies: tuple[RuntimeLatency, ...] = ()
+
+    def metric_rows(self) -> tuple[Row, ...]:
+        """The metric rows with one row per runtime latency, in place of the generic
+        ``"latency"`` row when that one was not measured (else just after it)."""
+        extra = [latency.row() for latency in self.latencies]
+        rows: list[Row] = []
+        for row in self.metrics:
+            unmeasured = row.before is None and row.after is None
+            if row.name == "latency" and extra:
+                rows += extra if unmeasured else [row, *extra]
+                extra = []
+            else:
+                rows.append(row)
+        return (*rows, *extra)
 
 
 def _installed(name: str) -> str | None:
