@@ -102,3 +102,23 @@ def test_openvino_times_models_and_tabulates_layers() -> None:
     step = fastest_step(nn.Sequential(nn.Conv2d(3, 64, 3, padding=1)).eval(),
                         torch.randn(1, 3, 8, 8), timer, steps=(1, 4), window=8)  # fmt: skip
     assert step in (1, 4)
+
+
+class _Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(x, x, x, need_weights=False)[0]
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is not installed")
+def test_multihead_attention_runs_in_onnxruntime_without_its_fused_path() -> None:
+    torch.manual_seed(0)
+    model, x = _Attention().eval(), torch.randn(1, 5, 16)
+    with runtime_call(model, x, "onnxruntime") as call:
+        out = call()
+    with torch.no_grad():
+        np.testing.assert_allclose(out[0], model(x).numpy(), atol=1e-5)  # type: ignore[index]
+    assert torch.backends.mha.get_fastpath_enabled()  # restored

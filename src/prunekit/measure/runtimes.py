@@ -122,12 +122,18 @@ def input_tuple(inputs: ExampleInputs, runtime: str = "onnxruntime") -> tuple[Te
 def onnx_graph(model: nn.Module, args: tuple[Tensor, ...]) -> bytes:
     """``model`` on ``args`` as a serialised ONNX graph from the TorchScript exporter, in
     memory: a timer needs the graph, not a checked export (seconds per model, not tens). The
-    inputs are named ``input0``, ``input1``, ..."""
+    inputs are named ``input0``, ``input1``, ... ``nn.MultiheadAttention``'s fused inference
+    path (an operator ONNX lacks) is turned off while tracing."""
     buffer = io.BytesIO()
     names = [f"input{i}" for i in range(len(args))]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, buffer, dynamo=False, input_names=names)  # type: ignore[arg-type]
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, args, buffer, dynamo=False, input_names=names)  # type: ignore[arg-type]
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return buffer.getvalue()
 
 
