@@ -74,3 +74,31 @@ def test_search_section_is_validated(tmp_path: Path) -> None:
     result = runner.invoke(app, ["search", str(path)])
     assert result.exit_code == 2
     assert "did you mean 'tpe'" in result.output
+
+
+@pytest.mark.slow
+def test_search_finetunes_the_chosen_model_over_two_processes(tmp_path: Path) -> None:
+    import torch
+
+    import prunekit
+    from prunekit.measure import count_macs
+
+    path = recipe(tmp_path, target={"macs": 0.5})
+    spec = yaml.safe_load(path.read_text())
+    spec["finetune"] = {"max_steps": 3, "lr": 0.01, "processes": 2}
+    spec["search"]["trials"] = 2
+    path.write_text(yaml.safe_dump(spec))
+    result = runner.invoke(app, ["search", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "3 steps on 2 process(es)" in result.output
+    out = tmp_path / "out"
+    tuned = prunekit.load(out / "best" / "model")
+    replay = load_recipe(out / "best.yaml")  # the same allocation, pruned without fine-tuning
+    no_tune = replay.finetune.model_copy(update={"max_steps": None, "epochs": 0})
+    report = run_recipe(replay.model_copy(update={"finetune": no_tune}), progress=False,
+                        log=lambda _: None)  # fmt: skip
+    example = torch.zeros(1, 1, 8, 8)
+    assert count_macs(tuned, example).total == report.pruned.macs
+    one_shot = report.result.model.state_dict()
+    assert tuned.state_dict().keys() == one_shot.keys()
+    assert any(not torch.equal(v, one_shot[k]) for k, v in tuned.state_dict().items())

@@ -1,6 +1,8 @@
 """``prunekit search RECIPE``: search the per-layer allocation of a recipe's model under its
 ``prune.target`` budget (the recipe's ``search:`` section says how), write the trials, the
-Pareto front (table, plot, JSON) and a recipe that ``prunekit prune`` replays."""
+Pareto front (table, plot, JSON) and a recipe that ``prunekit prune`` replays; with a
+``finetune:`` section, fine-tune the chosen model over ``finetune.processes`` processes (DDP)
+and write it."""
 
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def _search(
     out: Path | None,
 ) -> None:
     from prunekit.search import search
-    from prunekit.search.spec import default_storage, split_recipe
+    from prunekit.search.spec import budget_of, default_storage, split_recipe
 
     try:
         data = yaml.safe_load(recipe_file.read_text())
@@ -63,10 +65,10 @@ def _search(
     recipe, spec = split_recipe({**data, "search": section}, str(recipe_file))
     if out is not None:
         recipe = recipe.model_copy(update={"output": recipe.output.model_copy(update={"dir": out})})
-    model, example, loader = _load(recipe)
-    target = dict(recipe.prune.target or {})
+    model, example, loader, test = _load(recipe)
     result = search(
-        model, example, data=loader, target=target, searcher=spec.searcher, trials=spec.trials,
+        model, example, data=loader, target=budget_of(recipe, spec), searcher=spec.searcher,
+        trials=spec.trials, space=spec.space, stages=spec.stages,
         workers=spec.workers, address=spec.address, storage=default_storage(recipe, spec),
         study_name=spec.study_name, objective=spec.objective, n_batches=spec.n_batches,
         eval_batches=spec.eval_batches, finetune_steps=spec.finetune_steps,
@@ -89,13 +91,43 @@ def _search(
         f"params kept {best.params:.3f}",
         highlight=False,
     )
+    if recipe.finetune.epochs or recipe.finetune.max_steps:
+        files["model"] = _finetune(recipe, spec.processes, model, example, loader, test, result)
     for name, path in files.items():
         console.print(f"{name}: {path}", highlight=False)
 
 
-def _load(recipe: Any) -> tuple[Any, Any, Any]:
-    """The recipe's dense model, example inputs and training loader, built as ``prunekit prune``
-    builds them (same seed, same order), so the chosen recipe replays on the same model."""
+def _finetune(
+    recipe: Any, processes: int, model: Any, example: Any, loader: Any, test: Any, result: Any
+) -> Path:
+    """Prune the chosen allocation, fine-tune it over ``processes`` DDP ranks, write it."""
+    from prunekit.pipeline import _arch_kwargs, prune_with
+    from prunekit.search.finetune import ddp_config, finetune_chosen
+    from prunekit.train import evaluate
+
+    replay = recipe.model_copy(update={"prune": result.prune_config()})
+    chosen = prune_with(replay, model, loader, example)  # as `prunekit prune best.yaml`
+    dataset = loader.dataset
+    config = ddp_config(recipe.finetune, recipe.data.batch_size, len(dataset), recipe.seed)
+    before = evaluate(chosen.model, test).accuracy
+    done = finetune_chosen(
+        chosen.model, dataset, config, processes=processes, threads=recipe.threads or 1
+    )
+    after = evaluate(chosen.model, test).accuracy
+    console.print(
+        f"fine-tuned the chosen model: {done.steps} steps on {done.processes} process(es) in "
+        f"{done.seconds:.1f} s, test accuracy {100 * before:.2f}% -> {100 * after:.2f}%",
+        highlight=False,
+    )
+    arch = {"model": recipe.model.name, "kwargs": _arch_kwargs(chosen.model, recipe)}
+    extra = {"recipe": recipe.model_dump(mode="json"), "finetune_losses": list(done.losses)}
+    return chosen.save(Path(recipe.output.dir) / "best" / "model", arch=arch, extra=extra)
+
+
+def _load(recipe: Any) -> tuple[Any, Any, Any, Any]:
+    """The recipe's dense model, example inputs, training and test loaders, built as
+    ``prunekit prune`` builds them (same seed, same order), so the chosen recipe replays on the
+    same model."""
     from prunekit.pipeline import dense_model, example_inputs, model_source, recipe_data
     from prunekit.sources import example_from_shape
     from prunekit.train import seed_everything
@@ -112,4 +144,4 @@ def _load(recipe: Any) -> tuple[Any, Any, Any]:
     model = dense_model(
         recipe, data.train, data.example, False, lambda _: None, source, data.num_classes
     )
-    return model, example_inputs(model, data.example), data.train
+    return model, example_inputs(model, data.example), data.train, data.test
