@@ -10,7 +10,8 @@
 names and shapes come from a meta-device skeleton), as bf16 shards of about 1 GB (blocks span
 shard boundaries, as in real checkpoints), plus SmolLM2's tokenizer. ``prune`` runs
 :func:`prunekit.llm.streaming.prune_streaming` in a child process on one thread and reports its
-peak resident memory (``ru_maxrss`` of the child), wall time and time per block. ``smollm2``
+peak resident memory (``ru_maxrss`` of the child), wall time and time per block
+(``--threads``, default 1). ``smollm2``
 times the in-memory path and the streaming path on SmolLM2-135M with the same calibration.
 Each writes a JSON file next to its output.
 """
@@ -130,7 +131,9 @@ def _log_block(index: int, stamps: list[float]) -> None:
     )
 
 
-def prune_child(src: Path, out: Path, method: str, n_samples: int, seq_len: int) -> dict[str, Any]:
+def prune_child(
+    src: Path, out: Path, method: str, n_samples: int, seq_len: int, threads: int = 1
+) -> dict[str, Any]:
     """Run in the child process: stream-prune and time every block."""
     import torch
 
@@ -138,7 +141,7 @@ def prune_child(src: Path, out: Path, method: str, n_samples: int, seq_len: int)
     from prunekit.llm.streaming import prune_streaming
 
     ensure_torchvision_ops()
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     windows = _windows(src, n_samples, seq_len)
     stamps = [time.perf_counter()]
     result = prune_streaming(
@@ -161,6 +164,7 @@ def prune_child(src: Path, out: Path, method: str, n_samples: int, seq_len: int)
         "seconds_per_block_max": max(per_block),
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "calibration": [n_samples, seq_len],
+        "threads": threads,
     }
 
 
@@ -205,6 +209,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--keep", action="store_true", help="keep the pruned model")
+    parser.add_argument("--threads", type=int, default=1, help="threads of the pruning child")
     args = parser.parse_args()
     if args.step == "build":
         start = time.perf_counter()
@@ -214,7 +219,8 @@ def main() -> None:
         print(json.dumps(info))
     elif args.step == "child":
         src, out = args.paths
-        print(json.dumps(prune_child(src, out, args.method, args.samples, args.seq_len)))
+        row = prune_child(src, out, args.method, args.samples, args.seq_len, args.threads)
+        print(json.dumps(row))
     elif args.step == "prune":
         src, runs = args.paths
         out = runs / f"pruned-{args.method}"
@@ -231,8 +237,10 @@ def main() -> None:
             str(args.samples),
             "--seq-len",
             str(args.seq_len),
+            "--threads",
+            str(args.threads),
         ]
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         child = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env, check=False)
         if child.returncode != 0:
             sys.exit(f"the pruning child failed with status {child.returncode}")

@@ -145,8 +145,9 @@ def block_stats(
     *,
     hessian: bool,
 ) -> dict[str, InputStats]:
-    """Input statistics of ``layers`` (name -> Linear of ``block``) over every window."""
-    with record_inputs(layers, hessian=hessian) as stats:
+    """Input statistics of ``layers`` (name -> Linear of ``block``) over every window; layers
+    that read the same input tensor (``q/k/v_proj``, ``gate/up_proj``) share one object."""
+    with record_inputs(layers, hessian=hessian, share=True) as stats:
         for _ in run_block_outputs(block, inputs):
             pass
     return stats
@@ -159,6 +160,18 @@ def _write_weight(module: nn.Module, attr: str, value: Tensor) -> None:
         target = getattr(module, attr)
     with torch.no_grad():
         target.copy_(value.to(target.dtype))
+
+
+def _reduce_and_finish(stats: Mapping[str, InputStats], reduce: StatsReducer | None) -> None:
+    """Reduce each distinct statistic once (first reader's name), then keep only its float32
+    Hessian, in layer order."""
+    distinct: dict[int, tuple[str, InputStats]] = {}
+    for name, one in stats.items():
+        distinct.setdefault(id(one), (name, one))
+    if reduce is not None:
+        reduce(dict(distinct.values()))
+    for _, one in distinct.values():
+        one.finish_hessian()
 
 
 def prune_block(
@@ -174,8 +187,13 @@ def prune_block(
 ) -> dict[str, float]:
     """Prune every selected Linear of block ``index``; return each layer's achieved sparsity.
 
-    ``reduce`` gets the block's input statistics before any layer is solved; ``solver``
-    (:data:`LayerSolver`) decides the layers instead of solving them one after the other."""
+    ``reduce`` gets the block's input statistics before any layer is solved, each distinct one
+    once (under the name of the first layer that reads it; layers reading the same input share
+    it); ``solver`` (:data:`LayerSolver`) decides the layers instead of solving them one after
+    the other.
+
+    Memory (SparseGPT on wide blocks): one float64 ``X^T X`` per distinct input while the block
+    runs, then each turned into a float32 Hessian and freed once its last layer is solved."""
     method = method or config.build_method()
     granularity = config.granularity()
     layers = stack.linears(index, config.include, config.exclude)
@@ -185,15 +203,14 @@ def prune_block(
             raise DataError(f"method {method.name!r} needs calibration data")
         modules = {name: module for name, module, _ in layers}
         stats = block_stats(stack.blocks[index], modules, inputs, hessian=method.needs_hessian)
-        if reduce is not None:
-            reduce(stats)
+        _reduce_and_finish(stats, reduce)
     found = {name: (module, rule) for name, module, rule in layers}
 
     def solve(name: str) -> LayerPrune:
         module, rule = found[name]
         group = granularity.group(name, module, rule)
         weight = getattr(module, rule.weight).detach()
-        # each layer's statistics are dropped once solved: wide blocks hold one X^T X at a time
+        # statistics are dropped once their last layer is solved (shared ones stay till then)
         return method.prune_layer(group, weight, stats.pop(name, None), config.target(name, method))
 
     decided = None
@@ -206,8 +223,9 @@ def prune_block(
         decision = decided[name] if decided is not None else solve(name)
         if decision.weight is not None:
             _write_weight(module, rule.weight, decision.weight)
-        masks[group.root.tensor] = decision.keep
+        masks[group.root.tensor] = decision.keep.bool()  # 0/1; a quarter of float32's memory
         achieved[name] = 1.0 - float(decision.keep.float().mean())
+        del decision  # its weight is not held through the next layer's solve
     apply_masks(model, masks)
     if config.bake:
         bake_masks(stack.blocks[index])
