@@ -11,8 +11,13 @@ sparse time reaches ``min_speedup`` for its fastest candidate, whose outputs mus
 Candidates: CSR (``torch.sparse_csr``) always; block CSR when the zeros come in square tiles
 (a tile size whose nonzero tiles hold at most 1.5x the nonzero weights); on CUDA, for a 2:4
 weight, ``torch.sparse.to_sparse_semi_structured``. On CPU there is no 2:4 kernel: a 2:4 layer
-is reported as such, never assumed faster. Convolutions are reported and kept dense (no sparse
-convolution kernel is used).
+is reported as such, never assumed faster.
+
+``nn.Conv2d`` (``groups=1``, numeric zero padding) is timed the same way against
+``F.conv2d``, with :class:`~prunekit.sparse.conv.SparseConv2d` as the candidate: the weight as a
+CSR / block-CSR matrix times the input's patches (the input itself for a 1x1 convolution). Other
+convolutions (grouped or depthwise, Conv1d, Conv3d, string padding) are reported, with the
+reason, and kept dense.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from prunekit.core.modes import eval_mode
 from prunekit.errors import ConfigError
 from prunekit.formats.encodings import tile_occupancy
 from prunekit.measure.inputs import ExampleInputs, call_model, forward
+from prunekit.sparse.conv import SparseConv2d, conv_unsupported
 from prunekit.sparse.modules import SemiStructuredLinear, SparseLinear, is_two_of_four
 from prunekit.sparse.report import DENSE, LayerDecision, SparsifyReport
 from prunekit.sparse.timing import interleaved_times, paired_speedup, torch_threads
@@ -90,11 +96,33 @@ def _bsr_blocksize(weight: Tensor) -> tuple[int, int] | None:
     return max(fits, default=None)
 
 
+Builders = dict[str, Callable[[], nn.Module]]
+
+
+def _conv_builders(conv: nn.Conv2d) -> Builders:
+    builders: Builders = {"csr": lambda: SparseConv2d(conv)}
+    blocksize = _bsr_blocksize(conv.weight.detach().reshape(conv.weight.shape[0], -1))
+    if blocksize is not None:
+        tag = f"bsr{blocksize[0]}x{blocksize[1]}"
+        builders[tag] = lambda: SparseConv2d(conv, "bsr", blocksize)
+    return builders
+
+
+def _build(builders: Builders, notes: list[str]) -> dict[str, nn.Module]:
+    found: dict[str, nn.Module] = {}
+    for label, build in builders.items():
+        try:
+            with torch.inference_mode(False):  # normal tensors: the module outlives the timing
+                found[label] = build()
+        except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+            notes.append(f"{label} unavailable ({type(err).__name__}: {str(err)[:80]})")
+    return found
+
+
 def _candidates(weight: Tensor, bias: Tensor | None) -> tuple[dict[str, nn.Module], list[str]]:
     """The sparse modules to time for this weight, and notes on what could not be built."""
-    found: dict[str, nn.Module] = {}
     notes: list[str] = []
-    builders: dict[str, Callable[[], nn.Module]] = {"csr": lambda: SparseLinear(weight, bias)}
+    builders: Builders = {"csr": lambda: SparseLinear(weight, bias)}
     blocksize = _bsr_blocksize(weight)
     if blocksize is not None:
         builders[f"bsr{blocksize[0]}x{blocksize[1]}"] = lambda: SparseLinear(
@@ -105,13 +133,7 @@ def _candidates(weight: Tensor, bias: Tensor | None) -> tuple[dict[str, nn.Modul
             builders[SEMI_STRUCTURED] = lambda: SemiStructuredLinear(weight, bias)
         else:
             notes.append("2:4 pattern: semi-structured kernels need CUDA, none on CPU")
-    for label, build in builders.items():
-        try:
-            with torch.inference_mode(False):  # normal tensors: the module outlives the timing
-                found[label] = build()
-        except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
-            notes.append(f"{label} unavailable ({type(err).__name__}: {str(err)[:80]})")
-    return found, notes
+    return _build(builders, notes), notes
 
 
 def _agrees(out: Tensor, reference: Tensor, options: _Options) -> bool:
@@ -159,13 +181,75 @@ def _decide_linear(
         note = f"sparsity {decision.sparsity:.6f} < min_sparsity {options.min_sparsity}: not timed"
         return replace(decision, note=note), None
     candidates, notes = _candidates(weight, bias)
-    reference = F.linear(x, weight, bias)
+    return _time(decision, partial(F.linear, x, weight, bias), candidates, notes, x, options)
+
+
+def _decide_conv(
+    name: str, module: nn.Conv2d, x: Tensor, options: _Options
+) -> tuple[LayerDecision, nn.Module | None]:
+    weight = module.weight.detach()
+    decision = LayerDecision(name, "Conv2d", tuple(weight.shape), _sparsity(weight))
+    if decision.sparsity < options.min_sparsity:
+        note = f"sparsity {decision.sparsity:.6f} < min_sparsity {options.min_sparsity}: not timed"
+        return replace(decision, note=note), None
+    problem = conv_unsupported(module)
+    if problem:
+        return replace(decision, note=f"{problem}, kept dense"), None
+    bias = None if module.bias is None else module.bias.detach()
+    dense_call = partial(
+        F.conv2d,
+        x,
+        weight,
+        bias,
+        module.stride,
+        module.padding,
+        module.dilation,
+        module.groups,
+    )
+    notes: list[str] = []
+    plain = _plain_conv(module)
+    candidates = _build(_conv_builders(plain), notes)
+    return _time(decision, dense_call, candidates, notes, x, options)
+
+
+def _plain_conv(module: nn.Conv2d) -> nn.Conv2d:
+    """A plain ``nn.Conv2d`` with ``module``'s (masked, baked) weight and settings."""
+    weight = module.weight.detach()
+    with torch.inference_mode(False), torch.no_grad():  # normal tensors: it outlives the timing
+        plain = nn.Conv2d(
+            weight.shape[1],
+            weight.shape[0],
+            module.kernel_size,  # type: ignore[arg-type]
+            module.stride,  # type: ignore[arg-type]
+            module.padding,  # type: ignore[arg-type]
+            module.dilation,  # type: ignore[arg-type]
+            bias=module.bias is not None,
+            device=weight.device,
+            dtype=weight.dtype,
+        )
+        plain.weight.copy_(weight.clone())
+        if module.bias is not None and plain.bias is not None:
+            plain.bias.copy_(module.bias.detach().clone())
+    return plain
+
+
+def _time(
+    decision: LayerDecision,
+    dense_call: Callable[[], Tensor],
+    candidates: dict[str, nn.Module],
+    notes: list[str],
+    x: Tensor,
+    options: _Options,
+) -> tuple[LayerDecision, nn.Module | None]:
+    """Check the candidates' outputs against ``dense_call``, time them interleaved with it, and
+    choose the fastest if it reaches ``min_speedup``."""
+    reference = dense_call()
     for label, candidate in list(candidates.items()):
         problem = _problem(candidate, x, reference, options)
         if problem:
             notes.append(f"{label} {problem}: not used")
             del candidates[label]
-    calls: dict[str, Callable[[], object]] = {DENSE: partial(F.linear, x, weight, bias)}
+    calls: dict[str, Callable[[], object]] = {DENSE: dense_call}
     calls.update({label: partial(m, x) for label, m in candidates.items()})
     rounds = interleaved_times(
         calls, warmup=options.warmup, repeats=options.repeats, cuda=x.is_cuda
@@ -191,8 +275,10 @@ def _decide(
 ) -> tuple[LayerDecision, nn.Module | None]:
     if isinstance(module, nn.Linear):
         return _decide_linear(name, module, x, options)
+    if isinstance(module, nn.Conv2d):
+        return _decide_conv(name, module, x, options)
     weight = getattr(module, "weight")  # noqa: B009 (a convolution's weight)
-    note = "convolution: no sparse kernel used, kept dense"
+    note = f"{type(module).__name__.removeprefix('Parametrized')}: no sparse kernel, kept dense"
     kind = type(module).__name__.removeprefix("Parametrized")
     return LayerDecision(name, kind, tuple(weight.shape), _sparsity(weight), note=note), None
 
@@ -269,10 +355,13 @@ def sparsify(
 
 
 def densify(model: nn.Module) -> list[str]:
-    """Undo :func:`sparsify`: replace, in place, every :class:`SparseLinear` of ``model`` by the
-    equivalent dense ``nn.Linear``; return the names replaced. (A 2:4
-    :class:`SemiStructuredLinear` is left as it is.)"""
-    found = [(n, m) for n, m in model.named_modules() if isinstance(m, SparseLinear)]
+    """Undo :func:`sparsify`: replace, in place, every :class:`SparseLinear` and
+    :class:`SparseConv2d` of ``model`` by the equivalent dense layer; return the names
+    replaced. (A 2:4 :class:`SemiStructuredLinear` is left as it is.)"""
+    found = [
+        (n, m) for n, m in model.named_modules() if isinstance(m, (SparseLinear, SparseConv2d))
+    ]
     for _, module in found:
-        _replace(model, module, module.to_linear())
+        dense = module.to_linear() if isinstance(module, SparseLinear) else module.to_conv()
+        _replace(model, module, dense)
     return [name for name, _ in found]
