@@ -67,6 +67,7 @@ class _Result:
     model: nn.Module
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_ONNX, reason="onnx runtimes are not installed")
 def test_onnx_export_with_int8_calibrated_on_digits(tmp_path: Path) -> None:
     section = {"format": "onnx", "int8": True, "calibration": "digits", "calibration_samples": 64}
