@@ -3,6 +3,8 @@ and convolutions without a sparse kernel reported with the reason."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -11,8 +13,10 @@ from prunekit.errors import ConfigError
 from prunekit.masks.parametrize import apply_masks
 from prunekit.sparse import SparseConv2d, densify, sparsify
 
+C = TypeVar("C", nn.Conv1d, nn.Conv2d)
 
-def _sparse_conv(conv: nn.Conv2d | nn.Conv1d, sparsity: float = 0.9, seed: int = 0) -> nn.Module:
+
+def _sparse_conv(conv: C, sparsity: float = 0.9, seed: int = 0) -> C:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         conv.weight.mul_((torch.rand(conv.weight.shape, generator=gen) >= sparsity).float())
@@ -23,7 +27,7 @@ def test_a_hand_worked_one_by_one_convolution() -> None:
     conv = nn.Conv2d(2, 2, 1)
     with torch.no_grad():
         conv.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, -1.0]]).reshape(2, 2, 1, 1))
-        conv.bias.copy_(torch.tensor([1.0, 0.0]))
+        conv.bias.copy_(torch.tensor([1.0, 0.0]))  # type: ignore[union-attr]
     x = torch.arange(8.0).reshape(1, 2, 2, 2)  # channel 0: 0..3, channel 1: 4..7
     out = SparseConv2d(conv)(x)
     assert torch.equal(out[0, 0], torch.tensor([[1.0, 3.0], [5.0, 7.0]]))  # 2 x + 1
@@ -76,7 +80,7 @@ def _small_cnn() -> nn.Sequential:
     )
     gen = torch.Generator().manual_seed(1)
     masks = {
-        f"{i}.weight": (torch.rand(model[i].weight.shape, generator=gen) >= 0.9).float()
+        f"{i}.weight": (torch.rand(model[i].weight.shape, generator=gen) >= 0.9).float()  # type: ignore[arg-type]
         for i in (0, 2, 4, 6)
     }
     apply_masks(model, masks)
