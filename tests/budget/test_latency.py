@@ -17,10 +17,10 @@ from prunekit.budget.latency import (
     LatencyTable,
     LayerTimes,
     RuntimeTimer,
-    _widths,
     fastest_step,
     layer_shapes,
 )
+from prunekit.budget.latency_table import _widths
 from prunekit.budget.search import _next_goal
 from prunekit.core import SelectionConfig
 from prunekit.errors import ConfigError

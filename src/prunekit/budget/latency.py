@@ -35,7 +35,6 @@ from prunekit.budget.latency_table import (
     LatencyTable,
     LayerShape,
     LayerTimes,
-    _widths,
     layer_shapes,
     measure_latency_table,
 )
@@ -54,7 +53,6 @@ __all__ = [
     "LayerShape",
     "LayerTimes",
     "RuntimeTimer",
-    "_widths",
     "fastest_step",
     "layer_shapes",
     "measure_latency_table",
