@@ -29,16 +29,13 @@ class Budget:
     keep: float
     runtime: str | None = None
 
+    # the text and mapping forms are the budget package's (``parse_target`` reads them back)
     def __str__(self) -> str:
-        text = f"{self.metric}={self.keep:g}"
-        return text if self.runtime is None else f"{text},runtime={self.runtime}"
+        return Target.__str__(self)  # type: ignore[arg-type]
 
     def as_dict(self) -> dict[str, float | str]:
         """The mapping form :func:`parse_budget` reads back."""
-        out: dict[str, float | str] = {self.metric: self.keep}
-        if self.runtime is not None:
-            out["runtime"] = self.runtime
-        return out
+        return Target.as_dict(self)  # type: ignore[arg-type]
 
 
 def _size(value: Mapping[str, float | str] | str) -> float | None:

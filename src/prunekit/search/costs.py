@@ -23,9 +23,8 @@ from prunekit.budget import (
     build_cost_model,
     measure_latency_table,
 )
+from prunekit.budget.cost import _unit_positions
 from prunekit.core.groups import Group, Selection
-from prunekit.core.views import AxisView, IndexView
-from prunekit.errors import ConfigError
 from prunekit.measure import dense_size_bytes
 from prunekit.search.budget import Budget
 
@@ -34,18 +33,6 @@ class Costs(Protocol):
     """Prices a selection as the fraction of the dense model's cost it keeps."""
 
     def ratio(self, selection: Selection) -> float: ...
-
-
-def _positions(group: Group, member: int) -> torch.Tensor:
-    view = group.members[member].view
-    if isinstance(view, AxisView):
-        return torch.full((view.n_units,), float(view.repeat), dtype=torch.float64)
-    if isinstance(view, IndexView):
-        return torch.tensor([float(len(ix)) for ix in view.index], dtype=torch.float64)
-    raise ConfigError(
-        f"search: a size budget needs structural groups (channels, neurons, heads); group "
-        f"{group.name!r} has a {type(view).__name__}"
-    )
 
 
 def size_cost_model(model: nn.Module, groups: Sequence[Group]) -> CostModel:
@@ -68,7 +55,7 @@ def size_cost_model(model: nn.Module, groups: Sequence[Group]) -> CostModel:
                 k = keys.setdefault((member.tensor, dim), len(keys))
                 unit_key.append(torch.full((group.n_units,), k, dtype=torch.long))
                 unit_index.append(torch.arange(offset, offset + group.n_units))
-                unit_count.append(_positions(group, i))
+                unit_count.append(_unit_positions(group, i))
         offset += group.n_units
     dims_of: dict[str, list[int]] = {}
     for (tensor, _), k in keys.items():
