@@ -106,14 +106,15 @@ def sizes(model: nn.Module, folder: Path) -> dict[str, int]:
     }
 
 
-def latency(plain: nn.Sequential, width: int, batch: int, repeats: int) -> dict[str, Any]:
-    x = torch.randn(batch, width)
+def latency(plain: nn.Sequential, csr: nn.Sequential, x: Tensor, repeats: int) -> dict[str, Any]:
+    """Whole-model times of the dense model, a control copy, ``csr`` (every layer forced
+    sparse) and the model after ``sparsify``, interleaved; ratios to dense."""
     chosen = copy.deepcopy(plain)
     report = sparsify(chosen, x, threads=1, repeats=repeats)
     models = {
         "dense": plain,
         "dense again": copy.deepcopy(plain),  # a control: its ratio to dense shows the noise
-        "csr": forced_csr(plain),
+        "csr": csr,
         "sparsify": chosen,
     }
     with torch.inference_mode():
@@ -161,27 +162,11 @@ def conv_nets() -> dict[str, tuple[nn.Sequential, tuple[int, int, int]]]:
     return nets
 
 
-def conv_latency(
-    net: nn.Sequential, shape: tuple[int, int, int], batch: int, repeats: int
-) -> dict[str, Any]:
-    x = torch.randn(batch, *shape)
-    chosen = copy.deepcopy(net)
-    report = sparsify(chosen, x, threads=1, repeats=repeats)
+def forced_csr_conv(net: nn.Sequential) -> nn.Sequential:
     csr = copy.deepcopy(net)
     for i in (0, 2):
         csr[i] = SparseConv2d(net[i])
-    models = {"dense": net, "dense again": copy.deepcopy(net), "csr": csr, "sparsify": chosen}
-    with torch.inference_mode():
-        calls: dict[str, Callable[[], object]] = {k: (lambda m=m: m(x)) for k, m in models.items()}
-        rounds = interleaved_times(calls, warmup=3, repeats=repeats)
-        diff = float((models["sparsify"](x) - net(x)).abs().max())
-    return {
-        "ms": {k: statistics.median(v) for k, v in rounds.items()},
-        "ratio_to_dense": {k: 1 / paired_speedup(rounds["dense"], v) for k, v in rounds.items()},
-        "replaced": report.replaced,
-        "decisions": [d.note for d in report.layers],
-        "max_abs_diff": diff,
-    }
+    return csr
 
 
 def run(width: int, repeats: int, parts: tuple[str, ...]) -> dict[str, Any]:
@@ -195,12 +180,18 @@ def run(width: int, repeats: int, parts: tuple[str, ...]) -> dict[str, Any]:
                 entry["sizes"] = sizes(model, Path(folder))
         if "mlp" in parts:
             plain = baked(model, width)
-            entry["latency"] = {f"batch {b}": latency(plain, width, b, repeats) for b in (1, 8)}
+            entry["latency"] = {
+                f"batch {b}": latency(plain, forced_csr(plain), torch.randn(b, width), repeats)
+                for b in (1, 8)
+            }
         results["patterns"][pattern] = entry
         print(pattern, entry, flush=True)
     if "conv" in parts:
         results["conv"] = {
-            name: {f"batch {b}": conv_latency(net, shape, b, repeats) for b in (1, 8)}
+            name: {
+                f"batch {b}": latency(net, forced_csr_conv(net), torch.randn(b, *shape), repeats)
+                for b in (1, 8)
+            }
             for name, (net, shape) in conv_nets().items()
         }
         print(results["conv"], flush=True)
