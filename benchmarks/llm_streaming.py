@@ -125,9 +125,10 @@ def _log_block(index: int, stamps: list[float]) -> None:
     """Record and print (stderr) each block's time and the peak RSS so far."""
     stamps.append(time.perf_counter())
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
     print(
-        f"block {index}: {stamps[-1] - stamps[-2]:.1f} s, CPU {usage.ru_utime + usage.ru_stime:.0f} s "
-        f"so far, peak RSS {usage.ru_maxrss / 2**20:.2f} GiB",
+        f"block {index}: {stamps[-1] - stamps[-2]:.1f} s, CPU {cpu:.0f} s so far, "
+        f"peak RSS {usage.ru_maxrss / 2**20:.2f} GiB",
         file=sys.stderr,
         flush=True,
     )
