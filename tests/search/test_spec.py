@@ -32,3 +32,11 @@ def test_unknown_space_and_missing_budget_are_refused() -> None:
         split_recipe({**base(target={"macs": 0.4}), "search": {"space": "block"}})
     with pytest.raises(ConfigError, match=r"prune\.target is the search's budget"):
         split_recipe(base(sparsity=0.5))
+
+
+def test_command_line_overrides_win_and_are_validated() -> None:
+    data = {**base(target={"macs": 0.4}), "search": {"trials": 9, "space": "group"}}
+    _, spec = split_recipe(data, overrides={"trials": 3, "space": "stage", "processes": 2})
+    assert (spec.trials, spec.space, spec.processes) == (3, "stage", 2)
+    with pytest.raises(ConfigError, match="invalid search section"):
+        split_recipe(data, overrides={"searcher": "bogus"})

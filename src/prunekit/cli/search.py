@@ -32,25 +32,26 @@ def search_command(
     searcher: Annotated[str | None, typer.Option(help="Override search.searcher.")] = None,
     workers: Annotated[int | None, typer.Option(help="Override search.workers.")] = None,
     storage: Annotated[str | None, typer.Option(help="Override search.storage.")] = None,
+    space: Annotated[
+        str | None, typer.Option(help="Override search.space: group (per layer) or stage.")
+    ] = None,
+    processes: Annotated[
+        int | None, typer.Option(help="Override finetune.processes (DDP ranks).")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Output directory (default: the recipe's output.dir).")
     ] = None,
 ) -> None:
     """Search per-layer sparsities under the recipe's prune.target budget."""
     try:
-        _search(recipe_file, trials, searcher, workers, storage, out)
+        given = {"trials": trials, "searcher": searcher, "workers": workers, "storage": storage,
+                 "space": space, "processes": processes}  # fmt: skip
+        _search(recipe_file, given, out)
     except PrunekitError as err:
         raise _fail(err) from None
 
 
-def _search(
-    recipe_file: Path,
-    trials: int | None,
-    searcher: str | None,
-    workers: int | None,
-    storage: str | None,
-    out: Path | None,
-) -> None:
+def _search(recipe_file: Path, given: dict[str, Any], out: Path | None) -> None:
     from prunekit.search import search
     from prunekit.search.spec import budget_of, default_storage, split_recipe
 
@@ -60,9 +61,8 @@ def _search(
         raise ConfigError(f"recipe file {str(recipe_file)!r} does not exist") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{recipe_file}: not valid YAML: {err}") from None
-    given = {"trials": trials, "searcher": searcher, "workers": workers, "storage": storage}
-    section = {**(data.get("search") or {}), **{k: v for k, v in given.items() if v is not None}}
-    recipe, spec = split_recipe({**data, "search": section}, str(recipe_file))
+    changes = {k: v for k, v in given.items() if v is not None}
+    recipe, spec = split_recipe(data, str(recipe_file), overrides=changes)
     if out is not None:
         recipe = recipe.model_copy(update={"output": recipe.output.model_copy(update={"dir": out})})
     model, example, loader, test = _load(recipe)

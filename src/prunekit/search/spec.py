@@ -75,10 +75,13 @@ class SearchSpec(BaseModel):
         return value
 
 
-def split_recipe(data: Any, source: str = "<recipe>") -> tuple[Recipe, SearchSpec]:
-    """The recipe (without ``search:``) and its search section; ``prune.target`` is the
-    budget (a ``size`` budget moves to the search section: ``prune:`` has no size target), and
-    ``finetune.processes`` moves to ``search.processes``."""
+def split_recipe(
+    data: Any, source: str = "<recipe>", overrides: Mapping[str, Any] | None = None
+) -> tuple[Recipe, SearchSpec]:
+    """The recipe (without ``search:``) and its search section, with ``overrides`` (command
+    line options) on top; ``prune.target`` is the budget (a ``size`` budget moves to the search
+    section: ``prune:`` has no size target), and ``finetune.processes`` moves to
+    ``search.processes``."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a recipe must be a mapping, got {type(data).__name__}")
     rest = {k: v for k, v in data.items() if k != "search"}
@@ -91,6 +94,7 @@ def split_recipe(data: Any, source: str = "<recipe>") -> tuple[Recipe, SearchSpe
     if isinstance(prune.get("target"), Mapping) and "size" in prune["target"]:
         section["target"] = dict(prune.pop("target"))
         rest["prune"] = {**prune, "sparsity": 0.0}
+    section.update(overrides or {})
     try:
         spec = SearchSpec.model_validate(section)
     except ValidationError as err:
