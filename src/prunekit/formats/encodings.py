@@ -177,5 +177,7 @@ def encode(tensor: Tensor) -> Encoded:
     if not data.is_floating_point() or data.ndim == 0 or data.numel() == 0:
         return Encoded(DENSE, {"": data})
     nonzero = data.reshape(matrix_shape(tuple(data.shape))) != 0
+    if bool(nonzero.all()):  # no zeros: nothing can beat dense, skip the planning
+        return Encoded(DENSE, {"": data})
     fmt, blocksize = _plan(nonzero, data.element_size())
     return encode_as(data, fmt, blocksize)
