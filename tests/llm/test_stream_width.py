@@ -218,3 +218,49 @@ def test_prune_streaming_takes_width_or_counts(
             source, tmp_path / "x", width=0.2, method="wanda", calibration=windows, progress=False
         )
     assert not (tmp_path / "x").exists()
+
+
+def test_a_head_count_the_config_refuses_loads_with_load_pruned(
+    windows: Tensor, tmp_path: Path
+) -> None:
+    """4 heads without GQA, one removed: LLaMA's config refuses 3 heads for hidden size 32, so
+    the written config keeps num_attention_heads=4 and only load_pruned rebuilds the model."""
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=96,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+    )
+    dense = transformers.LlamaForCausalLM(config).eval()
+    source = _save(dense, tmp_path / "src")
+    result = prune_width_streaming(
+        source,
+        tmp_path / "out",
+        StreamWidthConfig(heads=1, propagate="dense"),
+        calibration=windows,
+        progress=False,
+    )
+    assert result.width is not None
+    assert result.width["config_describes_shapes"] is False
+    loaded = load_pruned(tmp_path / "out")
+    assert tuple(loaded.model.layers[0].self_attn.q_proj.weight.shape) == (24, 32)
+    reference = prune(
+        dense,
+        {"input_ids": windows[:1, :32]},
+        sparsity=0.0,
+        granularity="channel",
+        estimator=UnitActivation(),
+        data=lm_scoring_data(dense, windows),
+        scope="layer",
+        include=["*.self_attn.q_proj"],
+        overrides={"*.self_attn.q_proj": 1 / 4},
+        metrics=False,
+    ).model
+    _assert_same(loaded, reference)
+    with torch.no_grad():
+        ids = windows[:1]
+        assert torch.allclose(loaded(ids).logits, reference(ids).logits, atol=1e-6)
