@@ -91,6 +91,12 @@ def _search(recipe_file: Path, given: dict[str, Any], out: Path | None) -> None:
         f"params kept {best.params:.3f}",
         highlight=False,
     )
+    if result.measured is not None:
+        console.print(
+            f"best trial timed in {result.target.runtime}: {result.measured:.3f} of the dense "
+            f"latency (the table predicted {best.latency:.3f})",
+            highlight=False,
+        )
     if recipe.finetune.epochs or recipe.finetune.max_steps:
         files["model"] = _finetune(recipe, spec.processes, model, example, loader, test, result)
     for name, path in files.items():

@@ -10,6 +10,7 @@ workers (:mod:`prunekit.search.runner`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from itertools import islice
 from pathlib import Path
@@ -22,6 +23,7 @@ from prunekit.config import PruneConfig, make_config
 from prunekit.errors import ConfigError
 from prunekit.estimators import ScoringData
 from prunekit.search.budget import Budget, parse_budget
+from prunekit.search.costs import timed_ratio
 from prunekit.search.evaluate import Outcome, TrialEvaluator
 from prunekit.search.objectives import ObjectiveFn, make_objective
 from prunekit.search.prepare import build_space, fingerprint, prepare
@@ -78,6 +80,7 @@ def search(
     tolerance: float = 0.02,
     threads: int | None = None,
     timer: RuntimeTimer | None = None,
+    confirm: bool = True,
     progress: bool = True,
     config: PruneConfig | Mapping[str, Any] | None = None,
     **options: Any,
@@ -93,7 +96,9 @@ def search(
         target: ``{"macs": 0.25}``, ``{"params": 0.5}``, ``{"size": 0.5}`` (bytes of the
             safetensors file) or ``{"latency": 0.5, "runtime": "onnxruntime" | "torch"}``: the
             per-layer latency table is measured once (with ``timer``, default one thread in
-            the runtime) and prices every candidate, its projection and the recorded cost.
+            the runtime) and prices every candidate, its projection and the recorded cost;
+            with ``confirm`` the best trial's pruned model is then timed against the dense
+            one (:attr:`SearchResult.measured`).
         space / stages: ``"group"`` (default): one keep ratio per prunable layer; ``"stage"``:
             one per stage, shared by its layers (fewer dimensions for deep nets). A layer's
             stage comes from ``stages``: a mapping of name globs to stage names, or an int
@@ -161,7 +166,17 @@ def search(
     executor = make_executor(evaluator, workers, address)
     run_trials(study, searched, executor, trials, multi=entry.multi_objective, progress=progress,
                on_outcome=_reporter(progress))  # fmt: skip
-    return SearchResult(records(study), goal, name, objective_name, base, str(where), study_name)
+    result = SearchResult(records(study), goal, name, objective_name, base, str(where), study_name)
+    if (
+        goal.metric == "latency"
+        and confirm
+        and any(t.latency <= goal.keep + 1e-9 for t in result.completed)
+    ):
+        chosen = searched.selection(result.best.sparsities)
+        timing = timer or RuntimeTimer(goal.runtime or "onnxruntime")
+        real = timed_ratio(prepared.model, prepared.example, prepared.groups, chosen, timing)
+        result = dataclasses.replace(result, measured=real)
+    return result
 
 
 def _base_config(

@@ -27,6 +27,7 @@ from prunekit.budget.cost import _unit_positions
 from prunekit.core.groups import Group, Selection
 from prunekit.measure import dense_size_bytes
 from prunekit.search.budget import Budget
+from prunekit.surgery.apply import apply_surgery
 
 
 class Costs(Protocol):
@@ -78,6 +79,23 @@ def size_cost_model(model: nn.Module, groups: Sequence[Group]) -> CostModel:
         unit_count=torch.cat(unit_count) if unit_count else torch.zeros(0, dtype=torch.float64),
         group_names=tuple(g.name for g in groups),
     )
+
+
+def timed_ratio(
+    model: nn.Module,
+    example: Any,
+    groups: Sequence[Group],
+    selection: Selection,
+    timer: RuntimeTimer,
+) -> float:
+    """The real latency of ``model`` pruned by ``selection`` over the dense model's, timed
+    interleaved in ``timer``'s runtime (twice its repeats, plus one): the check of what the
+    table predicted."""
+    pruned, _ = apply_surgery(model, groups, selection)
+    times = timer.with_repeats(2 * timer.repeats + 1).time(
+        {"dense": model, "pruned": pruned}, example
+    )
+    return times["pruned"] / times["dense"]
 
 
 def build_costs(

@@ -93,6 +93,9 @@ class SearchResult:
     config: PruneConfig
     storage: str
     study_name: str
+    measured: float | None = None
+    """With a latency budget: the best trial's pruned model timed against the dense one in the
+    runtime (the table's prediction is :attr:`TrialRecord.latency`)."""
 
     @property
     def completed(self) -> list[TrialRecord]:
@@ -155,6 +158,7 @@ class SearchResult:
             "study_name": self.study_name,
             "config": self.config.model_dump(mode="json", exclude_defaults=True),
             "best": self.best.number if self.completed else None,
+            "measured": self.measured,
             "trials": [{**asdict(t), "pareto": t.number in front} for t in self.trials],
         }
 
