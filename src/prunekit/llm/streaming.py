@@ -123,6 +123,8 @@ def prune_streaming(
                 "method= / sparsity= / pattern= prune weights, width= / heads= / mlp= whole "
                 "heads and MLP neurons: give one or the other"
             )
+        if isinstance(width, StreamWidthConfig) and (heads is not None or mlp is not None):
+            raise ConfigError("heads= / mlp= go into the StreamWidthConfig given as width=")
         return prune_width_streaming(
             model_dir,
             out_dir,
