@@ -3,8 +3,10 @@ residual blocks, saves the plan with the model, and the saved model loads to the
 
 from pathlib import Path
 
+import pytest
 import torch
 
+from prunekit.errors import ConfigError
 from prunekit.io import load, read_metadata
 from prunekit.pipeline import run_recipe
 from prunekit.recipe import parse_recipe
@@ -68,3 +70,39 @@ def test_recipe_refuses_distillation_without_fine_tuning() -> None:
 
     with pytest.raises(ConfigError, match="distill needs fine-tuning"):
         parse_recipe({"prune": {"sparsity": 0.5}, "finetune": {"epochs": 0, "distill": {}}})
+
+
+@pytest.mark.slow
+def test_recipe_reports_runtime_latency_and_exports(tmp_path: Path) -> None:
+    recipe = parse_recipe(
+        {
+            "model": {"name": "small-resnet", "kwargs": {"width": 4, "blocks": [1, 1, 1]}},
+            "data": {"dataset": "digits", "batch_size": 64, "test_limit": 200},
+            "train": {"epochs": 0},
+            "prune": {"granularity": "channel", "sparsity": 0.5},
+            "output": {
+                "dir": str(tmp_path),
+                "plots": False,
+                "latency_runtimes": ["onnxruntime", "openvino"],
+            },
+            "export": {"format": "openvino"},
+        }
+    )
+    report = run_recipe(recipe, progress=False, log=lambda _: None)
+    page = (tmp_path / "report.html").read_text()
+    assert "latency onnxruntime b1 (CPU time)" in page
+    assert "latency openvino b1 (CPU time)" in page
+    assert report.files["export"] == tmp_path / "model.xml"
+    assert (tmp_path / "model.bin").exists()
+
+
+def test_recipe_refuses_unknown_latency_runtime() -> None:
+    with pytest.raises(ConfigError, match="tensorrt"):
+        parse_recipe(
+            {
+                "model": {"name": "small-resnet"},
+                "data": {"dataset": "digits"},
+                "prune": {"sparsity": 0.5},
+                "output": {"latency_runtimes": ["tensorrt"]},
+            }
+        )

@@ -84,7 +84,7 @@ class PruneConfig(BaseModel):
     target: dict[str, float | str] | None = Field(
         None,
         description="Budget as the fraction of the dense model kept, e.g. macs=0.5, "
-        "params=0.3 or latency=0.5 (measured; runtime=onnxruntime or torch); structural "
+        "params=0.3 or latency=0.5 (measured; runtime=onnxruntime, openvino or torch); structural "
         "pruning finds the sparsity that meets it.",
     )
     scope: Literal["auto", "global", "layer"] = Field(

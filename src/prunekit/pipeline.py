@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from prunekit.api import prune
 from prunekit.data import load_dataset, make_loader
+from prunekit.export.recipe_section import run_export_section
 from prunekit.measure import ModelStats, compare, layer_sparsity, measure
 from prunekit.measure.latency import measure_latency
 from prunekit.models import build_model
@@ -26,8 +27,15 @@ from prunekit.persist import load
 from prunekit.recipe import DistillSpec, Recipe, TrainSpec
 from prunekit.recovery import DistillConfig, train_distilled
 from prunekit.report.html import layer_sparsity_plot, write_html_report
+from prunekit.report.latency import runtime_latencies
 from prunekit.report.plots import plot_layer_sparsity, plot_metric_vs_sparsity
-from prunekit.report.run import RunReport, Verification, collect_versions, layer_rows_from_selection
+from prunekit.report.run import (
+    RunReport,
+    RuntimeLatency,
+    Verification,
+    collect_versions,
+    layer_rows_from_selection,
+)
 from prunekit.result import PruneResult
 from prunekit.sources import ModelSource, example_from_shape, load_data, load_model
 from prunekit.train import evaluate, seed_everything, train
@@ -277,18 +285,40 @@ def run_recipe(
             pruned = dataclasses.replace(pruned, latency_ms=pruned_ms)
         else:
             after = dataclasses.replace(after, latency_ms=pruned_ms)
+    latencies: tuple[RuntimeLatency, ...] = ()
+    if recipe.output.latency_runtimes:
+        log(f"timing dense and pruned models in {', '.join(recipe.output.latency_runtimes)}")
+        latencies = runtime_latencies(
+            model,
+            result.model,
+            data.example,
+            recipe.output.latency_runtimes,
+            batch=recipe.output.latency_batch,
+        )
     curves = sparsity_curves(recipe, model, data, log) if recipe.output.curve else {}
     files = _write(recipe, result, curves)
+    if recipe.export is not None:
+        log(f"exporting to {recipe.export.format}")
+        exported = run_export_section(
+            result, recipe.export, recipe.output.dir, example_inputs=data.example
+        )
+        log(exported.line())
+        files["export"] = exported.export.path
     if recipe.output.report:
         files["report"] = write_html_report(
             Path(recipe.output.dir) / "report.html",
-            run_report(recipe, result, before, after or pruned, command),
+            run_report(recipe, result, before, after or pruned, command, latencies),
         )
     return JobReport(before, pruned, after, result, files, curves)
 
 
 def run_report(
-    recipe: Recipe, result: PruneResult, before: ModelStats, after: ModelStats, command: str
+    recipe: Recipe,
+    result: PruneResult,
+    before: ModelStats,
+    after: ModelStats,
+    command: str,
+    latencies: tuple[RuntimeLatency, ...] = (),
 ) -> RunReport:
     """The HTML report's content: before / after rows, units kept per layer, verification."""
     rows = layer_rows_from_selection(result.selection, quantity="units")
@@ -308,6 +338,7 @@ def run_report(
         verification=verification,
         warnings=tuple(result.notes),
         plots=(layer_sparsity_plot(rows),) if rows else (),
+        latencies=latencies,
     )
 
 

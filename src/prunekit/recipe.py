@@ -13,10 +13,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from prunekit.config import PruneConfig
 from prunekit.errors import ConfigError, PrunekitError, closest
+from prunekit.export.recipe_section import ExportSection
 from prunekit.validation import as_value_error, describe_errors
 
 
@@ -138,8 +146,19 @@ class OutputSpec(_Strict):
     latency_batch: int = Field(
         1, ge=1, description="Batch size of the latency measurement (the example repeated)."
     )
+    latency_runtimes: list[str] = Field(
+        default_factory=list,
+        description="Runtimes (onnxruntime, openvino, torch) the report times both models in.",
+    )
     curve: list[str] = Field(default_factory=list)
     curve_sparsities: list[float] = Field(default_factory=lambda: [0.5, 0.7, 0.8, 0.9, 0.95, 0.98])
+
+    @field_validator("latency_runtimes")
+    @classmethod
+    def _runtimes(cls, value: list[str]) -> list[str]:
+        from prunekit.measure.runtimes import check_runtime
+
+        return [_registry_check(v, check_runtime) for v in value]
 
     @field_validator("curve")
     @classmethod
@@ -168,6 +187,9 @@ class Recipe(_Strict):
     prune: PruneConfig
     finetune: FinetuneSpec = Field(default_factory=lambda: FinetuneSpec(epochs=0))
     output: OutputSpec = Field(default_factory=OutputSpec)
+    export: ExportSection | None = Field(
+        None, description="Export the pruned model (format, dynamic_batch, int8, calibration)."
+    )
     seed: int = 0
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads for the job; None keeps torch's default"

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 from prunekit.errors import ConfigError, closest
+from prunekit.measure.runtimes import RUNTIMES as LATENCY_RUNTIMES
 
 Metric = Literal["macs", "params", "latency"]
 METRICS: tuple[Metric, ...] = ("macs", "params", "latency")
-LATENCY_RUNTIMES: tuple[str, ...] = ("onnxruntime", "torch")
-"""Runtimes a latency target is measured in (the first is the default)."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from prunekit.cli.export import export_command
 from prunekit.cli.inspect import inspect_command
 from prunekit.cli.llm import llm_app
 from prunekit.cli.llm_heal import heal_command
+from prunekit.cli.llm_stream import stream_command
 from prunekit.cli.options import key_values
 from prunekit.cli.search import search_command
 from prunekit.config import PruneConfig
@@ -38,6 +39,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 llm_app.command("heal")(heal_command)
+llm_app.command("stream")(stream_command)
 app.add_typer(llm_app, name="llm")
 app.command("export")(export_command)
 app.command("compress")(compress_command)

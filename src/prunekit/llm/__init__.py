@@ -53,6 +53,7 @@ from prunekit.llm.sequential import (
 )
 from prunekit.llm.sparsegpt import sparsegpt_prune
 from prunekit.llm.stats import InputStats, record_inputs
+from prunekit.llm.stream_width import StreamWidthConfig, prune_width_streaming
 from prunekit.llm.streaming import StreamResult, prune_streaming
 from prunekit.llm.width import (
     UnitKind,
@@ -86,6 +87,7 @@ __all__ = [
     "SparseGPT",
     "SparsityTarget",
     "StreamResult",
+    "StreamWidthConfig",
     "UnitActivation",
     "UnitKind",
     "Wanda",
@@ -121,6 +123,7 @@ __all__ = [
     "prune_llm",
     "prune_streaming",
     "prune_width",
+    "prune_width_streaming",
     "read_sentences",
     "read_text",
     "record_inputs",
