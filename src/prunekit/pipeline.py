@@ -350,7 +350,7 @@ def _write(
     out = Path(recipe.output.dir)
     files: dict[str, Path] = {}
     if recipe.output.save:
-        arch = {"model": recipe.model.name, "kwargs": _arch_kwargs(result.model, recipe)}
+        arch = {"model": recipe.model.name, "kwargs": arch_kwargs(result.model, recipe)}
         extra = {"recipe": recipe.model_dump(mode="json")}
         files["model"] = result.save(out / "model", arch=arch, extra=extra)
     if recipe.output.plots:
@@ -367,7 +367,7 @@ def _write(
     return files
 
 
-def _arch_kwargs(model: nn.Module, recipe: Recipe) -> dict[str, Any]:
+def arch_kwargs(model: nn.Module, recipe: Recipe) -> dict[str, Any]:
     kwargs = dict(recipe.model.kwargs)
     for key in ("in_channels", "in_size", "num_classes"):
         value = getattr(model, key, None)

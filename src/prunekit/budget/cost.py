@@ -101,7 +101,7 @@ def _dense_terms(
     return float(count.total), terms
 
 
-def _unit_positions(group: Group, member_index: int) -> Tensor:
+def unit_positions(group: Group, member_index: int) -> Tensor:
     view = group.members[member_index].view
     if isinstance(view, AxisView):
         return torch.full((view.n_units,), float(view.repeat), dtype=torch.float64)
@@ -125,7 +125,7 @@ def build_cost_model(
     offset = 0
     for group in groups:
         for i, member in enumerate(group.members):
-            positions = _unit_positions(group, i)
+            positions = unit_positions(group, i)
             if member.tensor not in terms:
                 continue
             dim = int(getattr(member.view, "dim", 0))

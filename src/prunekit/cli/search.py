@@ -107,7 +107,7 @@ def _finetune(
     recipe: Any, processes: int, model: Any, example: Any, loader: Any, test: Any, result: Any
 ) -> Path:
     """Prune the chosen allocation, fine-tune it over ``processes`` DDP ranks, write it."""
-    from prunekit.pipeline import _arch_kwargs, prune_with
+    from prunekit.pipeline import arch_kwargs, prune_with
     from prunekit.search.finetune import ddp_config, finetune_chosen
     from prunekit.train import evaluate
 
@@ -125,7 +125,7 @@ def _finetune(
         f"{done.seconds:.1f} s, test accuracy {100 * before:.2f}% -> {100 * after:.2f}%",
         highlight=False,
     )
-    arch = {"model": recipe.model.name, "kwargs": _arch_kwargs(chosen.model, recipe)}
+    arch = {"model": recipe.model.name, "kwargs": arch_kwargs(chosen.model, recipe)}
     extra = {"recipe": recipe.model_dump(mode="json"), "finetune_losses": list(done.losses)}
     return chosen.save(Path(recipe.output.dir) / "best" / "model", arch=arch, extra=extra)
 

@@ -23,7 +23,7 @@ from prunekit.budget import (
     build_cost_model,
     measure_latency_table,
 )
-from prunekit.budget.cost import _unit_positions
+from prunekit.budget.cost import unit_positions
 from prunekit.core.groups import Group, Selection
 from prunekit.measure import dense_size_bytes
 from prunekit.search.budget import Budget
@@ -56,7 +56,7 @@ def size_cost_model(model: nn.Module, groups: Sequence[Group]) -> CostModel:
                 k = keys.setdefault((member.tensor, dim), len(keys))
                 unit_key.append(torch.full((group.n_units,), k, dtype=torch.long))
                 unit_index.append(torch.arange(offset, offset + group.n_units))
-                unit_count.append(_unit_positions(group, i))
+                unit_count.append(unit_positions(group, i))
         offset += group.n_units
     dims_of: dict[str, list[int]] = {}
     for (tensor, _), k in keys.items():
