@@ -1,8 +1,9 @@
 """Save and load (masked, later structurally pruned) models without pickle.
 
-A save is a directory with ``model.safetensors`` (effective tensors under plain names, masks under
-``__mask__/``) and ``prunekit.json`` (format version, tensor shapes and dtypes, the weights'
-SHA-256, the architecture to rebuild, the structural plan and user metadata).
+A save is a directory with ``model.safetensors`` (effective tensors under plain names, sparse ones
+compressed as ``<name>.<part>``; masks that the zeros do not imply under ``__mask__/``) and
+``prunekit.json`` (format version, tensor shapes, dtypes and encodings, the weights' SHA-256 and
+per-tensor digests, the architecture to rebuild, the structural plan and user metadata).
 """
 
 from prunekit.io.loading import RebuildHook, load
