@@ -191,3 +191,22 @@ def test_saves_of_older_versions_still_load(tmp_path: Path, version: int) -> Non
         assert torch.equal(state[name], value), name
     assert torch.equal(masks_of(loaded)["0.weight"], torch.eye(4))
     assert torch.equal(masks_of(loaded)["1.weight"], 1 - torch.eye(4))
+
+
+def test_a_packed_mask_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
+    model = nn.Linear(16, 4, bias=False)
+    with torch.no_grad():
+        model.weight[0, 0] = 0.0  # kept but zero: the mask is stored
+    apply_masks(model, {"weight": (torch.arange(64).reshape(4, 16) % 3 != 1).float()})
+    directory = save(model, tmp_path / "m")
+    assert read_metadata(directory).masks["weight"].encoding == "packed-bits"
+    weights = directory / "model.safetensors"
+    stored = safetensors.torch.load_file(weights)
+    assert stored["__mask__/weight"].shape == (4, 2)  # 16 entries a row -> 2 bytes
+    stored["__mask__/weight"] = torch.zeros(4, 3, dtype=torch.uint8)
+    safetensors.torch.save_file(stored, weights)
+    _edit_json(directory, lambda data: data["weights"].update(sha256=sha256_of(weights)))
+    with pytest.raises(
+        SaveFileError, match=r"mask of 'weight': packed bits are torch.uint8 \(4, 3\)"
+    ):
+        load(directory, nn.Linear(16, 4, bias=False))

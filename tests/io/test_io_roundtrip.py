@@ -68,7 +68,7 @@ def test_file_holds_plain_names_and_no_mask_that_the_zeros_imply(saved_masked: P
         assert f.get_tensor("fc2.bias")[1].item() == 0.0  # the effective (masked) value
 
 
-def test_a_mask_that_keeps_a_zero_weight_is_stored_as_bool(
+def test_a_mask_that_keeps_a_zero_weight_is_stored_as_packed_bits(
     tmp_path: Path, masked_mlp: nn.Module, x: Tensor, make_mlp: Callable[..., nn.Module]
 ) -> None:
     kept = masks_of(masked_mlp)["fc1.weight"].nonzero()[0].tolist()
@@ -76,7 +76,8 @@ def test_a_mask_that_keeps_a_zero_weight_is_stored_as_bool(
     with torch.no_grad():
         original[kept[0], kept[1]] = 0.0
     save(masked_mlp, tmp_path / "z")
-    assert _file_keys(tmp_path / "z")["__mask__/fc1.weight"] == "BOOL"
+    assert _file_keys(tmp_path / "z")["__mask__/fc1.weight"] == "U8"  # 8 x 4 -> 8 x 1 bytes
+    assert read_metadata(tmp_path / "z").masks["fc1.weight"].encoding == "packed-bits"
     loaded = load(tmp_path / "z", make_mlp())
     assert torch.equal(masks_of(loaded)["fc1.weight"], masks_of(masked_mlp)["fc1.weight"])
     assert torch.equal(loaded(x), masked_mlp(x))

@@ -92,20 +92,6 @@ def test_unswapped_save_loads_the_same_values(tmp_path: Path) -> None:
     assert torch.equal(loaded[0].weight, expected)
 
 
-def test_a_version_1_save_without_digests_still_loads(tmp_path: Path) -> None:
-    directory = _saved(tmp_path)
-
-    def downgrade(data: Json) -> None:
-        data["format_version"] = 1
-        for section in ("tensors", "masks", "originals"):
-            for record in data[section].values():
-                del record["sha256"]
-
-    _edit_json(directory, downgrade)
-    loaded = load(directory, _twins(1))
-    assert torch.equal(loaded[1].bias, _twins()[1].bias)
-
-
 def test_a_version_2_save_missing_a_digest_is_refused(tmp_path: Path) -> None:
     directory = _saved(tmp_path)
     _edit_json(directory, lambda data: data["tensors"]["1.bias"].pop("sha256"))

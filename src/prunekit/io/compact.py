@@ -6,7 +6,8 @@ A pruned model is mostly zeros, and its 0/1 masks mostly repeat where those zero
   :mod:`prunekit.formats` (dense, bitmask + values, CSR, block CSR), as the parts
   ``<key>.<part>`` of the weights file when it is not dense;
 - a 0/1 mask that equals ``tensor != 0`` of its own effective tensor is not stored at all
-  (encoding ``"implied"``); a mask that differs (a kept weight that is exactly zero) is stored.
+  (encoding ``"implied"``); a mask that differs (a kept weight that is exactly zero) is stored
+  as packed bits, 8 entries a byte (encoding ``"packed-bits"``).
 
 Loading decodes the parts and recomputes implied masks before any check runs, so digests,
 shapes and dtypes are checked on the values the model receives. Sparse encodings compare zero
@@ -23,8 +24,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from prunekit.errors import SaveFileError
 from prunekit.formats import Entry, decode_tensors, encode_tensors
-from prunekit.io.metadata import IMPLIED, SaveMetadata
+from prunekit.formats.bits import matrix_shape, pack_rows, unpack_rows
+from prunekit.io.metadata import IMPLIED, PACKED, SaveMetadata
 
 
 def implied_masks(tensors: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> set[str]:
@@ -41,13 +44,31 @@ def _positive_zeros(tensor: Tensor) -> Tensor:
     return tensor.masked_fill(tensor == 0, 0) if tensor.is_floating_point() else tensor
 
 
+def pack_bool(mask: Tensor) -> Tensor:
+    """A bool tensor's 2-D view packed 8 entries a byte (``formats.bits.pack_rows``)."""
+    return pack_rows(mask.detach().cpu().reshape(matrix_shape(tuple(mask.shape))))
+
+
+def _unpack_bool(packed: Tensor, shape: tuple[int, ...], where: str) -> Tensor:
+    rows, cols = matrix_shape(shape)
+    want = (rows, (cols + 7) // 8)
+    if packed.dtype != torch.uint8 or tuple(packed.shape) != want:
+        raise SaveFileError(
+            f"{where}: packed bits are {packed.dtype} {tuple(packed.shape)}, "
+            f"expected torch.uint8 {want}"
+        )
+    return unpack_rows(packed, cols).reshape(shape)
+
+
 def compact(
-    written: Mapping[str, Tensor], dropped: set[str]
+    written: Mapping[str, Tensor], dropped: set[str], packed: set[str]
 ) -> tuple[dict[str, Tensor], dict[str, Entry], dict[str, Tensor]]:
-    """The weights-file entries for ``written`` (by key) without the keys in ``dropped``, the
-    :class:`~prunekit.formats.Entry` of each key stored sparse, and the values every key of
-    ``written`` loads back as (for the digests)."""
-    stored, entries = encode_tensors({k: v for k, v in written.items() if k not in dropped})
+    """The weights-file entries for ``written`` (by key) without the keys in ``dropped`` and
+    with the bool tensors in ``packed`` packed, the :class:`~prunekit.formats.Entry` of each key
+    stored sparse, and the values every key of ``written`` loads back as (for the digests)."""
+    kept = {k: v for k, v in written.items() if k not in dropped and k not in packed}
+    stored, entries = encode_tensors(kept)
+    stored.update({k: pack_bool(written[k]) for k in packed})
     values = {k: _positive_zeros(v) if k in entries else v for k, v in written.items()}
     return stored, entries, values
 
@@ -64,4 +85,7 @@ def expand(file: Path, meta: SaveMetadata, stored: Mapping[str, Tensor]) -> dict
     for name, info in meta.masks.items():
         if info.encoding == IMPLIED:
             values[info.key] = values[meta.tensors[name].key] != 0
+        elif info.encoding == PACKED:
+            where = f"{file}: mask of {name!r}"
+            values[info.key] = _unpack_bool(stored[info.key], info.shape, where)
     return values

@@ -36,7 +36,9 @@ ORIGINAL_PREFIX = "__original__/"
 """Key prefix of the unmasked values of masked tensors, stored only when they are needed."""
 IMPLIED = "implied"
 """The encoding of a mask that is not stored: it is ``tensor != 0`` of its (effective) tensor."""
-ENCODINGS = (DENSE, BITMASK, CSR, BSR, IMPLIED)
+PACKED = "packed-bits"
+"""The encoding of a stored bool mask: 8 entries a byte, rows of its 2-D view packed LSB first."""
+ENCODINGS = (DENSE, BITMASK, CSR, BSR, IMPLIED, PACKED)
 
 _DTYPES: Mapping[str, torch.dtype] = MappingProxyType(
     {
@@ -76,7 +78,7 @@ class TensorInfo:
     ``encoding`` says how the key's values are stored (:mod:`prunekit.formats`): ``"dense"``
     under the key itself, a sparse encoding as the parts ``<key>.<part>`` (``blocksize`` gives
     the tiles of ``"sparse-bsr"``), or, for a mask, ``"implied"``: not stored at all, it is
-    ``tensor != 0``.
+    ``tensor != 0``; a stored bool mask is ``"packed-bits"`` (8 entries a byte).
     """
 
     shape: tuple[int, ...]
@@ -90,13 +92,13 @@ class TensorInfo:
         """The weights-file keys that hold this record's values."""
         if self.encoding == IMPLIED:
             return []
-        if self.encoding == DENSE:
+        if self.encoding in (DENSE, PACKED):
             return [self.key]
         return [f"{self.key}.{part}" for part in PARTS[self.encoding]]
 
     def entry(self) -> Entry | None:
         """How to decode a sparse record's parts (``None`` for a dense or implied one)."""
-        if self.encoding in (DENSE, IMPLIED):
+        if self.encoding in (DENSE, IMPLIED, PACKED):
             return None
         return Entry.model_validate(
             {
@@ -290,6 +292,8 @@ def _check_encodings(meta: SaveMetadata, file: Path) -> None:
         implied = info.encoding == IMPLIED
         if implied and (meta.masks.get(name) is not info or info.dtype != "bool"):
             raise SaveFileError(f"{file}: only a bool mask can be implied, not {name!r}")
+        if info.encoding == PACKED and info.dtype != "bool":
+            raise SaveFileError(f"{file}: {name!r}: only bool tensors are stored as packed bits")
         if implied and info.key != MASK_PREFIX + name:
             raise SaveFileError(f"{file}: the implied mask of {name!r} has key {info.key!r}")
         if (info.encoding == BSR) != (info.blocksize is not None):

@@ -34,6 +34,7 @@ from prunekit.io.metadata import (
     MASK_PREFIX,
     METADATA_FILE,
     ORIGINAL_PREFIX,
+    PACKED,
     WEIGHTS_FILE,
     SaveMetadata,
     TensorInfo,
@@ -113,6 +114,7 @@ def _infos(
     loaded: Mapping[str, Tensor],
     entries: Mapping[str, Entry],
     implied: Set[str] = frozenset(),
+    packed: Set[str] = frozenset(),
 ) -> Mapping[str, TensorInfo]:
     """Each entry's record: its key, how that key is stored, and the digest of the values it
     loads back as under its own name."""
@@ -122,6 +124,7 @@ def _infos(
         digest = tensor_digest(prefix + name, loaded[key])
         entry = entries.get(key)
         encoding = IMPLIED if name in implied else entry.format if entry else DENSE
+        encoding = PACKED if key in packed else encoding
         blocksize = entry.blocksize if entry else None
         infos[name] = TensorInfo(
             tuple(t.shape), dtype_name(t.dtype), key, digest, encoding, blocksize
@@ -198,10 +201,15 @@ def save(
     implied = implied_masks(tensors, masks)
     unstored = {MASK_PREFIX + name for name in implied}
     needed = {keys[n] for n in named if n not in unstored}
-    stored, entries, loaded = compact(written, set(written) - needed)
+    packed = {
+        keys[MASK_PREFIX + n]
+        for n, m in masks.items()
+        if n not in implied and m.dtype == torch.bool and m.ndim and m.numel()
+    }
+    stored, entries, loaded = compact(written, set(written) - needed, packed)
     infos = (
         _infos(tensors, keys, "", loaded, entries),
-        _infos(masks, keys, MASK_PREFIX, loaded, entries, implied),
+        _infos(masks, keys, MASK_PREFIX, loaded, entries, implied, packed),
         _infos(originals, keys, ORIGINAL_PREFIX, loaded, entries),
     )
     directory = _target_directory(path)
