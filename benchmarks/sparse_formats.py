@@ -199,6 +199,18 @@ def run(width: int, repeats: int, parts: tuple[str, ...]) -> dict[str, Any]:
     return results
 
 
+LATENCY_COLUMNS = (
+    "batch",
+    "dense ms",
+    "dense again x dense",
+    "csr ms",
+    "csr x dense",
+    "sparsify ms",
+    "sparsify x dense",
+    "layers replaced",
+)
+
+
 def markdown(results: dict[str, Any]) -> str:
     size_rows, speed_rows = [], []
     for pattern, entry in results["patterns"].items():
@@ -267,35 +279,9 @@ def markdown(results: dict[str, Any]) -> str:
             "latency in ms (1 thread, interleaved rounds, medians); x dense = median over rounds "
             "of time / dense time of the same round; 'dense again' is a second dense copy (a "
             f"control: its distance from 1.00 is the noise); load average {results['load']}",
-            markdown_table(
-                [
-                    "pattern",
-                    "batch",
-                    "dense ms",
-                    "dense again x dense",
-                    "csr ms",
-                    "csr x dense",
-                    "sparsify ms",
-                    "sparsify x dense",
-                    "layers replaced",
-                ],
-                speed_rows,
-            ),
+            markdown_table(["pattern", *LATENCY_COLUMNS], speed_rows),
             "CNN pieces, 90 % unstructured convolution weights (magnitude), fp32; latency as above",
-            markdown_table(
-                [
-                    "network",
-                    "batch",
-                    "dense ms",
-                    "dense again x dense",
-                    "csr ms",
-                    "csr x dense",
-                    "sparsify ms",
-                    "sparsify x dense",
-                    "layers replaced",
-                ],
-                conv_rows,
-            ),
+            markdown_table(["network", *LATENCY_COLUMNS], conv_rows),
         ]
     )
 
