@@ -12,7 +12,7 @@ from prunekit.core.selection import group_floor
 from prunekit.errors import ConfigError
 from prunekit.estimators import get_estimator
 from prunekit.graph import build_structural_groups
-from prunekit.measure import count_macs, count_params
+from prunekit.measure import count_macs, count_params, dense_size_bytes
 from prunekit.models import build_model
 from prunekit.surgery.apply import apply_surgery
 
@@ -172,3 +172,16 @@ def test_coarse_units_fall_back_to_a_finer_ranking_within_two_percent() -> None:
             recalibrate=False,
         )  # fmt: skip
     assert result.macs_ratio is not None and abs(result.macs_ratio / 0.5 - 1) <= 0.02
+
+
+def test_size_target_keeps_the_asked_fraction_of_the_saved_bytes() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 16, 3), nn.Flatten(),
+        nn.LazyLinear(10),
+    )  # fmt: skip
+    x = torch.randn(2, 3, 8, 8)
+    model(x)
+    result = prunekit.prune(model, x, granularity="channel", target={"size": 0.5})
+    ratio = dense_size_bytes(result.model) / dense_size_bytes(model)
+    assert ratio == pytest.approx(0.5, abs=0.03)

@@ -84,8 +84,9 @@ class PruneConfig(BaseModel):
     target: dict[str, float | str] | None = Field(
         None,
         description="Budget as the fraction of the dense model kept, e.g. macs=0.5, "
-        "params=0.3 or latency=0.5 (measured; runtime=onnxruntime, openvino or torch); structural "
-        "pruning finds the sparsity that meets it.",
+        "params=0.3, size=0.25 (bytes of the saved weights) or latency=0.5 (measured; "
+        "runtime=onnxruntime, openvino or torch); structural pruning finds the sparsity that "
+        "meets it.",
     )
     scope: Literal["auto", "global", "layer"] = Field(
         "auto",

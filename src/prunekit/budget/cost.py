@@ -1,9 +1,10 @@
-"""The cost (MACs or parameters) of a structural selection, computed without surgery.
+"""The cost (MACs, parameters or bytes on disk) of a structural selection, computed without surgery.
 
 Channel pruning cuts slices of tensor dimensions, so each cost term scales with the kept
 fraction of the dimensions it depends on:
 
-* a parameter keeps ``prod_d kept(d) / size(d)`` of its entries (exact);
+* a parameter keeps ``prod_d kept(d) / size(d)`` of its entries (exact), and a parameter or
+  buffer the same fraction of its bytes (exact but for the file's header);
 * a Linear or convolution layer keeps the same fraction of its own MACs as of its weight's
   entries: every weight entry takes part in the same number of multiply-adds (see
   :mod:`prunekit.measure.macs`), so this is exact too. MACs outside such layers (attention score
@@ -27,7 +28,7 @@ from prunekit.budget.target import Metric
 from prunekit.core.groups import Group, Selection
 from prunekit.core.views import AxisView, IndexView
 from prunekit.errors import ConfigError
-from prunekit.measure import count_macs, layer_macs
+from prunekit.measure import count_macs, dense_size_bytes, layer_macs
 from prunekit.measure.params import measured_layers
 
 TensorDim = tuple[str, int]
@@ -91,6 +92,13 @@ def _dense_terms(
         params = dict(model.named_parameters())  # each tied tensor once
         terms = {names[id(p)]: float(p.numel()) for p in params.values()}
         return float(sum(terms.values())), terms
+    if metric == "size":
+        tensors = [
+            *model.named_parameters(remove_duplicate=False),
+            *model.named_buffers(remove_duplicate=False),
+        ]
+        sizes = {names[id(t)]: float(t.numel() * t.element_size()) for _, t in tensors}
+        return float(dense_size_bytes(model)), sizes
     count = count_macs(model, example_inputs)
     own = layer_macs(model, count)
     terms = {}

@@ -31,7 +31,7 @@ from prunekit.budget.target import Metric, Target, parse_target
 from prunekit.core.groups import Group, Scores, Selection
 from prunekit.core.selection import SelectionConfig, max_global_removal, select
 from prunekit.errors import ConfigError
-from prunekit.measure import count_macs, count_params
+from prunekit.measure import count_macs, count_params, dense_size_bytes
 from prunekit.surgery.apply import apply_surgery
 
 CONFIRM_ROUNDS = 3
@@ -99,6 +99,8 @@ def _bisect(knob: _Knob, goal: float, band: float) -> tuple[Selection, float]:
 def _measure(model: nn.Module, example_inputs: Any, metric: Metric) -> float:
     if metric == "params":
         return float(count_params(model))
+    if metric == "size":
+        return float(dense_size_bytes(model))
     return float(count_macs(model, example_inputs).total)
 
 

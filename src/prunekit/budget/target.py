@@ -16,16 +16,18 @@ from typing import Literal, cast
 from prunekit.errors import ConfigError, closest
 from prunekit.measure.runtimes import RUNTIMES as LATENCY_RUNTIMES
 
-Metric = Literal["macs", "params", "latency"]
-METRICS: tuple[Metric, ...] = ("macs", "params", "latency")
+Metric = Literal["macs", "params", "size", "latency"]
+METRICS: tuple[Metric, ...] = ("macs", "params", "size", "latency")
 
 
 @dataclass(frozen=True)
 class Target:
     """Keep ``keep`` (in (0, 1]) of the dense model's ``metric``: ``Target("macs", 0.5)`` is
     half the multiply-accumulates of one forward pass, ``Target("params", 0.3)`` 30% of the
-    parameters, ``Target("latency", 0.5, "onnxruntime")`` half the single-threaded forward time
-    on the example inputs, measured in onnxruntime (the default runtime) or ``"torch"`` eager."""
+    parameters, ``Target("size", 0.25)`` a quarter of the bytes of the saved weights (every
+    parameter and buffer, as plain safetensors), ``Target("latency", 0.5, "onnxruntime")`` half
+    the single-threaded forward time on the example inputs, measured in onnxruntime (the default
+    runtime), OpenVINO or ``"torch"`` eager."""
 
     metric: Metric
     keep: float
