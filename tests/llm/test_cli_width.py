@@ -88,3 +88,17 @@ def test_width_bad_options_exit_with_one_line(
     done = runner.invoke(llm_app, [*args, "--sparsity", "0.6", "--no-mlp", "--seq-len", "16"])
     assert done.exit_code == 2
     assert "cannot remove" in _said(done.output)
+    done = runner.invoke(llm_app, [*args, "--split", "best"])
+    assert done.exit_code == 2
+    assert "split must be 'rule' or 'data'" in _said(done.output)
+
+
+def test_width_split_data_prunes_and_saves(
+    tiny_llama: nn.Module, char_tokenizer: Any, text: Path, tmp_path: Path
+) -> None:
+    model = _saved(tiny_llama, char_tokenizer, tmp_path / "tiny")
+    out = tmp_path / "narrow"
+    args = ["width", "--model", str(model), "--calib", str(text), "--out", str(out)]
+    done = runner.invoke(llm_app, [*args, "--split", "data", "--seq-len", "16", "--samples", "2"])
+    assert done.exit_code == 0, done.output
+    assert (out / "prunekit_plan.json").exists()

@@ -162,6 +162,13 @@ def width_command(
         str, typer.Option(help="activation, taylor (causal LMs), magnitude, or a registry name.")
     ] = "activation",
     round_to: Annotated[int, typer.Option(help="Kept MLP widths are multiples of this.")] = 8,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="Heads vs MLP neurons: rule (fixed) or data (the split with the lowest "
+            "calibration loss)."
+        ),
+    ] = "rule",
     samples: Annotated[int, typer.Option(help="Calibration windows.")] = 8,
     seq_len: Annotated[int, typer.Option(help="Tokens per calibration window.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the window offsets.")] = 0,
@@ -184,6 +191,7 @@ def width_command(
             mlp=mlp,
             estimator=estimator,
             round_to=round_to,
+            split=split,  # type: ignore[arg-type]
         )
     )
     net, tokenizer = _guarded(lambda: load_model(model))

@@ -61,9 +61,15 @@ from prunekit.llm.width import (
     WidthPruneConfig,
     WidthPruneResult,
     allocate,
+    candidate_splits,
     prune_width,
 )
-from prunekit.llm.width_scores import UnitActivation, lm_scoring_data
+from prunekit.llm.width_scores import (
+    FixedScores,
+    UnitActivation,
+    calibration_loss,
+    lm_scoring_data,
+)
 
 __all__ = [
     "BLOCK_SCORES",
@@ -75,6 +81,7 @@ __all__ = [
     "DepthPruneResult",
     "EmbeddingRetention",
     "ExpertPruneResult",
+    "FixedScores",
     "HealConfig",
     "HealResult",
     "InputStats",
@@ -98,7 +105,9 @@ __all__ = [
     "angular_scores",
     "block_outlier_ratios",
     "block_stats",
+    "calibration_loss",
     "calibration_windows",
+    "candidate_splits",
     "capture_block_inputs",
     "compensate_bias",
     "config_describes_shapes",
