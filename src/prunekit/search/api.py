@@ -113,8 +113,9 @@ def search(
             database URL, or ``":memory:"``; ``study_name`` defaults to
             ``<searcher>-<target>-<objective>``.
         objective: ``"proxy"`` (held-out accuracy after BatchNorm recalibration), ``"finetune"``
-            (after ``finetune_steps`` steps of fine-tuning first) or ``f(model) -> float``
-            (higher is better; given the pruned, recalibrated model).
+            (after ``finetune_steps`` steps of fine-tuning first), ``"proxy-loss"`` /
+            ``"finetune-loss"`` (the same, scored by minus the held-out cross-entropy) or
+            ``f(model) -> float`` (higher is better; given the pruned, recalibrated model).
         tolerance: with one objective, a candidate spending less than ``(1 - tolerance)`` of
             the budget is moved toward the dense model until it spends it.
         threads: torch threads for each trial (Ray workers use 1 unless given).

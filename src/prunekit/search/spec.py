@@ -34,7 +34,7 @@ class SearchSpec(BaseModel):
         None, description="Journal file, database URL or :memory: (default: under output.dir)."
     )
     study_name: str | None = None
-    objective: str = Field("proxy", description="proxy or finetune.")
+    objective: str = Field("proxy", description="proxy, finetune, proxy-loss or finetune-loss.")
     n_batches: int = Field(8, ge=1, description="Calibration batches (scoring, BatchNorm).")
     eval_batches: int | None = Field(None, ge=1, description="Held-out batches per trial.")
     finetune_steps: int = Field(20, ge=1)
