@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -232,7 +232,7 @@ def prune_block(
     return achieved
 
 
-def warn_small_calibration(blocks: Sequence[nn.Module], tokens: int) -> None:
+def warn_small_calibration(blocks: Iterable[nn.Module], tokens: int) -> None:
     """Warn when fewer calibration tokens than the widest Linear input: each layer's input
     statistics (``X^T X`` for SparseGPT) then have rank below their width, and the solves
     rest on the damping more than on data (Frantar & Alistarh 2023 calibrate on 128 x 2048)."""
