@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -79,3 +80,19 @@ def test_bad_objectives_are_config_errors(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         make_objective(name, [], held_out, steps=steps)
+
+
+def test_finetune_score_does_not_depend_on_the_callers_random_state() -> None:
+    # dropout draws from the random state: the trial's own seed makes the score reproducible in
+    # any process, and the caller's generator is left where it was
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Linear(2, 8), nn.Dropout(0.5), nn.Linear(8, 2))
+    data = [(torch.randn(16, 2), torch.randint(0, 2, (16,))) for _ in range(2)]
+    objective = make_objective("finetune-loss", data, data, steps=4, lr=0.05)
+    scores = []
+    for caller_seed in (1, 2):
+        torch.manual_seed(caller_seed)
+        before = torch.random.get_rng_state()
+        scores.append(objective(copy.deepcopy(dense)))
+        assert torch.equal(torch.random.get_rng_state(), before)
+    assert scores[0] == scores[1]

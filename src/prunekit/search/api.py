@@ -141,7 +141,9 @@ def search(
     searched = build_space(
         prepared, goal, tolerance, space=space, stage_depth=depth, stages=mapping, timer=timer
     )
-    fn = make_objective(objective, calibration, held_out, steps=finetune_steps, lr=finetune_lr)
+    fn = make_objective(
+        objective, calibration, held_out, steps=finetune_steps, lr=finetune_lr, seed=seed
+    )
     objective_name = objective if isinstance(objective, str) else "function"
     model_hash = fingerprint(model)
     where = storage if storage is not None else DEFAULT_DIR / f"study-{model_hash[:12]}.journal"

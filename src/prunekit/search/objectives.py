@@ -12,7 +12,9 @@
   the accuracy ties (a 512-sample accuracy moves in steps of 0.2 points).
 * a function ``f(model) -> float``: the user's own score of the recalibrated pruned model.
 
-A NaN score fails the trial; the search goes on.
+A NaN score fails the trial; the search goes on. The fine-tune runs under its own seeded random
+state (dropout, the optimizer's noise), so a candidate scores the same in any process, on any
+Ray worker, whatever ran there before; the caller's random state is left as it was.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from prunekit.errors import ConfigError
@@ -44,6 +47,7 @@ class Objective:
     steps: int = 20
     lr: float = 1e-3
     fn: ObjectiveFn | None = None
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.fn is None and self.kind not in OBJECTIVES:
@@ -74,7 +78,12 @@ class Objective:
         if self.trains:
             batches = self.calibration or self.held_out
             epochs = -(-self.steps // len(batches))
-            train(model, batches, epochs=epochs, max_steps=self.steps, lr=self.lr, progress=False)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                train(
+                    model, batches, epochs=epochs, max_steps=self.steps, lr=self.lr,
+                    progress=False,
+                )  # fmt: skip
         measured = evaluate(model, self.held_out)
         return -float(measured.loss) if self.uses_loss else float(measured.accuracy)
 
@@ -86,8 +95,9 @@ def make_objective(
     *,
     steps: int = 20,
     lr: float = 1e-3,
+    seed: int = 0,
 ) -> Objective:
-    """An :class:`Objective` from a name or a function."""
+    """An :class:`Objective` from a name or a function; ``seed`` seeds every fine-tune."""
     if callable(objective):
-        return Objective("function", calibration, held_out, steps, lr, fn=objective)
-    return Objective(str(objective).strip().lower(), calibration, held_out, steps, lr)
+        return Objective("function", calibration, held_out, steps, lr, fn=objective, seed=seed)
+    return Objective(str(objective).strip().lower(), calibration, held_out, steps, lr, seed=seed)
