@@ -73,6 +73,7 @@ def run_row(workers: int, args: argparse.Namespace, data: list[Any]) -> dict[str
     """One search; ``workers=0`` evaluates in this process, else on that many Ray actors."""
     import ray
 
+    torch.manual_seed(0)  # the same initial weights in every row
     model = build_model("small-vgg").eval()
     example = torch.zeros(1, 1, 28, 28)
     with LoadSampler() as load:
