@@ -12,9 +12,9 @@ from rich.console import Console
 from torch import nn
 
 import prunekit
-from prunekit.search.budget import Budget
 from prunekit.measure import count_macs
 from prunekit.search import TrialRecord, pareto_front, search
+from prunekit.search.budget import Budget
 
 
 def record(number: int, score: float, macs: float, state: str = "complete") -> TrialRecord:
