@@ -17,6 +17,11 @@ VOCAB = 96
 @pytest.fixture
 def tiny_llama() -> nn.Module:
     """A LLaMA decoder with grouped-query attention (4 query heads, 2 key/value heads)."""
+    return build_tiny_llama()
+
+
+def build_tiny_llama(tie: bool = True) -> nn.Module:
+    """The ``tiny_llama`` fixture's model; ``tie=False`` gives it its own output layer."""
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
         vocab_size=VOCAB,
@@ -26,7 +31,7 @@ def tiny_llama() -> nn.Module:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=64,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie,
     )
     return transformers.LlamaForCausalLM(config).eval()
 

@@ -14,7 +14,7 @@ from prunekit.llm import UnitKind, WidthPruneConfig, prune_width
 from prunekit.llm.width import candidate_splits
 from prunekit.llm.width_scores import FixedScores, calibration_loss, reference_outputs
 
-from .conftest import VOCAB
+from .conftest import VOCAB, build_tiny_llama
 
 transformers = pytest.importorskip("transformers")
 
@@ -36,23 +36,8 @@ def test_candidate_splits_land_within_half_an_mlp_step() -> None:
     ]
 
 
-def _llama(tie: bool = True) -> nn.Module:
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=tie,
-    )
-    return transformers.LlamaForCausalLM(config).eval()
-
-
 def test_calibration_loss_of_uniform_logits_is_log_vocab(windows: torch.Tensor) -> None:
-    model = _llama(tie=False)
+    model = build_tiny_llama(tie=False)
     with torch.no_grad():
         model.lm_head.weight.zero_()  # every logit 0: cross-entropy log(96) at every position
     loss = calibration_loss(model, windows, batch_size=3)
