@@ -41,36 +41,25 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from prunekit.api import prune
 from prunekit.errors import ConfigError, DataError
 from prunekit.estimators import Estimator, ScoringData
-from prunekit.llm.blocks import BlockInputs, BlockStack, advance, capture_block_inputs, find_blocks
+from prunekit.llm.blocks import BlockInputs, advance, find_blocks
 from prunekit.llm.calibration import TextSource
 from prunekit.llm.pruned_io import PLAN_FILE
-from prunekit.llm.shards import ShardedCheckpoint, write_index, write_shard
-from prunekit.llm.stream_output import (
-    BlockCallback,
-    StreamResult,
-    block_tensors,
-    copy_side_files,
-    embedding_names,
-    open_output,
-    outside_groups,
-    shard_name,
-    stored,
-    stream_windows,
-    write_outside,
+from prunekit.llm.shards import ShardedCheckpoint, write_shard
+from prunekit.llm.stream_output import BlockCallback, StreamResult, block_tensors, stored
+from prunekit.llm.stream_progress import save_block
+from prunekit.llm.stream_run import (
+    StreamRun,
+    StreamSource,
+    close_run,
+    open_run,
+    open_source,
+    run_blocks,
 )
-from prunekit.llm.stream_progress import Progress, fingerprint, finish, load_hidden, save_block
-from prunekit.llm.stream_skeleton import (
-    build_skeleton,
-    check_coverage,
-    materialise,
-    release,
-    release_named,
-)
+from prunekit.llm.stream_skeleton import build_skeleton, check_coverage, materialise, release
 from prunekit.llm.stream_width_plan import (
     StreamWidthConfig,
     build_proxy,
@@ -120,65 +109,59 @@ def _merge(done: Plan, block: Plan) -> Plan:
     return Plan({**done.tensors, **block.tensors}, {**done.groups, **block.groups}, modules)
 
 
-@dataclass
-class _Run:
-    """What the per-block step needs and keeps."""
+@dataclass(frozen=True)
+class _Width:
+    """What the per-block step needs besides the source and the run."""
 
-    model: nn.Module
-    hf_config: Any
-    stack: BlockStack
-    checkpoint: ShardedCheckpoint
     config: StreamWidthConfig
     estimator: Estimator
     overrides: dict[str, float]
     dtype: torch.dtype
-    out_dir: Path
-    state: Progress
-    total: int
-    first_shard: int
 
 
-def _prune_one(run: _Run, index: int, inputs: BlockInputs | None) -> None:
+def _prune_one(
+    source: StreamSource, run: StreamRun, width: _Width, index: int, inputs: BlockInputs | None
+) -> None:
     """Fill block ``index`` into a stand-in, score and remove its units, advance the
     activations, write its shard and its plan, drop it."""
-    stack, last = run.stack, index + 1 == len(run.stack)
-    proxy = build_proxy(run.model, run.hf_config, index, run.dtype)
+    stack, last = source.stack, index + 1 == len(source.stack)
+    proxy = build_proxy(source.model, source.hf_config, index, width.dtype)
     proxy_stack = find_blocks(proxy)
     real, local = stack.name(index) + ".", proxy_stack.name(0) + "."
-    dense = block_tensors(stack, index, run.checkpoint, run.dtype)
+    dense = block_tensors(stack, index, source.checkpoint, width.dtype)
     materialise(proxy, {local + k[len(real) :]: v for k, v in dense.items()})
     del dense
     layer: nn.Module = proxy_stack.blocks[0]
     data = None
     if inputs is not None:  # the estimator reads activations
         hidden = inputs.hidden
-        if run.config.propagate == "dense" and not last:
+        if width.config.propagate == "dense" and not last:
             hidden = hidden.clone()
             advance(layer, inputs)
         data = _scoring_data(hidden, inputs, proxy_stack.name(0))
     plan = Plan({})
-    if run.overrides:
+    if width.overrides:
         result = prune(
             proxy,
             proxy_example(proxy),
             sparsity=0.0,
             granularity="channel",
-            estimator=run.estimator,
+            estimator=width.estimator,
             data=data,
             scope="layer",
-            include=list(run.overrides),
-            overrides=run.overrides,
-            verify=run.config.verify,
+            include=list(width.overrides),
+            overrides=width.overrides,
+            verify=width.config.verify,
             metrics=False,
         )
         assert result.plan is not None  # structural pruning records its plan
         plan = _rename(result.plan, local, real)
         layer = find_blocks(result.model).blocks[0]
-    if inputs is not None and run.config.propagate == "pruned" and not last:
+    if inputs is not None and width.config.propagate == "pruned" and not last:
         advance(layer, inputs)
-    tensors = stored({real + k: v for k, v in layer.state_dict().items()}, run.checkpoint)
+    tensors = stored({real + k: v for k, v in layer.state_dict().items()}, source.checkpoint)
     release(layer)
-    shard = shard_name(run.first_shard + index, run.total)
+    shard = run.block_shard(index)
     write_shard(run.out_dir / shard, tensors)
     run.state.weight_map.update(dict.fromkeys(tensors, shard))
     del tensors
@@ -226,68 +209,39 @@ def prune_width_streaming(
     ``result.layer_sparsity`` is the fraction of each narrowed Linear's weight removed;
     ``result.width`` the allocation and parameter counts.
     """
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
     estimator = config.build_estimator()
     start = time.perf_counter()
-    checkpoint = ShardedCheckpoint(model_dir)
-    if out_dir.resolve() == model_dir.resolve():
-        raise ConfigError(f"output directory {str(out_dir)!r} is the model directory")
-    model, hf_config = build_skeleton(model_dir, dtype)
-    where = check_coverage(model, checkpoint)
-    stack = find_blocks(model)
+    source = open_source(model_dir, out_dir, dtype)
+    model, stack = source.model, source.stack
     params_before = count_params(model)
     block_params = sum(count_params(b) for b in stack.blocks)
     denominator = block_params if config.of == "blocks" else params_before
-    proxy = build_proxy(model, hf_config, 0, dtype)
+    proxy = build_proxy(model, source.hf_config, 0, dtype)
     allocation, overrides = plan_allocation(proxy, config, len(stack), denominator)
     del proxy
     windows = None
     if estimator.needs_data:
-        windows = stream_windows(
-            calibration,
-            model_dir,
-            int(hf_config.vocab_size),
-            n_samples=n_samples,
-            seq_len=seq_len,
-            seed=seed,
-        )
+        windows = source.windows(calibration, n_samples=n_samples, seq_len=seq_len, seed=seed)
     settings = {**dataclasses.asdict(config), "dtype": str(dtype), "kind": "width"}
-    state = open_output(out_dir, fingerprint(settings, checkpoint.fingerprint(), windows))
-    block_prefix = stack.prefix + "."
-    outside = outside_groups(checkpoint, block_prefix)
-    total = len(outside) + len(stack)
-    if state.blocks_done == 0:
-        state.weight_map.update(write_outside(out_dir, checkpoint, outside, total))
-    resumed_from = state.blocks_done
-    run = _Run(
-        model, hf_config, stack, checkpoint, config, estimator, overrides, dtype, out_dir,
-        state, total, len(outside) + 1,
+    run = open_run(source, out_dir, settings, windows)
+    width = _Width(config, estimator, overrides, dtype)
+
+    def step(index: int, inputs: BlockInputs | None) -> None:
+        _prune_one(source, run, width, index, inputs)
+
+    resumed_from = run_blocks(
+        source, run, windows, step, dtype=dtype, desc="width", progress=progress,
+        on_block=on_block,
     )  # fmt: skip
-    with torch.no_grad():
-        inputs = None
-        if windows is not None:
-            needed = embedding_names(model, where, block_prefix)
-            materialise(model, checkpoint.load(sorted(set(needed.values())), dtype))
-            materialise(model, {n: model.get_parameter(s) for n, s in needed.items() if n != s})
-            inputs = capture_block_inputs(model, stack, windows)
-            if resumed_from:
-                inputs.hidden = load_hidden(out_dir, state).to(dtype)
-            release_named(model, needed)
-        bar = tqdm(
-            range(resumed_from, len(stack)), desc="width", unit="block", disable=not progress
-        )
-        for index in bar:
-            _prune_one(run, index, inputs)
-            if on_block is not None:
-                on_block(index)
-    plan = Plan.from_dict(state.plan) if state.plan else Plan({})
-    write_index(out_dir, state.weight_map)
-    copy_side_files(model_dir, out_dir)
-    _write_config(hf_config, plan, out_dir)
-    (out_dir / PLAN_FILE).write_text(plan.to_json(indent=1, sort_keys=True))
-    finish(out_dir, state)
+    plan = Plan.from_dict(run.state.plan) if run.state.plan else Plan({})
+
+    def write_plan(out: Path) -> None:
+        _write_config(source.hf_config, plan, out)
+        (out / PLAN_FILE).write_text(plan.to_json(indent=1, sort_keys=True))
+
+    close_run(source, run, write_plan)
     removed = _removed_params(plan)
-    width = {
+    summary = {
         "allocation": allocation.to_dict(),
         "params_before": params_before,
         "params_after": params_before - removed,
@@ -295,11 +249,11 @@ def prune_width_streaming(
         "sparsity": round(removed / params_before, 6),
         "block_sparsity": round(removed / block_params, 6),
         "propagate": config.propagate,
-        "config_describes_shapes": _describes_shapes(out_dir),
+        "config_describes_shapes": _describes_shapes(run.out_dir),
     }
     return StreamResult(
-        out_dir, dict(state.layer_sparsity), len(stack), resumed_from,
-        time.perf_counter() - start, width,
+        run.out_dir, dict(run.state.layer_sparsity), len(stack), resumed_from,
+        time.perf_counter() - start, summary,
     )  # fmt: skip
 
 

@@ -23,37 +23,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch import Tensor
 
 from prunekit.errors import ConfigError
 from prunekit.granularity import NM
-from prunekit.llm.blocks import BlockStack, advance, capture_block_inputs, find_blocks
+from prunekit.llm.blocks import BlockInputs, BlockStack, advance
 from prunekit.llm.calibration import TextSource
 from prunekit.llm.methods import LLMMethod
 from prunekit.llm.sequential import LLMPruneConfig, prune_block
-from prunekit.llm.shards import ShardedCheckpoint, write_index, write_shard
+from prunekit.llm.shards import write_shard
 from prunekit.llm.stream_output import (
     BlockCallback,
     StreamResult,
     block_tensors,
-    copy_side_files,
-    embedding_names,
-    open_output,
-    outside_groups,
-    shard_name,
     stored,
-    stream_windows,
-    write_outside,
 )
-from prunekit.llm.stream_progress import Progress, fingerprint, finish, load_hidden, save_block
-from prunekit.llm.stream_skeleton import (
-    build_skeleton,
-    check_coverage,
-    materialise,
-    release,
-    release_named,
+from prunekit.llm.stream_progress import save_block
+from prunekit.llm.stream_run import (
+    StreamRun,
+    StreamSource,
+    close_run,
+    open_run,
+    open_source,
+    run_blocks,
 )
+from prunekit.llm.stream_skeleton import materialise, release
 from prunekit.llm.stream_width import StreamWidthConfig, prune_width_streaming
 
 
@@ -140,7 +134,6 @@ def prune_streaming(
             on_block=on_block,
         )
     method = "wanda" if method is None else method
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
     config = LLMPruneConfig(
         method=method if isinstance(method, str) else method.name,
         sparsity=0.5 if sparsity is None else sparsity,
@@ -153,101 +146,54 @@ def prune_streaming(
     )
     algorithm = method if isinstance(method, LLMMethod) else config.build_method()
     start = time.perf_counter()
-    checkpoint = ShardedCheckpoint(model_dir)
-    if out_dir.resolve() == model_dir.resolve():
-        raise ConfigError(f"output directory {str(out_dir)!r} is the model directory")
-    model, hf_config = build_skeleton(model_dir, dtype)
-    where = check_coverage(model, checkpoint)
-    stack = find_blocks(model)
-    _check_layers(stack, config)
+    source = open_source(model_dir, out_dir, dtype)
+    _check_layers(source.stack, config)
     windows = None
     if algorithm.needs_data:
-        windows = stream_windows(
-            calibration,
-            model_dir,
-            int(hf_config.vocab_size),
-            n_samples=n_samples,
-            seq_len=seq_len,
-            seed=seed,
-        )
+        windows = source.windows(calibration, n_samples=n_samples, seq_len=seq_len, seed=seed)
     settings = {**dataclasses.asdict(config), "method": repr(algorithm), "dtype": str(dtype)}
-    key = fingerprint(settings, checkpoint.fingerprint(), windows)
-    state = open_output(out_dir, key)
-    block_prefix = stack.prefix + "."
-    outside = outside_groups(checkpoint, block_prefix)
-    total = len(outside) + len(stack)
-    if state.blocks_done == 0:
-        state.weight_map.update(write_outside(out_dir, checkpoint, outside, total))
-    needed = embedding_names(model, where, block_prefix)
-    materialise(model, checkpoint.load(sorted(set(needed.values())), dtype))
-    materialise(model, {n: model.get_parameter(s) for n, s in needed.items() if n != s})
-    resumed_from = state.blocks_done
-    with torch.no_grad():
-        inputs = None
-        if windows is not None:
-            inputs = capture_block_inputs(model, stack, windows)
-            if resumed_from:
-                inputs.hidden = load_hidden(out_dir, state).to(dtype)
-        release_named(model, needed)  # the embeddings are not needed after block 0's inputs
-        bar = tqdm(
-            range(resumed_from, len(stack)), desc=algorithm.name, unit="block", disable=not progress
-        )
-        for index in bar:
-            _prune_one(
-                len(outside) + index + 1,
-                model,
-                stack,
-                index,
-                config,
-                algorithm,
-                inputs,
-                checkpoint,
-                dtype,
-                out_dir,
-                state,
-                total,
-            )
-            if on_block is not None:
-                on_block(index)
-    write_index(out_dir, state.weight_map)
-    copy_side_files(model_dir, out_dir)
-    finish(out_dir, state)
+    run = open_run(source, out_dir, settings, windows)
+
+    def step(index: int, inputs: BlockInputs | None) -> None:
+        _prune_one(source, run, index, config, algorithm, inputs, dtype)
+
+    resumed_from = run_blocks(
+        source, run, windows, step, dtype=dtype, desc=algorithm.name, progress=progress,
+        on_block=on_block,
+    )  # fmt: skip
+    close_run(source, run)
     return StreamResult(
-        out_dir,
-        dict(state.layer_sparsity),
-        len(stack),
+        run.out_dir,
+        dict(run.state.layer_sparsity),
+        len(source.stack),
         resumed_from,
         time.perf_counter() - start,
     )
 
 
 def _prune_one(
-    shard_index: int,
-    model: nn.Module,
-    stack: BlockStack,
+    source: StreamSource,
+    run: StreamRun,
     index: int,
     config: LLMPruneConfig,
     algorithm: LLMMethod,
-    inputs: Any,
-    checkpoint: ShardedCheckpoint,
+    inputs: BlockInputs | None,
     dtype: torch.dtype,
-    out_dir: Path,
-    state: Progress,
-    total: int,
 ) -> None:
     """Fill block ``index``, prune it, advance the activations, write its shard, drop it."""
+    stack, model = source.stack, source.model
     block = stack.blocks[index]
-    materialise(model, block_tensors(stack, index, checkpoint, dtype))
+    materialise(model, block_tensors(stack, index, source.checkpoint, dtype))
     achieved = prune_block(model, stack, index, config, inputs, method=algorithm)
     if inputs is not None and index + 1 < len(stack):
         advance(block, inputs)
     prefix = stack.name(index) + "."
-    pruned = stored({prefix + k: v for k, v in block.state_dict().items()}, checkpoint)
+    pruned = stored({prefix + k: v for k, v in block.state_dict().items()}, source.checkpoint)
     release(block)
-    shard = shard_name(shard_index, total)
-    write_shard(out_dir / shard, pruned)
-    state.weight_map.update(dict.fromkeys(pruned, shard))
+    shard = run.block_shard(index)
+    write_shard(run.out_dir / shard, pruned)
+    run.state.weight_map.update(dict.fromkeys(pruned, shard))
     del pruned
-    state.layer_sparsity.update(achieved)
-    last = inputs is None or index + 1 == len(stack)
-    save_block(out_dir, state, None if last else inputs.hidden, index + 1)
+    run.state.layer_sparsity.update(achieved)
+    last = index + 1 == len(stack)
+    save_block(run.out_dir, run.state, None if last or inputs is None else inputs.hidden, index + 1)
