@@ -28,8 +28,9 @@ def test_a_mapping_wins_over_the_name_rule() -> None:
     assert assign_stages(layers, stages={"layer*": "body", "conv1": "stem"}) == {
         "conv1": "stem", "layer1.0.conv1": "body", "layer2.0.conv1": "body", "fc": "fc",
     }  # fmt: skip
-    with pytest.raises(ConfigError, match="stage_depth must be an integer >= 1"):
-        assign_stages(layers, depth=0)
+    assert assign_stages(["layer2.1.conv1"], 2) == {"layer2.1.conv1": "layer2.1"}
+    with pytest.raises(ConfigError, match="stages must be a name depth >= 1"):
+        assign_stages(layers, 0)
 
 
 def two_stage_cnn() -> nn.Module:

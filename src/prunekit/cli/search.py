@@ -66,14 +66,10 @@ def _search(recipe_file: Path, given: dict[str, Any], out: Path | None) -> None:
     if out is not None:
         recipe = recipe.model_copy(update={"output": recipe.output.model_copy(update={"dir": out})})
     model, example, loader, test = _load(recipe)
+    settings = spec.config.replace(storage=default_storage(recipe, spec))
     result = search(
-        model, example, data=loader, target=budget_of(recipe, spec), searcher=spec.searcher,
-        trials=spec.trials, space=spec.space, stages=spec.stages,
-        workers=spec.workers, address=spec.address, storage=default_storage(recipe, spec),
-        study_name=spec.study_name, objective=spec.objective, n_batches=spec.n_batches,
-        eval_batches=spec.eval_batches, finetune_steps=spec.finetune_steps,
-        finetune_lr=spec.finetune_lr, tolerance=spec.tolerance, threads=spec.threads,
-        seed=recipe.seed, progress=sys.stderr.isatty(), config=recipe.prune,
+        model, example, data=loader, target=budget_of(recipe, spec), config=settings,
+        prune=recipe.prune, progress=sys.stderr.isatty(),
     )  # fmt: skip
     folder = Path(recipe.output.dir)
     replay = recipe.model_copy(
@@ -98,7 +94,7 @@ def _search(recipe_file: Path, given: dict[str, Any], out: Path | None) -> None:
             highlight=False,
         )
     if recipe.finetune.epochs or recipe.finetune.max_steps:
-        files["model"] = _finetune(recipe, spec.processes, model, example, loader, test, result)
+        files["model"] = _finetune(recipe, settings.processes, model, example, loader, test, result)
     for name, path in files.items():
         console.print(f"{name}: {path}", highlight=False)
 

@@ -16,6 +16,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import optuna
 from torch import nn
 
 from prunekit.budget import RuntimeTimer, Target
@@ -23,13 +24,14 @@ from prunekit.config import PruneConfig, make_config
 from prunekit.errors import ConfigError
 from prunekit.estimators import ScoringData
 from prunekit.search.budget import Budget, parse_budget
+from prunekit.search.config import SearchConfig, make_search_config, route_options
 from prunekit.search.costs import timed_ratio
 from prunekit.search.evaluate import Outcome, TrialEvaluator
 from prunekit.search.objectives import ObjectiveFn, make_objective
-from prunekit.search.prepare import build_space, fingerprint, prepare
+from prunekit.search.prepare import Prepared, build_space, fingerprint, prepare
 from prunekit.search.result import SearchResult, records
 from prunekit.search.runner import make_executor, run_trials
-from prunekit.search.searchers import SpaceInfo, get_searcher
+from prunekit.search.searchers import Searcher, SpaceInfo, get_searcher
 from prunekit.search.space import SearchSpace
 from prunekit.search.storage import finished, open_study, requeue_interrupted
 
@@ -62,31 +64,21 @@ def search(
     *,
     data: Iterable[Any] | None,
     target: Budget | Target | Mapping[str, float | str] | str,
-    searcher: str = "tpe",
-    space: str = "group",
-    stages: int | Mapping[str, str] | None = None,
-    trials: int = 20,
-    workers: int = 1,
-    address: str | None = None,
-    storage: str | Path | None = None,
-    study_name: str | None = None,
-    objective: str | ObjectiveFn = "proxy",
+    config: SearchConfig | Mapping[str, Any] | None = None,
+    prune: PruneConfig | Mapping[str, Any] | None = None,
+    objective: str | ObjectiveFn | None = None,
     eval_data: Iterable[Any] | None = None,
-    n_batches: int = 8,
-    eval_batches: int | None = None,
-    finetune_steps: int = 20,
-    finetune_lr: float = 1e-3,
-    seed: int = 0,
-    tolerance: float = 0.02,
-    threads: int | None = None,
     timer: RuntimeTimer | None = None,
-    confirm: bool = True,
     progress: bool = True,
-    config: PruneConfig | Mapping[str, Any] | None = None,
     **options: Any,
 ) -> SearchResult:
     """Search per-layer sparsities of ``model`` that keep at most ``target`` of its MACs,
     params, latency or size on disk and score highest.
+
+    ``search(model, x, data=loader, target={"macs": 0.25}, searcher="tpe", trials=40)``: every
+    keyword option is a field of :class:`~prunekit.search.config.SearchConfig` (how to search)
+    or of the base :class:`~prunekit.config.PruneConfig` (what a unit is and how it is scored),
+    routed by name; ``config`` and ``prune`` give either as a whole (the options win).
 
     Args:
         data: batches of ``(inputs, targets)``: the first ``n_batches`` score the units (as
@@ -99,87 +91,133 @@ def search(
             the runtime) and prices every candidate, its projection and the recorded cost;
             with ``confirm`` the best trial's pruned model is then timed against the dense
             one (:attr:`SearchResult.measured`).
-        space / stages: ``"group"`` (default): one keep ratio per prunable layer; ``"stage"``:
-            one per stage, shared by its layers (fewer dimensions for deep nets). A layer's
-            stage comes from ``stages``: a mapping of name globs to stage names, or an int
-            depth (the first ``depth`` components of its name), or by default its parent
-            module's name without trailing block indices (:mod:`prunekit.search.stages`).
-        searcher: ``random``, ``tpe``, ``nsga2`` (score and cost: a Pareto front), ``cmaes``,
-            ``ga`` or ``amc`` (:data:`~prunekit.search.SEARCHERS`).
-        trials: finished trials wanted in the study; a resumed study runs only the rest.
-        workers / address: run trials on that many Ray workers (local Ray started on demand),
-            or on the Ray cluster at ``address``.
-        storage: a journal file path (default ``runs/search/study-<model hash>.journal``), a
-            database URL, or ``":memory:"``; ``study_name`` defaults to
-            ``<searcher>-<target>-<objective>``.
-        objective: ``"proxy"`` (held-out accuracy after BatchNorm recalibration), ``"finetune"``
-            (after ``finetune_steps`` steps of fine-tuning first), ``"proxy-loss"`` /
-            ``"finetune-loss"`` (the same, scored by minus the held-out cross-entropy) or
-            ``f(model) -> float`` (higher is better; given the pruned, recalibrated model).
-        tolerance: with one objective, a candidate spending less than ``(1 - tolerance)`` of
-            the budget is moved toward the dense model until it spends it.
-        threads: torch threads for each trial (Ray workers use 1 unless given).
-        config / options: the base :class:`~prunekit.config.PruneConfig` (granularity
-            ``channel`` by default, estimator, exclude, min_keep_fraction, ...); its sparsity
-            and target are replaced by the searched per-layer sparsities.
+        config: the search options (searcher, space, stages, trials, workers, address,
+            storage, study_name, objective, n_batches, eval_batches, finetune_steps,
+            finetune_lr, seed, tolerance, threads, confirm; see
+            :class:`~prunekit.search.config.SearchConfig`).
+        prune: the base pruning config (granularity ``channel`` by default, estimator,
+            exclude, min_keep_fraction, ...); its sparsity and target are replaced by the
+            searched per-layer sparsities.
+        objective: a name (as the ``objective`` option: ``"proxy"``, ``"finetune"``,
+            ``"proxy-loss"``, ``"finetune-loss"``) or ``f(model) -> float`` (higher is better;
+            given the pruned, recalibrated model).
+        timer: times the latency table and the confirmation (default: one thread in the
+            budget's runtime).
     """
+    settings, base, fn = _configs(config, prune, objective, options)
     goal = parse_budget(target)
-    if trials < 1 or workers < 1:
-        raise ConfigError(f"search: trials and workers must be >= 1, got {trials}, {workers}")
-    entry = get_searcher(searcher)
-    name = searcher.strip().lower()
-    base = _base_config(config, options)
-    held = eval_batches or n_batches
-    if eval_data is not None:
-        calibration, held_out = _batches(data, n_batches), _batches(eval_data, held)
-    else:  # one pass: a shuffling loader would reshuffle between two
-        taken = _batches(data, n_batches + held)
-        calibration, held_out = taken[:n_batches], taken[n_batches:]
+    calibration, held_out = _split_data(data, eval_data, settings)
     scoring = ScoringData(calibration, progress=False) if calibration else None
     prepared = prepare(model, example_inputs, base, scoring)
-    depth, mapping = (stages, None) if isinstance(stages, int) else (None, stages)
-    searched = build_space(
-        prepared, goal, tolerance, space=space, stage_depth=depth, stages=mapping, timer=timer
-    )
-    fn = make_objective(
-        objective, calibration, held_out, steps=finetune_steps, lr=finetune_lr, seed=seed
-    )
-    objective_name = objective if isinstance(objective, str) else "function"
+    searched = build_space(prepared, goal, settings.tolerance, space=settings.space,
+                           stages=settings.stages, timer=timer)  # fmt: skip
+    trial_fn = make_objective(
+        fn or settings.objective, calibration, held_out, steps=settings.finetune_steps,
+        lr=settings.finetune_lr, seed=settings.seed,
+    )  # fmt: skip
+    objective_name = settings.objective if fn is None else "function"
     model_hash = fingerprint(model)
-    where = storage if storage is not None else DEFAULT_DIR / f"study-{model_hash[:12]}.journal"
-    per = "" if space == "group" else "-stage"
-    study_name = study_name or f"{name}-{goal.metric}{goal.keep:g}-{objective_name}{per}"
+    settings = _named(settings, goal, objective_name, model_hash)
+    entry = get_searcher(settings.searcher)
+    study = _open_study(settings, entry, searched, goal, objective_name, base, model_hash)
+    evaluator = TrialEvaluator(prepared, searched, trial_fn, _trial_threads(settings))
+    executor = make_executor(evaluator, settings.workers, settings.address)
+    run_trials(study, searched, executor, settings.trials, multi=entry.multi_objective,
+               progress=progress, on_outcome=_reporter(progress))  # fmt: skip
+    result = SearchResult(records(study), goal, settings, base, objective_name)
+    return _confirmed(result, prepared, searched, timer)
+
+
+def _configs(
+    config: SearchConfig | Mapping[str, Any] | None,
+    prune: PruneConfig | Mapping[str, Any] | None,
+    objective: str | ObjectiveFn | None,
+    options: Mapping[str, Any],
+) -> tuple[SearchConfig, PruneConfig, ObjectiveFn | None]:
+    """The search options, the base pruning config and a callable objective, from
+    ``search()``'s arguments (keyword options routed by name)."""
+    searched, pruned = route_options(options)
+    fn = objective if callable(objective) else None
+    if objective is not None and fn is None:
+        searched["objective"] = objective
+    return make_search_config(config, searched), _base_config(prune, pruned), fn
+
+
+def _split_data(
+    data: Iterable[Any] | None, eval_data: Iterable[Any] | None, settings: SearchConfig
+) -> tuple[list[Any], list[Any]]:
+    """Calibration and held-out batches: the first ``n_batches`` of ``data`` and the next
+    ``held_batches`` of it (one pass: a shuffling loader would reshuffle between two), or of
+    ``eval_data``."""
+    n, held = settings.n_batches, settings.held_batches
+    if eval_data is not None:
+        return _batches(data, n), _batches(eval_data, held)
+    taken = _batches(data, n + held)
+    return taken[:n], taken[n:]
+
+
+def _named(
+    settings: SearchConfig, goal: Budget, objective_name: str, model_hash: str
+) -> SearchConfig:
+    """``settings`` with the default storage (a journal named by the model's hash) and study
+    name (``<searcher>-<metric><keep>-<objective>[-stage]``) filled in."""
+    storage = settings.storage or str(DEFAULT_DIR / f"study-{model_hash[:12]}.journal")
+    per = "" if settings.space == "group" else "-stage"
+    name = settings.study_name or (
+        f"{settings.searcher}-{goal.metric}{goal.keep:g}-{objective_name}{per}"
+    )
+    return settings.replace(storage=storage, study_name=name)
+
+
+def _open_study(
+    settings: SearchConfig,
+    entry: Searcher,
+    searched: SearchSpace,
+    goal: Budget,
+    objective_name: str,
+    base: PruneConfig,
+    model_hash: str,
+) -> optuna.Study:
+    """The stored study (created, or resumed if its model, budget, objective, layers and base
+    config match), with interrupted trials queued again."""
     meta: dict[str, Any] = {"model": model_hash, "target": str(goal), "objective": objective_name,
                             "layers": searched.names, "config": base.model_dump_json()}  # fmt: skip
-    if per:  # a per-layer study keeps the meta it always had
+    if settings.space != "group":  # a per-layer study keeps the meta it always had
         meta["params"] = {p.name: list(p.patterns) for p in searched.params}
     lows = [p.low for p in searched.params]
-    info = SpaceInfo(searched.param_names, lows, _features(searched), trials, seed)
+    features = _features(searched)
+    info = SpaceInfo(searched.param_names, lows, features, settings.trials, settings.seed)
+    directions = ["maximize", "minimize"] if entry.multi_objective else ["maximize"]
     study = open_study(
-        where, study_name, ["maximize", "minimize"] if entry.multi_objective else ["maximize"],
-        entry.build(info), meta,
-    )  # fmt: skip
+        str(settings.storage), str(settings.study_name), directions, entry.build(info), meta
+    )
     requeue_interrupted(study)
     if not entry.numbered and finished(study):  # a restarted sampler must not replay its draws
-        study.sampler = entry.build(
-            SpaceInfo(info.names, info.lows, info.features, trials, seed + len(study.trials))
-        )
-    pool_threads = threads if threads is not None else (1 if workers > 1 or address else None)
-    evaluator = TrialEvaluator(prepared, searched, fn, pool_threads)
-    executor = make_executor(evaluator, workers, address)
-    run_trials(study, searched, executor, trials, multi=entry.multi_objective, progress=progress,
-               on_outcome=_reporter(progress))  # fmt: skip
-    result = SearchResult(records(study), goal, name, objective_name, base, str(where), study_name)
-    if (
-        goal.metric == "latency"
-        and confirm
-        and any(t.latency <= goal.keep + 1e-9 for t in result.completed)
-    ):
-        chosen = searched.selection(result.best.sparsities)
-        timing = timer or RuntimeTimer(goal.runtime or "onnxruntime")
-        real = timed_ratio(prepared.model, prepared.example, prepared.groups, chosen, timing)
-        result = dataclasses.replace(result, measured=real)
-    return result
+        study.sampler = entry.build(dataclasses.replace(info, seed=info.seed + len(study.trials)))
+    return study
+
+
+def _trial_threads(settings: SearchConfig) -> int | None:
+    """torch threads per trial: ``threads``, else 1 on Ray workers, else torch's default."""
+    if settings.threads is not None:
+        return settings.threads
+    return 1 if settings.workers > 1 or settings.address else None
+
+
+def _confirmed(
+    result: SearchResult, prepared: Prepared, searched: SearchSpace, timer: RuntimeTimer | None
+) -> SearchResult:
+    """With a latency budget and ``confirm``, ``result`` with the best trial's pruned model
+    timed against the dense one."""
+    goal = result.target
+    if goal.metric != "latency" or not result.config.confirm:
+        return result
+    if not any(t.latency <= goal.keep + 1e-9 for t in result.completed):
+        return result
+    chosen = searched.selection(result.best.sparsities)
+    timing = timer or RuntimeTimer(goal.runtime or "onnxruntime")
+    real = timed_ratio(prepared.model, prepared.example, prepared.groups, chosen, timing)
+    return dataclasses.replace(result, measured=real)
 
 
 def _base_config(

@@ -21,13 +21,21 @@ from torch import nn
 from prunekit.budget import RuntimeTimer, Target
 from prunekit.config import PruneConfig
 from prunekit.core.groups import Group, Scores
+from prunekit.core.modes import eval_mode
 from prunekit.errors import ConfigError
 from prunekit.estimators import ScoringData
 from prunekit.graph import build_structural_groups
+from prunekit.measure.inputs import call_model
 from prunekit.search.budget import Budget, parse_budget
 from prunekit.search.costs import build_costs
 from prunekit.search.space import SearchSpace
-from prunekit.search.stages import assign_stages, check_space
+from prunekit.search.stages import (
+    RESOLUTION,
+    StageRule,
+    assign_stages,
+    check_space,
+    check_stages,
+)
 from prunekit.surgery.convert import replace_multihead_attention
 
 
@@ -62,24 +70,55 @@ def prepare(
     return Prepared(working, example, pool, scores, config)
 
 
+def feature_sizes(prepared: Prepared) -> dict[str, tuple[int, ...]]:
+    """Spatial size of each searched layer's output feature maps (``(H, W)`` of an ``[N, C, H,
+    W]`` output whose channels are the layer's units), from one forward pass on the example
+    inputs; a layer whose units are not the channels of a feature map (a Linear layer, or a
+    group with no output position) is left out."""
+    where = {g.output[0]: g.output[1] for g in prepared.groups if g.output is not None}
+    sizes: dict[str, tuple[int, ...]] = {}
+    handles = []
+    for name, module in prepared.model.named_modules():
+        if name not in where:
+            continue
+
+        def hook(_: nn.Module, __: Any, out: Any, name: str = name) -> None:
+            dim = where[name]
+            if name in sizes or not isinstance(out, torch.Tensor) or out.dim() < 3:
+                return
+            if dim % out.dim() == 1:  # channels first: the rest are spatial
+                sizes[name] = tuple(int(n) for n in out.shape[2:])
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with eval_mode(prepared.model), torch.no_grad():
+            call_model(prepared.model, prepared.example, purpose="measuring feature-map sizes")
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sizes
+
+
 def build_space(
     prepared: Prepared,
     target: Budget | Target | Mapping[str, float | str] | str,
     tolerance: float,
     *,
     space: str = "group",
-    stage_depth: int | None = None,
-    stages: Mapping[str, str] | None = None,
+    stages: StageRule = None,
     timer: RuntimeTimer | None = None,
 ) -> SearchSpace:
     """The search space of ``prepared``: MACs and params cost models (and the budget's latency
-    table, measured once with ``timer``, or size model), one parameter per layer or per stage
-    (:mod:`prunekit.search.stages`)."""
+    table, measured once with ``timer``, or size model), one parameter per layer or, with
+    ``space="stage"``, per stage of ``stages`` (:mod:`prunekit.search.stages`)."""
     budget = parse_budget(target)
     kind = check_space(space)
+    rule = check_stages(stages)
     costs = build_costs(prepared.model, prepared.example, prepared.groups, budget, timer)
-    layers = [g.layer for g in prepared.groups]
-    mapping = assign_stages(layers, depth=stage_depth, stages=stages) if kind == "stage" else None
+    mapping = None
+    if kind == "stage":
+        sizes = feature_sizes(prepared) if rule == RESOLUTION else None
+        mapping = assign_stages([g.layer for g in prepared.groups], rule, sizes=sizes)
     return SearchSpace(
         prepared.groups, prepared.scores, prepared.config.selection(), costs, budget,
         tolerance=tolerance, stages=mapping,

@@ -21,6 +21,7 @@ from prunekit.config import PruneConfig
 from prunekit.errors import ConfigError
 from prunekit.recipe import Recipe
 from prunekit.search.budget import Budget
+from prunekit.search.config import SearchConfig
 from prunekit.search.storage import INTERRUPTED
 
 
@@ -84,18 +85,31 @@ def pareto_front(trials: Sequence[TrialRecord], metric: str) -> list[TrialRecord
 
 @dataclass(frozen=True)
 class SearchResult:
-    """All trials of a search, its budget and the base pruning config the sparsities apply to."""
+    """All trials of a search, its budget, the search options it ran with (``storage`` and
+    ``study_name`` filled in) and the base pruning config the sparsities apply to."""
 
     trials: list[TrialRecord]
     target: Budget
-    searcher: str
+    config: SearchConfig
+    prune: PruneConfig
     objective: str
-    config: PruneConfig
-    storage: str
-    study_name: str
+    """The objective's name, or ``"function"`` for a callable objective."""
     measured: float | None = None
     """With a latency budget: the best trial's pruned model timed against the dense one in the
     runtime (the table's prediction is :attr:`TrialRecord.latency`)."""
+
+    @property
+    def searcher(self) -> str:
+        return self.config.searcher
+
+    @property
+    def storage(self) -> str:
+        """Where the study is stored (a journal file, a database URL or ``:memory:``)."""
+        return self.config.storage or ""
+
+    @property
+    def study_name(self) -> str:
+        return self.config.study_name or ""
 
     @property
     def completed(self) -> list[TrialRecord]:
@@ -119,7 +133,7 @@ class SearchResult:
     def prune_config(self, trial: TrialRecord | None = None) -> PruneConfig:
         """The pruning config that replays ``trial`` (default :attr:`best`)."""
         chosen = trial or self.best
-        return self.config.replace(
+        return self.prune.replace(
             sparsity=0.0, scope="layer", target=None, threshold=None,
             overrides=dict(chosen.sparsities),
         )  # fmt: skip
@@ -156,7 +170,8 @@ class SearchResult:
             "objective": self.objective,
             "storage": self.storage,
             "study_name": self.study_name,
-            "config": self.config.model_dump(mode="json", exclude_defaults=True),
+            "search": self.config.model_dump(mode="json"),
+            "prune": self.prune.model_dump(mode="json", exclude_defaults=True),
             "best": self.best.number if self.completed else None,
             "measured": self.measured,
             "trials": [{**asdict(t), "pareto": t.number in front} for t in self.trials],

@@ -5,7 +5,9 @@ torch}`` or ``{size: 0.5}``); the rest of ``prune:`` is the base configuration (
 estimator, exclusions, floors) whose per-layer sparsities the search chooses. A ``finetune:``
 section (epochs or max_steps, optimizer, lr) fine-tunes the chosen model afterwards, over
 ``finetune.processes`` local processes (DDP). :func:`split_recipe` separates the parts and
-validates them.
+validates them; the ``search:`` section takes exactly the options of
+:class:`~prunekit.search.config.SearchConfig`, the one configuration of a search in Python, in
+recipes and on the command line.
 """
 
 from __future__ import annotations
@@ -14,65 +16,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
 from prunekit.errors import ConfigError
 from prunekit.recipe import Recipe, parse_recipe
-from prunekit.validation import as_value_error, describe_errors
+from prunekit.search.config import SearchConfig
+from prunekit.validation import describe_errors
 
 
-class SearchSpec(BaseModel):
-    """The options of :func:`prunekit.search.search` a recipe can set."""
+class SearchSpec(SearchConfig):
+    """A recipe's ``search:`` section: the :class:`SearchConfig` options, plus the budget when
+    ``prune:`` cannot hold it (a size budget)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    searcher: str = Field("tpe", description="random, tpe, nsga2, cmaes, ga or amc.")
-    trials: int = Field(20, ge=1, description="Finished trials wanted in the study.")
-    workers: int = Field(1, ge=1, description="Ray workers (1: run in this process).")
-    address: str | None = Field(None, description="Ray cluster address to join.")
-    storage: str | None = Field(
-        None, description="Journal file, database URL or :memory: (default: under output.dir)."
-    )
-    study_name: str | None = None
-    objective: str = Field("proxy", description="proxy, finetune, proxy-loss or finetune-loss.")
-    n_batches: int = Field(8, ge=1, description="Calibration batches (scoring, BatchNorm).")
-    eval_batches: int | None = Field(None, ge=1, description="Held-out batches per trial.")
-    finetune_steps: int = Field(20, ge=1)
-    finetune_lr: float = Field(1e-3, gt=0)
-    tolerance: float = Field(0.02, ge=0, lt=1)
-    threads: int | None = Field(None, ge=1)
-    space: str = Field("group", description="group (a keep ratio per layer) or stage.")
-    stages: int | dict[str, str] | None = Field(
-        None, description="Stage of each layer: a name-prefix depth, or {glob: stage}."
-    )
-    processes: int = Field(1, ge=1, description="Processes fine-tuning the chosen model (DDP).")
     target: dict[str, float | str] | None = Field(
         None, description="The budget, when prune: cannot hold it (size)."
     )
 
-    @field_validator("space")
-    @classmethod
-    def _space(cls, value: str) -> str:
-        from prunekit.search.stages import check_space
-
-        return as_value_error(check_space, value)
-
-    @field_validator("searcher")
-    @classmethod
-    def _searcher(cls, value: str) -> str:
-        from prunekit.search.searchers import SEARCHERS
-
-        as_value_error(SEARCHERS.get, value)
-        return value.strip().lower()
-
-    @field_validator("objective")
-    @classmethod
-    def _objective(cls, value: str) -> str:
-        from prunekit.search.objectives import OBJECTIVES
-
-        if value not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {value!r}")
-        return value
+    @property
+    def config(self) -> SearchConfig:
+        """The search options alone, as :func:`prunekit.search.search` takes them."""
+        return SearchConfig.model_validate(self.model_dump(exclude={"target"}, exclude_unset=True))
 
 
 def split_recipe(
@@ -80,8 +43,9 @@ def split_recipe(
 ) -> tuple[Recipe, SearchSpec]:
     """The recipe (without ``search:``) and its search section, with ``overrides`` (command
     line options) on top; ``prune.target`` is the budget (a ``size`` budget moves to the search
-    section: ``prune:`` has no size target), and ``finetune.processes`` moves to
-    ``search.processes``."""
+    section: ``prune:`` has no size target), ``finetune.processes`` moves to
+    ``search.processes``, and the recipe's ``seed`` is the search's unless ``search.seed`` is
+    set."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a recipe must be a mapping, got {type(data).__name__}")
     rest = {k: v for k, v in data.items() if k != "search"}
@@ -94,6 +58,8 @@ def split_recipe(
     if isinstance(prune.get("target"), Mapping) and "size" in prune["target"]:
         section["target"] = dict(prune.pop("target"))
         rest["prune"] = {**prune, "sparsity": 0.0}
+    if "seed" in data:
+        section.setdefault("seed", data["seed"])
     section.update(overrides or {})
     try:
         spec = SearchSpec.model_validate(section)
