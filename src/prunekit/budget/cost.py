@@ -25,9 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.budget.target import Metric
-from prunekit.core.groups import Group, Selection
-from prunekit.core.views import AxisView, IndexView
-from prunekit.errors import ConfigError
+from prunekit.budget.units import UnitCuts, member_dim
+from prunekit.core.groups import Group, Member, Selection
 from prunekit.measure import count_macs, dense_size_bytes, layer_macs
 from prunekit.measure.params import measured_layers
 
@@ -45,9 +44,7 @@ class CostModel:
         term_dims: per term, indices into the (tensor, dim) keys it scales with, padded with
             the index of an always-kept dummy key.
         key_size: size of each (tensor, dim) key.
-        unit_key / unit_index / unit_count: one entry per (member, unit): the key the unit
-            cuts, the unit's index in the flat concatenation of the groups' units, and how many
-            positions of that dimension it covers.
+        units: which key each unit of each group member cuts, and by how many positions.
     """
 
     dense: float
@@ -55,16 +52,15 @@ class CostModel:
     term_cost: Tensor
     term_dims: Tensor
     key_size: Tensor
-    unit_key: Tensor
-    unit_index: Tensor
-    unit_count: Tensor
-    group_names: tuple[str, ...]
+    units: UnitCuts
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return self.units.group_names
 
     def cost(self, selection: Selection) -> float:
         """The cost of the model with every unit ``selection`` drops removed."""
-        removed = torch.cat([~selection[n].to(torch.bool).cpu() for n in self.group_names])
-        cut = torch.zeros(self.key_size.numel(), dtype=torch.float64)
-        cut.index_add_(0, self.unit_key, self.unit_count * removed[self.unit_index])
+        cut = self.units.cut(selection, self.key_size.numel())
         kept = torch.cat([1.0 - cut / self.key_size, torch.ones(1, dtype=torch.float64)])
         return self.fixed + float((self.term_cost * kept[self.term_dims].prod(dim=1)).sum())
 
@@ -109,19 +105,6 @@ def _dense_terms(
     return float(count.total), terms
 
 
-def unit_positions(group: Group, member_index: int) -> Tensor:
-    view = group.members[member_index].view
-    if isinstance(view, AxisView):
-        return torch.full((view.n_units,), float(view.repeat), dtype=torch.float64)
-    if isinstance(view, IndexView):
-        return torch.tensor([float(len(ix)) for ix in view.index], dtype=torch.float64)
-    raise ConfigError(
-        f"a MACs or params target needs structural groups (channels, neurons, heads); group "
-        f"{group.name!r} has a {type(view).__name__} (element, block and N:M granularities "
-        "keep every layer's shape)"
-    )
-
-
 def build_cost_model(
     model: nn.Module, example_inputs: Any, groups: Sequence[Group], metric: Metric
 ) -> CostModel:
@@ -129,19 +112,13 @@ def build_cost_model(
     dense, terms = _dense_terms(model, example_inputs, metric)
     shapes = {n: tuple(t.shape) for n, t in model.state_dict(keep_vars=True).items()}
     keys: dict[TensorDim, int] = {}
-    unit_key, unit_index, unit_count = [], [], []
-    offset = 0
-    for group in groups:
-        for i, member in enumerate(group.members):
-            positions = unit_positions(group, i)
-            if member.tensor not in terms:
-                continue
-            dim = int(getattr(member.view, "dim", 0))
-            k = keys.setdefault((member.tensor, dim), len(keys))
-            unit_key.append(torch.full((group.n_units,), k, dtype=torch.long))
-            unit_index.append(torch.arange(offset, offset + group.n_units))
-            unit_count.append(positions)
-        offset += group.n_units
+
+    def key_of(member: Member) -> int | None:
+        if member.tensor not in terms:
+            return None
+        return keys.setdefault((member.tensor, member_dim(member)), len(keys))
+
+    units = UnitCuts.build(groups, key_of, f"a {metric} target")
     dims_of: dict[str, list[int]] = {}
     for (tensor, _), k in keys.items():
         dims_of.setdefault(tensor, []).append(k)
@@ -153,17 +130,11 @@ def build_cost_model(
         term_dims[row, : len(dims_of[tensor])] = torch.tensor(dims_of[tensor])
     key_size = torch.tensor([float(shapes[t][d]) for (t, d) in keys], dtype=torch.float64)
 
-    def cat(parts: list[Tensor], dtype: torch.dtype) -> Tensor:
-        return torch.cat(parts) if parts else torch.zeros(0, dtype=dtype)
-
     return CostModel(
         dense=dense,
         fixed=dense - sum(terms[t] for t in costed),
         term_cost=torch.tensor([terms[t] for t in costed], dtype=torch.float64),
         term_dims=term_dims,
         key_size=key_size,
-        unit_key=cat(unit_key, torch.long),
-        unit_index=cat(unit_index, torch.long),
-        unit_count=cat(unit_count, torch.float64),
-        group_names=tuple(g.name for g in groups),
+        units=units,
     )

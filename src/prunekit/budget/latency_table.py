@@ -24,10 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.budget.latency_timer import RuntimeTimer
+from prunekit.budget.units import UnitCuts, member_dim
 from prunekit.core.groups import Group, Selection
 from prunekit.core.modes import eval_mode
-from prunekit.core.views import AxisView, IndexView
-from prunekit.errors import ConfigError
 from prunekit.measure.inputs import ExampleInputs, call_model
 from prunekit.measure.params import measured_layers
 
@@ -186,18 +185,6 @@ def _time_shape(shape: LayerShape, timer: RuntimeTimer, points: int, step: int) 
     )
 
 
-def _positions(group: Group, member: int) -> Tensor:
-    view = group.members[member].view
-    if isinstance(view, AxisView):
-        return torch.full((view.n_units,), float(view.repeat), dtype=torch.float64)
-    if isinstance(view, IndexView):
-        return torch.tensor([float(len(ix)) for ix in view.index], dtype=torch.float64)
-    raise ConfigError(
-        f"a latency target needs structural groups (channels, neurons, heads); group "
-        f"{group.name!r} has a {type(view).__name__}"
-    )
-
-
 class LatencyModel:
     """Predicted latency of a structural selection from a :class:`LatencyTable` (no surgery).
 
@@ -207,7 +194,6 @@ class LatencyModel:
 
     def __init__(self, table: LatencyTable, groups: Sequence[Group], model: nn.Module) -> None:
         self.table = table
-        self.group_names = tuple(g.name for g in groups)
         self.layers = tuple(table.layers)
         shapes = {n: tuple(t.shape) for n, t in model.state_dict(keep_vars=True).items()}
         self.full = torch.tensor(
@@ -215,25 +201,14 @@ class LatencyModel:
              for w in self.layers], dtype=torch.float64,
         ).reshape(-1, 2)  # fmt: skip
         slot = {(w, d): 2 * i + (1 - d) for i, w in enumerate(self.layers) for d in (0, 1)}
-        index, where, count, offset = [], [], [], 0
-        for group in groups:
-            for m, member in enumerate(group.members):
-                key = (member.tensor, int(getattr(member.view, "dim", 0)))
-                if key in slot:
-                    index.append(torch.arange(offset, offset + group.n_units))
-                    where.append(torch.full((group.n_units,), slot[key], dtype=torch.long))
-                    count.append(_positions(group, m))
-            offset += group.n_units
-        self.unit_index = torch.cat(index) if index else torch.zeros(0, dtype=torch.long)
-        self.unit_slot = torch.cat(where) if where else torch.zeros(0, dtype=torch.long)
-        self.unit_count = torch.cat(count) if count else torch.zeros(0, dtype=torch.float64)
+        self.units = UnitCuts.build(
+            groups, lambda m: slot.get((m.tensor, member_dim(m))), "a latency target"
+        )
         self.dense = table.model_ms
 
     def widths(self, selection: Selection) -> Tensor:
         """``[layers, 2]``: kept (input, output) width of each tabulated layer."""
-        removed = torch.cat([~selection[n].to(torch.bool).cpu() for n in self.group_names])
-        cut = torch.zeros(2 * len(self.layers), dtype=torch.float64)
-        cut.index_add_(0, self.unit_slot, self.unit_count * removed[self.unit_index])
+        cut = self.units.cut(selection, 2 * len(self.layers))
         return self.full - cut.reshape(-1, 2)
 
     def cost(self, selection: Selection) -> float:
