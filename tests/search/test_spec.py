@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from prunekit.errors import ConfigError
+from prunekit.search import SearchConfig
 from prunekit.search.spec import budget_of, split_recipe
 
 
@@ -40,3 +41,20 @@ def test_command_line_overrides_win_and_are_validated() -> None:
     assert (spec.trials, spec.space, spec.processes) == (3, "stage", 2)
     with pytest.raises(ConfigError, match="invalid search section"):
         split_recipe(data, overrides={"searcher": "bogus"})
+
+
+def test_the_recipe_seed_is_the_search_seed_unless_the_section_sets_one() -> None:
+    data = {**base(target={"macs": 0.4}), "seed": 7, "search": {"stages": "resolution"}}
+    _, spec = split_recipe(data)
+    assert (spec.config.seed, spec.config.stages) == (7, "resolution")
+    _, spec = split_recipe({**data, "search": {"seed": 2}})
+    assert spec.config.seed == 2
+
+
+def test_the_section_is_a_search_config_plus_its_budget() -> None:
+    recipe, spec = split_recipe(base(target={"size": 0.3}))
+    assert isinstance(spec, SearchConfig) and spec.config == SearchConfig()
+    assert budget_of(recipe, spec) == {"size": 0.3}
+    assert "target" not in spec.config.model_dump()
+    with pytest.raises(ConfigError, match="invalid search section: trial: Extra inputs"):
+        split_recipe({**base(target={"macs": 0.4}), "search": {"trial": 3}})

@@ -3,12 +3,17 @@ every layer of a stage pruned to the same ratio in every trial."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 import torch
 from torch import nn
 
+from prunekit.config import make_config
 from prunekit.errors import ConfigError
 from prunekit.search import search
+from prunekit.search.prepare import build_space, feature_sizes, prepare
+from prunekit.search.space import SearchSpace
 from prunekit.search.stages import assign_stages, stage_of
 
 from .conftest import batches
@@ -69,9 +74,6 @@ def test_stage_space_prunes_every_layer_of_a_stage_alike(searcher: str) -> None:
 
 
 def test_stage_space_searches_one_ratio_per_stage() -> None:
-    from prunekit.config import make_config
-    from prunekit.search.prepare import build_space, prepare
-
     config = make_config(None, {"granularity": "channel", "sparsity": 0.0})
     prepared = prepare(two_stage_cnn(), torch.randn(1, 1, 8, 8), config, None)
     space = build_space(prepared, {"macs": 0.5}, 0.02, space="stage")
@@ -81,3 +83,90 @@ def test_stage_space_searches_one_ratio_per_stage() -> None:
     }  # fmt: skip
     per_layer = build_space(prepared, {"macs": 0.5}, 0.02)
     assert per_layer.param_names == ["s1.0", "s1.3", "s2.0", "s2.3"]
+
+
+def test_resolution_stages_by_hand() -> None:
+    sizes = {"stem": (56, 56), "a.0.conv": (28, 28), "a.1.conv": (28, 28), "seq": (100,)}
+    layers = ["stem", "a.0.conv", "a.1.conv", "seq", "head.fc"]
+    assert assign_stages(layers, "resolution", sizes=sizes) == {
+        "stem": "res56x56", "a.0.conv": "res28x28", "a.1.conv": "res28x28", "seq": "res100",
+        "head.fc": "head",  # no feature map: the name rule
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match="needs the layers' feature-map sizes"):
+        assign_stages(layers, "resolution")
+
+
+def strided_net() -> nn.Module:
+    """On a 1 x 8 x 6 input: stem keeps 8 x 6; down (3x3, stride 2, padding 1) gives
+    ((8 + 2 - 3) // 2 + 1, (6 + 2 - 3) // 2 + 1) = 4 x 3; body keeps 4 x 3; fc is a Linear
+    layer; head (the classifier) is never narrowed."""
+    torch.manual_seed(0)
+    return nn.Sequential(OrderedDict(
+        stem=nn.Conv2d(1, 4, 3, padding=1), act1=nn.ReLU(),
+        down=nn.Conv2d(4, 6, 3, stride=2, padding=1), act2=nn.ReLU(),
+        body=nn.Conv2d(6, 6, 3, padding=1), act3=nn.ReLU(),
+        pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(),
+        fc=nn.Linear(6, 8), act4=nn.ReLU(), head=nn.Linear(8, 3),
+    )).eval()  # fmt: skip
+
+
+def stage_space(model: nn.Module, x: torch.Tensor, **kw: object) -> SearchSpace:
+    config = make_config(None, {"granularity": "channel", "sparsity": 0.0})
+    return build_space(prepare(model, x, config, None), {"macs": 0.5}, 0.02, **kw)  # type: ignore[arg-type]
+
+
+def test_resolution_stages_of_a_strided_net() -> None:
+    prepared = prepare(
+        strided_net(), torch.randn(1, 1, 8, 6),
+        make_config(None, {"granularity": "channel", "sparsity": 0.0}), None,
+    )  # fmt: skip
+    assert feature_sizes(prepared) == {"stem": (8, 6), "down": (4, 3), "body": (4, 3)}
+    space = build_space(prepared, {"macs": 0.5}, 0.02, space="stage", stages="resolution")
+    assert [(p.name, p.patterns) for p in space.params] == [
+        ("res8x6", ("stem",)), ("res4x3", ("down", "body")), ("fc", ("fc",)),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "layers", "stages"),
+    [
+        # 64 x 64 inputs: 32, 16, 8, 4 and 2 pixels a side after the stem and each stride
+        ("mobilenet_v2", 25, ["res32x32", "res16x16", "res8x8", "res4x4", "res2x2"]),
+        ("resnet18", 12, ["res32x32", "res16x16", "res8x8", "res4x4", "res2x2"]),
+    ],
+)
+def test_torchvision_nets_get_one_stage_per_resolution(
+    name: str, layers: int, stages: list[str]
+) -> None:
+    from prunekit.compat.torchvision_shim import ensure_torchvision_ops
+
+    ensure_torchvision_ops()
+    import torchvision
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    x = torch.randn(1, 3, 64, 64)
+    assert len(stage_space(model, x).param_names) == layers
+    space = stage_space(model, x, space="stage", stages="resolution")
+    assert space.param_names == stages
+    by_stage = {p.name: p.patterns for p in space.params}
+    if name == "resnet18":  # the stem conv runs before the max-pool; layer1's convs after it
+        assert by_stage["res32x32"] == ("conv1",)
+        assert by_stage["res8x8"] == ("layer2.0.conv1", "layer2.0.conv2", "layer2.1.conv1")
+    else:  # a block's expanding 1x1 conv runs before its strided depthwise conv
+        assert by_stage["res16x16"] == (
+            "features.2.conv.2", "features.3.conv.0.0", "features.4.conv.0.0",
+        )  # fmt: skip
+
+
+def test_a_resolution_stage_search_prunes_a_stage_alike() -> None:
+    result = search(
+        strided_net(), torch.randn(1, 1, 8, 6), data=batches((1, 8, 6), 3, 4),
+        target={"macs": 0.5}, searcher="random", trials=4, space="stage", stages="resolution",
+        storage=":memory:", n_batches=2, progress=False,
+    )  # fmt: skip
+    assert result.config.stages == "resolution" and len(result.completed) == 4
+    for t in result.completed:
+        assert set(t.sparsities) == {"stem", "down", "body", "fc"}
+        assert t.sparsities["down"] == t.sparsities["body"]  # both 6 channels wide
+        assert t.macs <= 0.5 + 1e-9

@@ -89,7 +89,7 @@ class SearchConfig(BaseModel):
 
         return str(as_value_error(check_space, value))
 
-    @field_validator("stages")
+    @field_validator("stages", mode="before")
     @classmethod
     def _stages(cls, value: Any) -> Any:
         from prunekit.search.stages import check_stages
