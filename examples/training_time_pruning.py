@@ -31,7 +31,7 @@ from prunekit.measure import count_macs, count_params, layer_sparsity
 from prunekit.models import build_model
 from prunekit.recovery import DistillConfig, FinetuneConfig, finetune, recalibrate_batchnorm
 from prunekit.result import PruneResult
-from prunekit.schedules import Polynomial, PruneSpec, Stepper
+from prunekit.schedules import Polynomial, Stepper
 from prunekit.train import evaluate, seed_everything, train
 
 
@@ -94,7 +94,7 @@ def part_one(size: Size) -> None:
         if final is not None:
             # the target rises every 10% of the run and is reached at 70%; the rest heals
             schedule = Polynomial(final, end=int(0.7 * steps), frequency=max(steps // 10, 1))
-            stepper = Stepper(schedule, PruneSpec(granularity="element", estimator="magnitude"))
+            stepper = Stepper(schedule, {"granularity": "element", "estimator": "magnitude"})
         your_loop(model, train_loader, size.epochs, stepper)
         print(f"| {label} | {weight_sparsity(model):.1%} | {accuracy(model, test_loader):.2f}% |")
 

@@ -11,7 +11,7 @@ from transformers import Trainer, TrainingArguments  # noqa: E402
 
 from prunekit.callbacks.hf import PruningCallback  # noqa: E402
 from prunekit.masks import masks_of  # noqa: E402
-from prunekit.schedules import Polynomial, PruneSpec, Stepper  # noqa: E402
+from prunekit.schedules import Polynomial, Stepper  # noqa: E402
 
 
 class _Classifier(nn.Module):
@@ -32,9 +32,7 @@ def test_trainer_callback_prunes_on_schedule(tmp_path) -> None:
     g = torch.Generator().manual_seed(0)
     data = [{"x": torch.randn(10, generator=g), "labels": i % 3} for i in range(64)]
     model = _Classifier()
-    stepper = Stepper(
-        Polynomial(0.75, begin_step=0, end=12, frequency=2), PruneSpec(exclude=("body.2",))
-    )
+    stepper = Stepper(Polynomial(0.75, begin_step=0, end=12, frequency=2), {"exclude": ["body.2"]})
     args = TrainingArguments(
         output_dir=str(tmp_path),
         max_steps=16,

@@ -9,7 +9,7 @@ pl = pytest.importorskip("lightning.pytorch")
 
 from prunekit.callbacks.lightning import PruningCallback  # noqa: E402
 from prunekit.masks import masks_of  # noqa: E402
-from prunekit.schedules import OneShot, PruneSpec, Stepper  # noqa: E402
+from prunekit.schedules import OneShot, Stepper  # noqa: E402
 
 
 class _Module(pl.LightningModule):
@@ -31,7 +31,7 @@ def test_lightning_callback_prunes_and_training_keeps_zeros(tmp_path) -> None:
     x, y = torch.randn(64, 10, generator=g), torch.arange(64) % 3
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
     module = _Module()
-    stepper = Stepper(OneShot(0.5, step=3), PruneSpec(scope="layer"))
+    stepper = Stepper(OneShot(0.5, step=3), {"scope": "layer"})
     trainer = pl.Trainer(
         max_steps=12,
         accelerator="cpu",

@@ -1,10 +1,13 @@
 import contextlib
 
+import pytest
 import torch
 from torch import nn
 
+from prunekit.errors import ConfigError
 from prunekit.masks import masks_of
 from prunekit.methods import TicketConfig, find_ticket, original_state
+from prunekit.schedules import schedule_config
 from prunekit.train import train
 
 
@@ -89,3 +92,32 @@ def test_resume_after_finished_rounds(tmp_path) -> None:
     assert [r.sparsity for r in res_c.rounds] == [r.sparsity for r in res_a.rounds]
     for (n, a), c in zip(model_a.state_dict().items(), model_c.state_dict().values(), strict=True):
         assert torch.equal(a, c), n
+
+
+def test_prune_options_are_a_schedule_config() -> None:
+    assert TicketConfig().prune == schedule_config()
+    with pytest.raises(ConfigError) as err:
+        TicketConfig(prune={"sparsity": 0.5})
+    assert str(err.value) == (
+        "TicketConfig.prune: the schedule decides the sparsity; remove 'sparsity' from the config"
+    )
+
+
+def test_channel_tickets_prune_rows_per_layer() -> None:
+    model, _, _, result = _run(
+        TicketConfig(final_sparsity=0.75, rounds=2, prune={"granularity": "channel"})
+    )
+    masks = masks_of(model)
+    # auto scope is per layer for channels: round(0.75 * 16) = 12 rows, round(0.75 * 3) = 2 rows
+    assert [int((masks[f"{i}.weight"].sum(dim=1) == 0).sum()) for i in (0, 2)] == [12, 2]
+    assert [r.sparsity for r in result.rounds] == [0.0, 0.5, 0.75]
+
+
+def test_checkpoint_refuses_other_prune_options(tmp_path) -> None:
+    def train_round(m: nn.Module, k: int, on_step) -> None:
+        train(m, DATA, epochs=1, lr=1e-2, progress=False, on_step=on_step)
+
+    find_ticket(_mlp(), train_round, TicketConfig(0.5, rounds=1), checkpoint_dir=tmp_path)
+    other = TicketConfig(0.5, rounds=1, prune={"scope": "layer"})
+    with pytest.raises(ConfigError, match=r"config\.prune\.scope: 'auto' -> 'layer'"):
+        find_ticket(_mlp(), train_round, other, checkpoint_dir=tmp_path)

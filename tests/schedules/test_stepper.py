@@ -5,7 +5,7 @@ from torch import nn
 
 from prunekit.core.scores import normalize_scores
 from prunekit.masks import apply_masks, masks_of
-from prunekit.schedules import Iterative, Polynomial, PruneSpec, Stepper, prune_further
+from prunekit.schedules import Iterative, Polynomial, Stepper, prune_further
 from prunekit.train import train
 
 
@@ -47,7 +47,7 @@ def test_stepper_reaches_final_sparsity_exactly_and_never_regrows() -> None:
 def test_layer_scope_and_channel_granularity() -> None:
     model = _mlp()
     stepper = Stepper(
-        Iterative(0.5, rounds=2, steps_per_round=2), PruneSpec(granularity="channel", scope="layer")
+        Iterative(0.5, rounds=2, steps_per_round=2), {"granularity": "channel", "scope": "layer"}
     )
     train(model, _data(), epochs=1, lr=1e-2, progress=False, on_step=stepper)
     masks = masks_of(model)
@@ -57,8 +57,8 @@ def test_layer_scope_and_channel_granularity() -> None:
 
 def test_prune_further_keeps_earlier_selection_with_random_estimator() -> None:
     model = _mlp()
-    first = prune_further(model, 0.3, PruneSpec(estimator="random"))
-    again = prune_further(model, 0.6, PruneSpec(estimator="random", estimator_options={"seed": 7}))
+    first = prune_further(model, 0.3, {"estimator": "random"})
+    again = prune_further(model, 0.6, {"estimator": "random", "estimator_options": {"seed": 7}})
     for name, keep in again.selection.items():
         assert bool((keep <= first.selection[name]).all())
     assert _removed(model) == round(0.6 * (16 * 12 + 12 * 4))
@@ -75,8 +75,8 @@ def test_prune_further_normalises_over_the_units_still_present() -> None:
     keep = torch.ones(8, 4)
     keep[:4] = 0
     apply_masks(model, {"0.weight": keep})
-    spec = PruneSpec(granularity="channel", normalize="mean")
-    result = prune_further(model, 6 / 16, spec)
+    config = {"granularity": "channel", "scope": "global", "normalize": "mean"}
+    result = prune_further(model, 6 / 16, config)
     # kept rows of layer 0 normalise to 0.6 / 0.8 / 1.2 / 1.4 (mean of the kept rows), layer 1's
     # to 1.0: the two new removals are layer 0's rows 4 and 5, not rows of layer 1
     assert result.selection["0"].tolist() == [False] * 6 + [True, True]

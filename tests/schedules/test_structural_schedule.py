@@ -10,7 +10,7 @@ from torch import nn
 
 from prunekit.graph import build_structural_groups
 from prunekit.masks import masks_of
-from prunekit.schedules import Polynomial, PruneSpec, Stepper, remove_masked_units, removed_units
+from prunekit.schedules import Polynomial, Stepper, remove_masked_units, removed_units
 from prunekit.train import train
 
 
@@ -37,8 +37,13 @@ def test_gradual_channels_then_surgery_on_resnet18(estimator: str) -> None:
     x = torch.randn(2, 3, 32, 32)
     groups = build_structural_groups(model, x)
     schedule = Polynomial(0.5, begin_step=0, end=6, frequency=2)
-    spec = PruneSpec(granularity="channel", estimator=estimator, normalize="mean")
-    stepper = Stepper(schedule, spec, groups=groups)
+    config = {
+        "granularity": "channel",
+        "estimator": estimator,
+        "scope": "global",
+        "normalize": "mean",
+    }
+    stepper = Stepper(schedule, config, groups=groups)
     train(model, batches(8), epochs=1, lr=1e-3, progress=False, on_step=stepper)
 
     assert stepper.done and [s for s, _ in stepper.history] == [2, 4, 6]

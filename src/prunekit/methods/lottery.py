@@ -10,7 +10,7 @@ it beats that control.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from prunekit.config import PruneConfig
 from prunekit.errors import ConfigError, check_sparsity
 from prunekit.io.fingerprint import Description, describe
 from prunekit.masks import clone_model, masks_of, remove_masks
 from prunekit.recovery.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from prunekit.recovery.originals import load_originals, original_state
-from prunekit.schedules import Iterative, PruneSpec, prune_further
+from prunekit.schedules import Iterative, prune_further, schedule_config
 from prunekit.train import StepCallback
 
 TrainRound = Callable[[nn.Module, int, StepCallback | None], None]
@@ -44,7 +45,10 @@ class TicketConfig:
         rewind_step: 0 rewinds to initialisation; ``k`` to the weights after ``k`` optimizer
             steps of the dense run (late rewinding).
         reinit: the random-reinitialisation control (fresh weights drawn with ``reinit_seed``).
-        spec: how weights are scored and selected (global magnitude by default).
+        prune: how weights are grouped, scored and selected: a
+            :class:`~prunekit.config.PruneConfig` or a mapping of its options without a
+            sparsity (the rounds set it; see :func:`prunekit.schedules.schedule_config`).
+            Default: global magnitude pruning of single weights.
     """
 
     final_sparsity: float = 0.9
@@ -52,12 +56,13 @@ class TicketConfig:
     rewind_step: int = 0
     reinit: bool = False
     reinit_seed: int = 1234
-    spec: PruneSpec = field(default_factory=PruneSpec)
+    prune: PruneConfig | Mapping[str, Any] = field(default_factory=schedule_config)
 
     def __post_init__(self) -> None:
         check_sparsity(self.final_sparsity, "final_sparsity")
         if self.rounds < 1 or self.rewind_step < 0:
             raise ConfigError("rounds must be >= 1 and rewind_step >= 0")
+        object.__setattr__(self, "prune", schedule_config(self.prune, where="TicketConfig.prune"))
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,7 @@ def find_ticket(
     for k in range(start, config.rounds + 1):
         if k > 0:
             level = schedule.level(k)
-            prune_further(model, level, config.spec)
+            prune_further(model, level, config.prune, where="find_ticket()")
             if config.reinit:
                 load_originals(model, random_state(model, config.reinit_seed + k))
             else:

@@ -12,7 +12,7 @@ end of training into the physically smaller one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -21,30 +21,17 @@ from torch import nn
 from prunekit.config import make_config
 from prunekit.core.groups import Group, Scores, selection_to_masks
 from prunekit.core.scores import Normalization, normalize_scores
-from prunekit.core.selection import Scope, SelectionConfig, select
-from prunekit.errors import check_sparsity
-from prunekit.estimators import as_scoring_data, get_estimator
+from prunekit.core.selection import select
+from prunekit.errors import ConfigError, check_sparsity
+from prunekit.estimators import as_scoring_data
 from prunekit.estimators.data import LossFn
 from prunekit.granularity import build_groups, get_granularity
+from prunekit.io.fingerprint import Description, changed_fields, describe
 from prunekit.masks import apply_masks, bake_masks, clone_model, masks_of
 from prunekit.result import PruneResult
+from prunekit.schedules.config import ScheduleConfig, schedule_config
 from prunekit.schedules.formulas import Schedule
 from prunekit.surgery import Plan, apply_surgery
-
-
-@dataclass(frozen=True)
-class PruneSpec:
-    """How units are grouped, scored and selected at each pruning step (see :func:`prune`)."""
-
-    granularity: str = "element"
-    estimator: str = "magnitude"
-    estimator_options: Mapping[str, Any] = field(default_factory=dict)
-    scope: Scope = "global"
-    include: tuple[str, ...] = ("*",)
-    exclude: tuple[str, ...] = ()
-    normalize: Normalization = "none"
-    min_keep: int = 1
-    n_batches: int | None = 8
 
 
 def removed_units(model: nn.Module, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
@@ -83,42 +70,37 @@ def _rank_removed_last(scores: Scores, removed: Mapping[str, torch.Tensor]) -> S
 def prune_further(
     model: nn.Module,
     sparsity: float,
-    spec: PruneSpec | None = None,
+    config: ScheduleConfig = None,
     *,
     data: Iterable[Any] | None = None,
     loss_fn: LossFn | None = None,
     groups: Sequence[Group] | None = None,
+    where: str = "prune_further()",
 ) -> PruneResult:
     """Mask ``model`` in place so that exactly ``round(sparsity * units)`` units are removed,
-    keeping every unit already removed removed. ``groups`` (e.g. structural groups from
+    keeping every unit already removed removed. ``config`` says how units are grouped, scored
+    and selected (a :class:`~prunekit.config.PruneConfig` or a mapping of its options, checked
+    by :func:`schedule_config`); ``groups`` (e.g. structural groups from
     :func:`prunekit.graph.build_structural_groups`) replace the granularity's own groups."""
-    spec = spec or PruneSpec()
     sparsity = check_sparsity(sparsity)
-    gran = get_granularity(spec.granularity)
-    est = get_estimator(spec.estimator, **dict(spec.estimator_options))
+    base = schedule_config(config, where=where)
+    step = make_config(base, {"sparsity": sparsity}, where=where, estimator_instance=True)
+    gran = get_granularity(step.granularity)
+    est = step.build_estimator()
     if groups is None:
-        groups = build_groups(model, gran, spec.include, spec.exclude)
+        groups = build_groups(model, gran, step.include, step.exclude)
     groups = list(groups)
-    scoring_data = as_scoring_data(data, loss_fn, spec.n_batches)
+    scoring_data = as_scoring_data(data, loss_fn, step.n_batches)
     raw = est.score(model, groups, scoring_data)
     scores = rank_remaining(
-        {g.name: raw[g.name] for g in groups}, removed_units(model, groups), spec.normalize
+        {g.name: raw[g.name] for g in groups}, removed_units(model, groups), step.resolved_normalize
     )
-    # schedules reach their exact sparsity: the floor of one-shot pruning does not apply
-    config = SelectionConfig(
-        sparsity=sparsity, scope=spec.scope, min_keep=spec.min_keep, min_keep_fraction=0.0
-    )
-    selection = select(scores, groups, config)
+    # the scores are normalised over the units still present above; select must not redo it
+    selection = select(scores, groups, replace(step.selection(), normalize="none"))
     masks = selection_to_masks(groups, selection)
     apply_masks(model, masks)
-    options = {
-        "granularity": gran.spec(), "estimator": est.name, "sparsity": sparsity,
-        "scope": spec.scope, "min_keep": spec.min_keep, "normalize": spec.normalize,
-        "include": tuple(spec.include), "exclude": tuple(spec.exclude),
-    }  # fmt: skip
-    record = make_config(None, options, where="prune_further()", estimator_instance=True)
     return PruneResult(
-        model=model, config=record, groups=groups, scores=raw, selection=selection,
+        model=model, config=step, groups=groups, scores=raw, selection=selection,
         estimator=est, granularity=gran.spec(), masks=masks,
     )  # fmt: skip
 
@@ -141,21 +123,24 @@ class Stepper:
     """Prunes a model on a schedule: call it after every optimizer step with ``(step, model)``.
 
     When ``schedule(step)`` exceeds the sparsity last applied, the model is pruned further (in
-    place, through masks) to the new target; otherwise nothing happens. Its only state is the
-    sparsity applied so far (:meth:`state_dict`), so a resumed job continues where it stopped.
+    place, through masks) to the new target; otherwise nothing happens. ``config`` says how
+    units are grouped, scored and selected: a :class:`~prunekit.config.PruneConfig` or a mapping
+    of its options, without a sparsity (see :func:`schedule_config`). Its state
+    (:meth:`state_dict`) is the sparsity applied so far and the settings it was applied with,
+    so a resumed job continues where it stopped and a job with other settings is refused.
     """
 
     def __init__(
         self,
         schedule: Schedule,
-        spec: PruneSpec | None = None,
+        config: ScheduleConfig = None,
         *,
         data: Iterable[Any] | None = None,
         loss_fn: LossFn | None = None,
         groups: Sequence[Group] | None = None,
     ) -> None:
         self.schedule = schedule
-        self.spec = spec or PruneSpec()
+        self.config = schedule_config(config, where="Stepper()")
         self.data = data
         self.loss_fn = loss_fn
         self.groups = None if groups is None else list(groups)
@@ -167,8 +152,9 @@ class Stepper:
         if target <= self.applied:
             return None
         result = prune_further(
-            model, target, self.spec, data=self.data, loss_fn=self.loss_fn, groups=self.groups
-        )
+            model, target, self.config, data=self.data, loss_fn=self.loss_fn,
+            groups=self.groups, where="Stepper()",
+        )  # fmt: skip
         self.applied = target
         self.history.append((step, target))
         return result
@@ -177,9 +163,31 @@ class Stepper:
     def done(self) -> bool:
         return self.applied >= self.schedule.final_sparsity
 
+    def settings(self) -> Description:
+        """What the pruning so far depends on: the schedule and the config, flat (``describe``)."""
+        return describe({"schedule": self.schedule, "config": self.config})
+
     def state_dict(self) -> dict[str, Any]:
-        return {"applied": self.applied, "history": [list(h) for h in self.history]}
+        return {
+            "applied": self.applied,
+            "history": [list(h) for h in self.history],
+            "settings": self.settings(),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state``; a state saved with another schedule or config is refused
+        with the changed fields named (its masks were chosen with those settings)."""
+        recorded = state.get("settings")
+        if recorded is None:
+            raise ConfigError(
+                "Stepper.load_state_dict: the state records no settings, so it cannot be "
+                "checked against this Stepper's schedule and config"
+            )
+        changes = changed_fields(recorded, self.settings())
+        if changes:
+            raise ConfigError(
+                f"Stepper.load_state_dict: the state was saved with other settings "
+                f"({'; '.join(changes)}); resume with the same schedule and config"
+            )
         self.applied = float(state["applied"])
         self.history = [(int(s), float(v)) for s, v in state.get("history", [])]
