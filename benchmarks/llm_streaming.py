@@ -141,30 +141,41 @@ def _log_block(index: int, stamps: list[float]) -> None:
 
 
 def prune_child(
-    src: Path, out: Path, method: str, n_samples: int, seq_len: int, threads: int = 1
+    src: Path,
+    out: Path,
+    method: str,
+    n_samples: int,
+    seq_len: int,
+    threads: int = 1,
+    heads_mlp: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Run in the child process: stream-prune and time every block."""
+    """Run in the child process: stream-prune and time every block. ``heads_mlp`` removes that
+    many heads and MLP neurons from every block instead (width pruning, surgery unverified)."""
     import torch
 
     from prunekit.compat.torchvision_shim import ensure_torchvision_ops
+    from prunekit.llm import StreamWidthConfig
     from prunekit.llm.streaming import prune_streaming
 
     ensure_torchvision_ops()
     torch.set_num_threads(threads)
     windows = _windows(src, n_samples, seq_len)
     stamps = [time.perf_counter()]
+    how: dict[str, Any] = {"method": method, "sparsity": 0.5}
+    if heads_mlp is not None:
+        heads, mlp = heads_mlp
+        how = {"width": StreamWidthConfig(heads=heads, mlp=mlp, verify=False)}
     result = prune_streaming(
         src,
         out,
-        method=method,
-        sparsity=0.5,
+        **how,
         calibration=windows,
         progress=False,
         on_block=lambda index: _log_block(index, stamps),
     )
     first, *per_block = [b - a for a, b in itertools.pairwise(stamps)]
     return {
-        "method": method,
+        "method": method if heads_mlp is None else "width",
         "blocks": result.blocks,
         "sparsity": result.sparsity,
         "seconds": result.seconds,
@@ -175,6 +186,7 @@ def prune_child(
         "cpu_s": time.process_time(),
         "calibration": [n_samples, seq_len],
         "threads": threads,
+        "width": result.width,
     }
 
 
@@ -384,6 +396,8 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--keep", action="store_true", help="keep the pruned model")
     parser.add_argument("--threads", type=int, default=1, help="threads of the pruning child")
+    parser.add_argument("--heads", type=int, help="child: remove this many heads per block")
+    parser.add_argument("--mlp", type=int, help="child: and this many MLP neurons per block")
     parser.add_argument("--source", type=Path, help="verify: the unpruned model directory")
     parser.add_argument("--sparsity", type=float, default=0.5, help="verify: zeros per row")
     parser.add_argument("--tokens", type=int, default=8, help="verify: tokens of the forward pass")
@@ -396,7 +410,8 @@ def main() -> None:
         print(json.dumps(info))
     elif args.step == "child":
         src, out = args.paths
-        row = prune_child(src, out, args.method, args.samples, args.seq_len, args.threads)
+        counts = None if args.heads is None else (args.heads, args.mlp or 0)
+        row = prune_child(src, out, args.method, args.samples, args.seq_len, args.threads, counts)
         print(json.dumps(row))
     elif args.step == "prune":
         src, runs = args.paths
@@ -428,7 +443,8 @@ def main() -> None:
             shutil.rmtree(out)
     elif args.step == "verify":
         out = args.paths[0]
-        masks_only = args.method != "sparsegpt"  # SparseGPT also updates the kept weights
+        # SparseGPT updates the kept weights, width pruning (--method width) removes rows
+        masks_only = args.method in ("wanda", "magnitude")
         row = verify(out, args.source, args.sparsity, masks_only, args.tokens)
         (out.parent / f"verify-{out.name}.json").write_text(json.dumps(row, indent=1))
         print(json.dumps(row))
