@@ -102,3 +102,10 @@ def test_search_finetunes_the_chosen_model_over_two_processes(tmp_path: Path) ->
     one_shot = report.result.model.state_dict()
     assert tuned.state_dict().keys() == one_shot.keys()
     assert any(not torch.equal(v, one_shot[k]) for k, v in tuned.state_dict().items())
+
+
+def test_stages_option_is_validated(tmp_path: Path) -> None:
+    path = recipe(tmp_path, target={"macs": 0.4})
+    result = runner.invoke(app, ["search", str(path), "--space", "stage", "--stages", "size"])
+    assert result.exit_code == 2
+    assert "stages must be a name depth >= 1" in result.output

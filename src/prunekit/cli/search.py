@@ -35,6 +35,10 @@ def search_command(
     space: Annotated[
         str | None, typer.Option(help="Override search.space: group (per layer) or stage.")
     ] = None,
+    stages: Annotated[
+        str | None,
+        typer.Option(help="Override search.stages: resolution, or a name depth (an int)."),
+    ] = None,
     processes: Annotated[
         int | None, typer.Option(help="Override finetune.processes (DDP ranks).")
     ] = None,
@@ -44,8 +48,9 @@ def search_command(
 ) -> None:
     """Search per-layer sparsities under the recipe's prune.target budget."""
     try:
+        rule = int(stages) if stages is not None and stages.strip().isdigit() else stages
         given = {"trials": trials, "searcher": searcher, "workers": workers, "storage": storage,
-                 "space": space, "processes": processes}  # fmt: skip
+                 "space": space, "stages": rule, "processes": processes}  # fmt: skip
         _search(recipe_file, given, out)
     except PrunekitError as err:
         raise _fail(err) from None
