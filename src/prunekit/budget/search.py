@@ -1,99 +1,55 @@
 """Find the selection that meets a MACs, params or latency target.
 
-The search turns one knob, the sparsity of the :class:`~prunekit.core.selection.SelectionConfig`
-(global: the fraction of the pool's units removed; layer scope: the fraction removed from each
-group), and bisects it: the cost of a candidate is computed analytically by
+The search turns one knob, the sparsity of the :class:`~prunekit.core.selection.SelectionConfig`,
+and bisects it (:mod:`prunekit.budget.knob`): the cost of a candidate is computed analytically by
 :class:`~prunekit.budget.cost.CostModel` (no surgery, no forward pass), so a search over a
 large model costs a few dozen selections. Per-group floors, overrides, ``round_to`` and score
 normalisation of the config are respected as they are. The chosen selection is then confirmed
-once by real surgery and counting; when the real ratio misses (MACs the cost model holds fixed,
-e.g. attention products, also shrink), the analytic goal is corrected by the observed ratio and
-the search repeated (at most :data:`CONFIRM_ROUNDS` times).
+by real surgery, running and counting; when the real ratio misses (MACs the cost model holds
+fixed, e.g. attention products, also shrink), the analytic goal is corrected by the observed
+ratio and the search repeated (at most :data:`CONFIRM_ROUNDS` times). A confirmed candidate
+obeys the refusal rule of verified surgery (:mod:`prunekit.budget.feasible`): an inexact group
+whose removal stops the pruned model from running is kept whole and the search runs again
+without it, so no candidate that cannot run is ever counted or returned.
 
 A latency target is searched the same way on a :class:`~prunekit.budget.latency.LatencyModel`
-(per-layer times measured in the runtime) and confirmed by timing the real pruned model against
-the dense one, interleaved, in that runtime (:func:`_select_to_latency`).
-"""
+(per-layer times measured in the runtime, once) and confirmed by timing the real pruned model
+against the dense one, interleaved, in that runtime (:func:`_select_to_latency`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import torch
 from torch import nn
 
-from prunekit.budget.cost import CostModel, build_cost_model
-from prunekit.budget.latency import LatencyModel, RuntimeTimer, layer_shapes, measure_latency_table
-from prunekit.budget.refine import refine_past_big_units
+from prunekit.budget.cost import build_cost_model
+from prunekit.budget.feasible import Feasibility, UnrunnableGroupsError
+from prunekit.budget.knob import Knob, bisect_knob
+from prunekit.budget.latency import (
+    LatencyModel,
+    LatencyTable,
+    RuntimeTimer,
+    layer_shapes,
+    measure_latency_table,
+)
 from prunekit.budget.target import Metric, Target, parse_target
 from prunekit.core.groups import Group, Scores, Selection
-from prunekit.core.selection import SelectionConfig, max_global_removal, select
+from prunekit.core.selection import SelectionConfig
 from prunekit.errors import ConfigError
 from prunekit.measure import count_macs, count_params, dense_size_bytes
 from prunekit.surgery.apply import apply_surgery
 
 CONFIRM_ROUNDS = 3
 """Surgery-and-count confirmations at most (each after a corrected search)."""
-_MAX_STEPS = 60
 LATENCY_ROUNDS = 5
 """Timed confirmations of a latency target at most."""
 LATENCY_TOLERANCE = 0.03
 """The least relative tolerance of a latency target: timing on a CPU is noisier than counting."""
-
-
-class _Costs(Protocol):
-    def ratio(self, selection: Selection) -> float: ...
-
-
-class _Knob:
-    """The selection and analytic cost ratio at each sparsity of the config's knob."""
-
-    def __init__(
-        self, scores: Scores, groups: Sequence[Group], config: SelectionConfig, costs: _Costs
-    ) -> None:
-        self.scores, self.groups, self.config, self.costs = scores, groups, config, costs
-        if config.scope == "layer":
-            self.top, self.resolution = 1.0 - 1e-9, 1e-7
-            return
-        pool = [g for g in groups if g.pattern is None and config.override_for(g.layer) is None]
-        total = sum(g.n_units for g in pool)
-        most = min(max_global_removal(pool, config), total - 1) if total else 0
-        self.top = most / total if total else 0.0
-        self.resolution = 0.25 / total if total else 1.0
-
-    def at(self, sparsity: float) -> tuple[Selection, float]:
-        config = dataclasses.replace(self.config, sparsity=sparsity, threshold=None)
-        selection = select(self.scores, self.groups, config)
-        return selection, self.costs.ratio(selection)
-
-
-def _bisect(knob: _Knob, goal: float, band: float) -> tuple[Selection, float]:
-    """The selection whose analytic ratio is closest to ``goal``. Ratios fall as sparsity
-    rises; the bracket closes to adjacent selections, and when the unit between them is too
-    big a step the search goes on past it (:func:`refine_past_big_units`)."""
-    lo, (sel_lo, r_lo) = 0.0, knob.at(0.0)
-    if r_lo <= goal or knob.top <= 0.0:
-        return sel_lo, r_lo
-    hi, (sel_hi, r_hi) = knob.top, knob.at(knob.top)
-    if r_hi >= goal:
-        return sel_hi, r_hi
-    for _ in range(_MAX_STEPS):
-        if hi - lo <= knob.resolution or r_lo - r_hi <= 1e-5 * goal:
-            break
-        mid = (lo + hi) / 2
-        sel, r = knob.at(mid)
-        if r > goal:
-            lo, sel_lo, r_lo = mid, sel, r
-        else:
-            hi, sel_hi, r_hi = mid, sel, r
-    if min(r_lo - goal, goal - r_hi) > band * goal and isinstance(knob.costs, CostModel):
-        sel_lo, r_lo = refine_past_big_units(
-            sel_lo, r_lo, goal, band,
-            scores=knob.scores, groups=knob.groups, config=knob.config, costs=knob.costs,
-        )  # fmt: skip
-    return (sel_lo, r_lo) if r_lo - goal < goal - r_hi else (sel_hi, r_hi)
 
 
 def _measure(model: nn.Module, example_inputs: Any, metric: Metric) -> float:
@@ -104,25 +60,53 @@ def _measure(model: nn.Module, example_inputs: Any, metric: Metric) -> float:
     return float(count_macs(model, example_inputs).total)
 
 
-def _real_ratio(
+def _confirm(
     model: nn.Module,
     example_inputs: Any,
     groups: Sequence[Group],
     selection: Selection,
     metric: Metric,
     dense: float,
-) -> float:
+    feasible: Feasibility,
+) -> float | None:
+    """The real ratio of ``selection`` after surgery; ``None`` when the pruned model runs but
+    cannot be counted. A pruned model that does not run raises as verification would
+    (:meth:`Feasibility.check`)."""
     pruned, _ = apply_surgery(model, groups, selection)
-    return _measure(pruned, example_inputs, metric) / dense
+    if metric != "macs":  # counted without running: run it once all the same
+        feasible.check(groups, selection, pruned)
+        return _measure(pruned, example_inputs, metric) / dense
+    try:
+        return _measure(pruned, example_inputs, metric) / dense
+    except Exception:
+        feasible.check(groups, selection, pruned)  # raises unless only the counting failed
+        return None
 
 
-def _unreachable(target: Target, lowest: float, config: SelectionConfig) -> ConfigError:
+def _unreachable(
+    target: Target, lowest: float, config: SelectionConfig, whole: Sequence[str] = ()
+) -> ConfigError:
+    kept = (
+        f" (the groups {list(whole)} are kept whole: removing them makes the model fail to run)"
+        if whole
+        else ""
+    )
     return ConfigError(
         f"target {target} cannot be reached: with min_keep={config.min_keep}, "
-        f"min_keep_fraction={config.min_keep_fraction}, the overrides and the excluded layers, "
-        f"the lowest reachable {target.metric} ratio is {lowest:.4f}; ask for "
+        f"min_keep_fraction={config.min_keep_fraction}, the overrides and the excluded layers"
+        f"{kept}, the lowest reachable {target.metric} ratio is {lowest:.4f}; ask for "
         f"{target.metric}>={lowest:.3f}, lower min_keep_fraction or exclude fewer layers"
     )
+
+
+@dataclass(frozen=True)
+class TargetSelection:
+    """What :func:`search_target` found: the ``selection`` (of every group given), and the
+    inexact groups it keeps whole because removing them makes the pruned model fail to run
+    (``kept_whole``, in the order they were found)."""
+
+    selection: Selection
+    kept_whole: tuple[str, ...] = ()
 
 
 def select_to_target(
@@ -135,15 +119,44 @@ def select_to_target(
     *,
     tolerance: float = 0.01,
     timer: RuntimeTimer | None = None,
+    inexact: Collection[str] | None = None,
 ) -> Selection:
+    """The selection of ``groups`` whose pruned model keeps ``target.keep`` of the dense
+    model's MACs, parameters or latency, within ``tolerance`` (relative) where the units allow;
+    :func:`search_target` with the same arguments says which groups it kept whole."""
+    return search_target(
+        model, example_inputs, groups, scores, config, target,
+        tolerance=tolerance, timer=timer, inexact=inexact,
+    ).selection  # fmt: skip
+
+
+def search_target(
+    model: nn.Module,
+    example_inputs: Any,
+    groups: Sequence[Group],
+    scores: Scores,
+    config: SelectionConfig,
+    target: Target,
+    *,
+    tolerance: float = 0.01,
+    timer: RuntimeTimer | None = None,
+    inexact: Collection[str] | None = None,
+) -> TargetSelection:
     """The selection of ``groups`` whose pruned model keeps ``target.keep`` of the dense
     model's MACs, parameters or latency, within ``tolerance`` (relative) where the units allow.
 
     ``config`` supplies everything but the amount (its ``sparsity`` and ``threshold`` are
     replaced by the searched sparsity): scope, floors, overrides, ``round_to``, normalisation.
     A target below what the floors and exclusions allow raises :class:`ConfigError` naming
-    the lowest reachable ratio. If the confirming surgery cannot run the pruned model, the
-    analytic choice is returned with a warning.
+    the lowest reachable ratio.
+
+    Every candidate confirmed by surgery is run, under the rule of verified surgery
+    (:mod:`prunekit.budget.feasible`): an inexact group (``inexact``, by default
+    ``groups.inexact``) whose removal makes the pruned model fail to run is kept whole and the
+    search runs again over the other groups (``kept_whole`` names them); a failure no inexact
+    group explains raises :class:`~prunekit.surgery.VerificationError`. A pruned model that
+    runs but cannot be counted (the MAC counter fails on it) is the one case the analytic
+    choice is returned unconfirmed, with a warning that says so.
 
     A latency target (``{"latency": 0.5, "runtime": "onnxruntime"}``) is timed by ``timer``
     (default: :class:`~prunekit.budget.latency.RuntimeTimer` in the target's runtime, one thread)
@@ -155,32 +168,73 @@ def select_to_target(
         raise ConfigError(
             f"target {target}: there is no prunable group (every unit is excluded or fixed)"
         )
+    if inexact is None:
+        inexact = getattr(groups, "inexact", None)
+    feasible = Feasibility(model, example_inputs, inexact, f"target {target}")
+    table: LatencyTable | None = None
     if target.metric == "latency":
         timer = timer or RuntimeTimer(target.runtime or "onnxruntime")
         tolerance = max(tolerance, LATENCY_TOLERANCE)
-        return _select_to_latency(
-            model, example_inputs, groups, scores, config, target, tolerance, timer
-        )
+        table = _latency_table(model, example_inputs, groups, timer)
+    whole: list[str] = []
+    while True:  # each pass keeps at least one more group whole
+        rest = [g for g in groups if g.name not in whole]
+        if not rest:
+            raise ConfigError(
+                f"target {target}: removing any unit of the groups {whole} makes the pruned "
+                "model fail to run, and there is no other prunable group"
+            )
+        try:
+            if table is not None and timer is not None:
+                chosen = _select_to_latency(
+                    model, example_inputs, rest, scores, config, target, tolerance, timer, table,
+                    feasible,
+                )  # fmt: skip
+            else:
+                chosen = _select_counted(
+                    model, example_inputs, rest, scores, config, target, tolerance, feasible, whole
+                )
+        except UnrunnableGroupsError as refused:
+            whole.extend(refused.groups)
+            continue
+        every = {
+            g.name: chosen.get(g.name, torch.ones(g.n_units, dtype=torch.bool)) for g in groups
+        }
+        return TargetSelection(every, tuple(whole))
+
+
+def _select_counted(
+    model: nn.Module,
+    example_inputs: Any,
+    groups: Sequence[Group],
+    scores: Scores,
+    config: SelectionConfig,
+    target: Target,
+    tolerance: float,
+    feasible: Feasibility,
+    whole: Sequence[str],
+) -> Selection:
+    """Bisect on the analytic cost model, confirm by surgery and counting, and correct the
+    analytic goal by the observed ratio (MACs, parameters or bytes)."""
     costs = build_cost_model(model, example_inputs, groups, target.metric)
-    knob = _Knob(scores, groups, config, costs)
+    knob = Knob(scores, groups, config, costs)
     lowest = knob.at(knob.top)[1]
     if lowest > target.keep * (1 + tolerance):
-        raise _unreachable(target, lowest, config)
-    selection, analytic = _bisect(knob, target.keep, tolerance / 2)
+        raise _unreachable(target, lowest, config, whole)
+    selection, analytic = bisect_knob(knob, target.keep, tolerance / 2)
     if target.keep >= 1.0:
         return selection
     dense = _measure(model, example_inputs, target.metric) if target.metric == "params" else None
     best: tuple[float, Selection] | None = None
     for _ in range(CONFIRM_ROUNDS):
-        try:
-            real = _real_ratio(
-                model, example_inputs, groups, selection, target.metric, dense or costs.dense
-            )
-        except Exception as err:  # confirmation is a check; the analytic choice still stands
+        real = _confirm(
+            model, example_inputs, groups, selection, target.metric, dense or costs.dense, feasible
+        )
+        if real is None:
             warnings.warn(
-                f"target {target}: the pruned model could not be counted to confirm the "
-                f"analytic {target.metric} ratio {analytic:.4f} ({type(err).__name__}: {err})",
-                stacklevel=2,
+                f"target {target}: the pruned model runs but its {target.metric} could not be "
+                f"counted; the analytic ratio {analytic:.4f} is unconfirmed",
+                stacklevel=4,
             )
             return selection if best is None else best[1]
         error = abs(real / target.keep - 1)
@@ -188,10 +242,12 @@ def select_to_target(
             best = (error, selection)
         if error <= tolerance:
             break
-        selection, analytic = _bisect(knob, target.keep * analytic / real, tolerance / 2)
+        selection, analytic = bisect_knob(knob, target.keep * analytic / real, tolerance / 2)
     assert best is not None
     if best[0] > COARSE_ERROR and config.scope == "layer":
-        return _finer(model, example_inputs, groups, scores, config, target, tolerance, best)
+        return _finer(
+            model, example_inputs, groups, scores, config, target, tolerance, best, feasible, whole
+        )
     return best[1]
 
 
@@ -209,6 +265,8 @@ def _finer(
     target: Target,
     tolerance: float,
     best: tuple[float, Selection],
+    feasible: Feasibility,
+    whole: Sequence[str],
 ) -> Selection:
     """The closer of ``best`` (per layer) and a global ranking of mean-normalised scores, which
     moves one unit at a time and kept the accuracy of per-layer selection in the selection
@@ -216,22 +274,36 @@ def _finer(
     finer = dataclasses.replace(config, scope="global", normalize="mean")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        selection = select_to_target(
-            model, example_inputs, groups, scores, finer, target, tolerance=tolerance
+        selection = _select_counted(
+            model, example_inputs, groups, scores, finer, target, tolerance, feasible, whole
         )
-    try:
-        dense = _measure(model, example_inputs, target.metric)
-        real = _real_ratio(model, example_inputs, groups, selection, target.metric, dense)
-    except Exception:  # the finer choice cannot be confirmed: keep the confirmed one
+    dense = _measure(model, example_inputs, target.metric)
+    real = _confirm(model, example_inputs, groups, selection, target.metric, dense, feasible)
+    if real is None:
+        warnings.warn(
+            f"target {target}: one sparsity per layer lands {100 * best[0]:.1f}% off (units too "
+            "coarse), and a global ranking's choice runs but could not be counted: kept the "
+            "per-layer one",
+            stacklevel=5,
+        )
         return best[1]
     if abs(real / target.keep - 1) < best[0]:
         warnings.warn(
             f"target {target}: one sparsity per layer lands {100 * best[0]:.1f}% off (units too "
             "coarse); used a global ranking of mean-normalised scores instead",
-            stacklevel=3,
+            stacklevel=5,
         )
         return selection
     return best[1]
+
+
+def _latency_table(
+    model: nn.Module, example_inputs: Any, groups: Sequence[Group], timer: RuntimeTimer
+) -> LatencyTable:
+    """The per-layer table of every layer whose weight ``groups`` prune, measured once."""
+    pruned_weights = {m.tensor for g in groups for m in g.members}
+    only = [w for w in layer_shapes(model, example_inputs) if w in pruned_weights]
+    return measure_latency_table(model, example_inputs, timer, only=only)
 
 
 def _select_to_latency(
@@ -243,20 +315,20 @@ def _select_to_latency(
     target: Target,
     tolerance: float,
     timer: RuntimeTimer,
+    table: LatencyTable,
+    feasible: Feasibility,
 ) -> Selection:
-    """Bisect on the measured per-layer table, time the real pruned model against the dense one,
-    and move the table's goal to where the measured ratios say the target lies."""
-    pruned_weights = {m.tensor for g in groups for m in g.members}
-    only = [w for w in layer_shapes(model, example_inputs) if w in pruned_weights]
-    table = measure_latency_table(model, example_inputs, timer, only=only)
-    knob = _Knob(scores, groups, config, LatencyModel(table, groups, model))
+    """Bisect on the measured per-layer ``table``, time the real pruned model against the dense
+    one, and move the table's goal to where the measured ratios say the target lies."""
+    knob = Knob(scores, groups, config, LatencyModel(table, groups, model))
     confirm = timer.with_repeats(2 * timer.repeats + 1)  # one model pair: afford more rounds
     goal = target.keep
     seen: list[tuple[float, float]] = []
     best: tuple[float, float, Selection] | None = None
     for _ in range(LATENCY_ROUNDS):
-        selection, analytic = _bisect(knob, goal, tolerance / 4)
+        selection, analytic = bisect_knob(knob, goal, tolerance / 4)
         pruned, _ = apply_surgery(model, groups, selection)
+        feasible.check(groups, selection, pruned)
         times = confirm.time({"dense": model, "pruned": pruned}, example_inputs)
         real = times["pruned"] / times["dense"]
         seen.append((analytic, real))
@@ -272,7 +344,7 @@ def _select_to_latency(
             f"target {target}: the closest pruned model measured {best[1]:.3f} of the dense "
             f"latency in {timer.runtime} ({len(seen)} timed tries; timing noise or units too "
             "coarse)",
-            stacklevel=3,
+            stacklevel=4,
         )
     return best[2]
 
