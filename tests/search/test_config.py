@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from torch import nn
 
+from prunekit.config import make_config
 from prunekit.errors import ConfigError
 from prunekit.search import SEARCH_OPTIONS, SearchConfig, search
 from prunekit.search.config import make_search_config, route_options
@@ -54,6 +55,8 @@ def test_bad_values_are_one_config_error_naming_the_field() -> None:
         make_search_config(None, {"stages": True})
     with pytest.raises(ConfigError, match="config must be a SearchConfig or a mapping"):
         make_search_config(3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="pass a PruneConfig as prune="):
+        make_search_config(make_config(None, {"sparsity": 0.5}))  # type: ignore[arg-type]
 
 
 def test_values_are_normalised() -> None:

@@ -137,6 +137,8 @@ def make_search_config(
     validated; an unknown option or a bad value is a :class:`ConfigError` naming it."""
     data = base.model_dump(exclude_unset=True) if isinstance(base, SearchConfig) else {}
     if base is not None and not isinstance(base, SearchConfig):
+        if isinstance(base, PruneConfig):
+            raise ConfigError(f"{where}: config is a SearchConfig; pass a PruneConfig as prune=")
         if not isinstance(base, Mapping):
             raise ConfigError(
                 f"{where}: config must be a SearchConfig or a mapping of search options, "
