@@ -32,7 +32,7 @@ import torch
 
 from prunekit.data import load_dataset, make_loader
 from prunekit.models import build_model
-from prunekit.search import search
+from prunekit.search import SearchConfig, search
 
 
 def cpu_seconds() -> float:
@@ -84,12 +84,12 @@ def run_row(workers: int, args: argparse.Namespace, data: list[Any]) -> dict[str
                      logging_level="ERROR")  # fmt: skip
             address = ray.get_runtime_context().gcs_address
         ray_start = time.perf_counter() - start
-        result = search(
-            model, example, data=data, target={"macs": 0.5}, searcher="random",
-            trials=args.trials, workers=max(workers, 1), address=address, storage=":memory:",
-            objective="finetune", finetune_steps=args.steps, n_batches=4, eval_batches=4,
-            threads=1, progress=False, seed=0,
+        settings = SearchConfig(
+            searcher="random", trials=args.trials, storage=":memory:", objective="finetune",
+            finetune_steps=args.steps, n_batches=4, eval_batches=4, threads=1, seed=0,
         )  # fmt: skip
+        result = search(model, example, data=data, target={"macs": 0.5}, config=settings,
+                        workers=max(workers, 1), address=address, progress=False)  # fmt: skip
         wall = time.perf_counter() - start
         cpu = cpu_seconds() - cpu0
         if workers:
@@ -108,6 +108,7 @@ def run_row(workers: int, args: argparse.Namespace, data: list[Any]) -> dict[str
         "load_mean": sum(load.samples) / len(load.samples),
         "load_max": max(load.samples),
         "best_score": result.best.score,
+        "search": result.config.model_dump(mode="json"),
     }
 
 
