@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from prunekit import ScoringData
 from prunekit.masks import masks_of
+from prunekit.norms import recalibrate_batchnorm
 
 
 @dataclass(frozen=True)
@@ -125,3 +126,43 @@ class ModelState:
 def model_state() -> type[ModelState]:
     """``model_state.of(model)`` snapshots a model; ``.assert_same(model)`` checks it."""
     return ModelState
+
+
+class ResidualNet(nn.Module):
+    """x -> two branches ``bn_a(a(x)) + bn_b(b(x))`` added into a 2-wide stream (one tied group,
+    named ``a``: both branches' rows and BatchNorm entries and ``c``'s columns), then a hidden
+    layer ``c`` (2 units, group ``c``) and ``d`` -> ``bn_d`` -> one output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.bn_a = nn.Linear(1, 2), nn.BatchNorm1d(2)
+        self.b, self.bn_b = nn.Linear(1, 2), nn.BatchNorm1d(2)
+        self.c, self.d, self.bn_d = nn.Linear(2, 2), nn.Linear(2, 1), nn.BatchNorm1d(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        stream = self.bn_a(self.a(x)) + self.bn_b(self.b(x))
+        return self.bn_d(self.d(F.relu(self.c(stream))))
+
+
+def residual_net() -> ResidualNet:
+    """The net with hand-set weights: ``a(x) = (x, x)``, ``bn_a`` shifts by (1, 3), ``b(x) = 0``,
+    ``c`` the identity with bias 10 (so the ReLU passes everything), ``d`` sums. Its BatchNorm
+    statistics are estimated on :data:`RESIDUAL_BATCH` (the dense model's, as after training)."""
+    torch.manual_seed(0)
+    net = ResidualNet()
+    with torch.no_grad():
+        net.a.weight.fill_(1.0)
+        net.a.bias.zero_()
+        net.bn_a.bias.copy_(torch.tensor([1.0, 3.0]))
+        net.b.weight.zero_()
+        net.b.bias.zero_()
+        net.c.weight.copy_(torch.eye(2))
+        net.c.bias.fill_(10.0)
+        net.d.weight.fill_(1.0)
+        net.d.bias.zero_()
+    recalibrate_batchnorm(net, [RESIDUAL_BATCH], max_batches=None)
+    return net.eval()
+
+
+RESIDUAL_BATCH = (torch.tensor([[1.0], [2.0], [3.0], [4.0]]), torch.zeros(4, dtype=torch.long))
+"""The four inputs the residual net's statistics come from (targets unused)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import warnings
 
 import pytest
 import torch
@@ -27,11 +28,14 @@ from prunekit.analysis import (
     group_size,
     sensitivity,
 )
-from prunekit.analysis.allocation import largest_within
+from prunekit.analysis.allocation import largest_within, loss_at
 from prunekit.core.groups import Group, Member
 from prunekit.core.views import AxisView
 from prunekit.errors import ConfigError, SelectionError
+from prunekit.graph import build_structural_groups
 from prunekit.masks import clone_model
+
+from .conftest import residual_net
 
 SPARSITIES = (0.25, 0.5, 0.75)
 
@@ -157,6 +161,7 @@ losses = st.lists(
 )
 
 
+@pytest.mark.filterwarnings("ignore:allocate. at target sparsity:UserWarning")
 @settings(max_examples=60, deadline=None)
 @given(a=losses, b=losses, fraction=st.floats(0.0, 1.0), cap=st.floats(0.3, 0.95))
 def test_property_target_met_exactly_within_bounds(
@@ -196,3 +201,36 @@ def test_on_digits_allocation_keeps_more_accuracy_than_uniform_sparsity(digits) 
     allocated = pruned_accuracy(SelectionConfig(overrides=allocation_overrides(alloc, groups)))
     uniform = pruned_accuracy(SelectionConfig(sparsity=0.5, scope="layer"))
     assert allocated > uniform + 0.05
+
+
+def test_an_allocation_past_the_curves_collapse_is_warned_about_or_refused() -> None:
+    """The residual net's stream (group ``a``) falls to chance (0.1 of a 0.9 accuracy) at its
+    first measured sparsity; its hidden layer ``c`` loses 0, 0.2, 0.6 at 0.25, 0.5, 0.75."""
+    groups = build_structural_groups(residual_net(), torch.zeros(1, 1))
+    result = SensitivityResult(
+        0.9,
+        {"a": ((0.25, 0.1), (0.5, 0.1), (0.75, 0.1)), "c": ((0.25, 0.9), (0.5, 0.7), (0.75, 0.3))},
+        higher_is_better=True,
+    )
+    # A quarter of the 4 units: at tolerance 0.16 'a' gets 0.25 * 0.16 / 0.8 = 0.05 and 'c'
+    # 0.25 + 0.25 * 0.16 / 0.2 = 0.45; each loses 0.16, far from halving the accuracy.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert allocate(result, groups, 0.25) == pytest.approx({"a": 0.05, "c": 0.45}, abs=1e-9)
+    # Half: 'c' reaches its last point 0.75 at tolerance 0.6 and 'a' must give the rest (0.25),
+    # which its curve reaches only at the chance plateau (loss 0.8): both groups alone leave
+    # less than half of the 0.9, and 'c' is at its cap. Said, not returned silently.
+    with pytest.warns(UserWarning, match=r"group 'a' at sparsity 0\.250 loses 0\.8 .*2 of 2"):
+        alloc = allocate(result, groups, 0.5)
+    assert alloc == pytest.approx({"a": 0.25, "c": 0.75}, abs=1e-9)
+    with pytest.raises(SelectionError, match=r"max_drop=0\.5: group 'a' at sparsity 0\.250"):
+        allocate(result, groups, 0.5, max_drop=0.5)
+    assert allocate(result, groups, 0.25, max_drop=0.2) == pytest.approx({"a": 0.05, "c": 0.45})
+
+
+def test_loss_at_reads_the_piecewise_linear_curve() -> None:
+    curve = [(0.0, 0.0), (0.5, 0.2), (0.7, 0.1), (0.9, 1.0)]
+    assert loss_at(curve, 0.25) == pytest.approx(0.1)
+    assert loss_at(curve, 0.7) == pytest.approx(0.1)
+    assert loss_at(curve, 0.8) == pytest.approx(0.55)
+    assert loss_at(curve, 0.95) == pytest.approx(1.0)

@@ -13,6 +13,9 @@ from torch import Tensor, nn
 from prunekit import apply_masks, build_groups, get_estimator, get_granularity, masks_of
 from prunekit.analysis import SensitivityResult, sensitivity
 from prunekit.errors import ConfigError, DataError, ScoreError
+from prunekit.graph import build_structural_groups
+
+from .conftest import RESIDUAL_BATCH, residual_net
 
 
 def _dot_model(weights: list[float]) -> nn.Sequential:
@@ -159,3 +162,38 @@ def test_bad_inputs_are_refused_with_a_clear_error() -> None:
     nm_groups = build_groups(model, get_granularity("2:4"))
     with pytest.raises(ConfigError, match="N:M"):
         sensitivity(model, nm_groups, scores, _output, higher_is_better=True)
+
+
+def _mean_output(model: nn.Module) -> float:
+    """The residual net's metric: its mean output on the four inputs its statistics came from."""
+    with torch.no_grad():
+        return float(model(RESIDUAL_BATCH[0]).mean())
+
+
+def test_batchnorm_statistics_are_recalibrated_per_trial_on_a_residual_net() -> None:
+    net = residual_net()
+    groups = build_structural_groups(net, torch.zeros(1, 1))
+    assert [(g.name, g.n_units) for g in groups] == [("a", 2), ("c", 2)]
+    scores = {"a": torch.tensor([0.0, 1.0]), "c": torch.tensor([0.0, 1.0])}
+    # Dense, bn_d sees 2z + 24 (z: x normalised by bn_a), its running mean 24 and variance 16/3
+    # (z has unbiased variance 4/3 in training mode), so the mean output is 0. Cutting unit 0 of
+    # the stream leaves d = 10 + (z + 13): mean 23, output mean (23 - 24) / sqrt(16/3).
+    # Cutting unit 0 of c leaves d = z + 13: mean 13, output mean (13 - 24) / sqrt(16/3).
+    with pytest.warns(UserWarning, match=r"3 BatchNorm layer\(s\).*recalibrate="):
+        stale = sensitivity(
+            net, groups, scores, _mean_output, (0.5,), higher_is_better=True, progress=False
+        )
+    assert stale.baseline == pytest.approx(0.0, abs=1e-6)
+    assert stale.curves["a"][0][1] == pytest.approx(-(3**0.5) / 4, abs=1e-4)
+    assert stale.curves["c"][0][1] == pytest.approx(-11 * 3**0.5 / 4, abs=1e-4)
+    # Re-estimated on the same inputs, bn_d's output has mean beta = 0 whatever was cut.
+    fresh = sensitivity(
+        net, groups, scores, _mean_output, (0.5,), higher_is_better=True, progress=False,
+        recalibrate=[RESIDUAL_BATCH],
+    )  # fmt: skip
+    assert fresh.baseline == pytest.approx(0.0, abs=1e-6)
+    assert fresh.curves["a"][0][1] == pytest.approx(0.0, abs=1e-6)
+    assert fresh.curves["c"][0][1] == pytest.approx(0.0, abs=1e-6)
+    assert net.bn_d.running_mean.item() == pytest.approx(24.0)  # the user's model untouched
+    with pytest.raises(DataError, match="recalibrate= holds no batches"):
+        sensitivity(net, groups, scores, _mean_output, higher_is_better=True, recalibrate=[])

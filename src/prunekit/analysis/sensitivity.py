@@ -11,12 +11,21 @@ sensitivity analysis).
 The user's model is never touched: trials run on a working copy
 (:func:`prunekit.masks.clone_model`) in which one group's slices are zeroed and restored, so
 memory is about twice the model's.
+
+On a network with BatchNorm, zeroing a layer's channels changes the inputs of every later
+BatchNorm, whose running statistics then no longer match: measured as it is, one layer pruned by
+a third can put the whole network at chance, and every curve of a residual network flattens at
+chance after its first point. :func:`prunekit.prune` re-estimates the statistics after cutting
+(:func:`prunekit.norms.recalibrate_batchnorm`, as in EagleEye, Li et al. 2020), so curves meant
+to guide it should do the same: ``recalibrate=batches`` re-estimates them on those batches before
+every measurement (the dense baseline included) and restores the dense statistics after it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +40,9 @@ from prunekit.core.groups import Group, Scores, selection_to_masks
 from prunekit.core.scores import check_scores
 from prunekit.core.selection import SelectionConfig, select
 from prunekit.errors import ConfigError, DataError, check_sparsity
+from prunekit.estimators import ScoringData
 from prunekit.masks import Mask, apply_masks, clone_model
+from prunekit.norms import batchnorm_layers, recalibrate_batchnorm
 
 EvalFn = Callable[[nn.Module], float]
 """``eval_fn(model) -> metric``: accuracy, loss, perplexity, ... of a (masked) model."""
@@ -138,15 +149,38 @@ class _Trials:
     trial mask through its :class:`~prunekit.masks.Mask` buffer, so the mask acts on the
     effective value. Only tensors that are already parametrised get a (combined) mask
     parametrisation, so every other tensor keeps its plain, fast forward path.
+
+    With ``recalibrate`` (batches), :meth:`measure` re-estimates every BatchNorm's running
+    statistics on them first, and :meth:`masked` restores the dense statistics on exit.
     """
 
-    def __init__(self, model: nn.Module, groups: Sequence[Group]) -> None:
+    def __init__(
+        self, model: nn.Module, groups: Sequence[Group], recalibrate: Iterable[Any] | None
+    ) -> None:
         self.model = clone_model(model)
         names = list(dict.fromkeys(t for g in groups for t in g.tensor_names()))
         wrapped = [n for n in names if self._parametrized(n)]
         apply_masks(self.model, {n: torch.ones_like(self._value(n)) for n in wrapped})
         self.mask_buffers = {n: self._mask_buffer(n) for n in wrapped}
         self.plain = {n: self._value(n) for n in names if n not in self.mask_buffers}
+        self.recalibrate = recalibrate
+        self.statistics = (
+            {n: b for n, b in self.model.named_buffers() if _is_statistic(n)}
+            if recalibrate is not None
+            else {}
+        )
+        self.dense_statistics = {n: b.clone() for n, b in self.statistics.items()}
+
+    def measure(self, eval_fn: EvalFn, where: str) -> float:
+        """The metric of the working copy as it is now, after recalibration if asked for."""
+        if self.recalibrate is not None:
+            recalibrate_batchnorm(self.model, self.recalibrate, max_batches=None)
+        return _metric(eval_fn, self.model, where)
+
+    def restore_statistics(self) -> None:
+        with torch.no_grad():
+            for name, buffer in self.statistics.items():
+                buffer.copy_(self.dense_statistics[name])
 
     def _split(self, name: str) -> tuple[nn.Module, str]:
         module_name, _, attr = name.rpartition(".")
@@ -184,6 +218,22 @@ class _Trials:
             with torch.no_grad():
                 for name, t in targets.items():
                     t.copy_(saved[name])
+            self.restore_statistics()
+
+
+def _is_statistic(buffer_name: str) -> bool:
+    """A BatchNorm running statistic (what recalibration overwrites)."""
+    return buffer_name.rpartition(".")[2] in ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _calibration(data: ScoringData | Iterable[Any] | None) -> list[Any] | None:
+    """The recalibration batches as a list (a loader is read once), or ``None``."""
+    if data is None:
+        return None
+    batches = list(data.batches if isinstance(data, ScoringData) else data)
+    if not batches:
+        raise DataError("sensitivity: recalibrate= holds no batches")
+    return batches
 
 
 def sensitivity(
@@ -195,6 +245,7 @@ def sensitivity(
     *,
     higher_is_better: bool,
     progress: bool = True,
+    recalibrate: ScoringData | Iterable[Any] | None = None,
 ) -> SensitivityResult:
     """Measure the metric with each group alone pruned at each sparsity.
 
@@ -208,6 +259,10 @@ def sensitivity(
         sparsities: fractions of units removed, each in [0, 1).
         higher_is_better: True for accuracy-like metrics, False for loss-like ones.
         progress: show a progress bar over the trials.
+        recalibrate: ``(inputs, targets)`` batches (or a :class:`ScoringData`) on which every
+            BatchNorm's running statistics are re-estimated before each measurement, as
+            :func:`prunekit.prune` does after cutting (see the module docs); all of them are used
+            in every trial, so pass a few. Without it, a model with BatchNorm gets a warning.
     """
     points = check_sparsities(sparsities)
     if not groups:
@@ -219,8 +274,12 @@ def sensitivity(
             "analyse sensitivity at element, block or channel granularity"
         )
     check_scores(scores, groups)
-    trials = _Trials(model, groups)
-    baseline = _metric(eval_fn, trials.model, "dense model")
+    calibration = _calibration(recalibrate)
+    if calibration is None:
+        _warn_stale_batchnorm(model)
+    trials = _Trials(model, groups, calibration)
+    with trials.masked({}):
+        baseline = trials.measure(eval_fn, "dense model")
     curves: dict[str, Curve] = {}
     with tqdm(
         total=len(groups) * len(points),
@@ -234,8 +293,22 @@ def sensitivity(
                 config = SelectionConfig(sparsity=s, scope="layer", min_keep_fraction=0.0)
                 keep = select({group.name: scores[group.name]}, [group], config)
                 masks = selection_to_masks([group], keep)
-                with trials.masked(masks) as masked:
-                    curve.append((s, _metric(eval_fn, masked, f"group {group.name!r} at {s}")))
+                with trials.masked(masks):
+                    curve.append((s, trials.measure(eval_fn, f"group {group.name!r} at {s}")))
                 bar.update(1)
             curves[group.name] = tuple(curve)
     return SensitivityResult(baseline, curves, higher_is_better)
+
+
+def _warn_stale_batchnorm(model: nn.Module) -> None:
+    layers = batchnorm_layers(model)
+    if layers:
+        warnings.warn(
+            f"sensitivity: the model has {len(layers)} BatchNorm layer(s) (first: "
+            f"{layers[0][0]!r}) and recalibrate=None, so every trial keeps the dense running "
+            "statistics, which stop matching once a layer is pruned (prunekit.prune re-estimates "
+            "them); the curves can fall to chance at low sparsities and mislead allocate(): pass "
+            "recalibrate=<a few training batches>",
+            UserWarning,
+            stacklevel=3,
+        )
