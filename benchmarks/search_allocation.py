@@ -14,6 +14,7 @@ import copy
 import json
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from itertools import islice
 from pathlib import Path
@@ -58,8 +59,11 @@ def fixed(ctx: Context, spec: Spec, keep: float, seed: int) -> Built:
 
 
 def sensitivity_arm(ctx: Context, spec: Spec, keep: float, seed: int) -> Built:
-    """Sensitivity curves per layer (``analysis.sensitivity``), ``analysis.allocate`` scaled
-    by bisection to the least total sparsity whose allocation meets the MACs target."""
+    """Sensitivity curves per layer (``analysis.sensitivity``, BatchNorm re-estimated on the
+    calibration batches in every trial as ``prunekit.prune`` does; ``recalibrate: false``
+    measures with the dense statistics), then ``analysis.allocate`` scaled by bisection to the
+    least total sparsity whose allocation meets the MACs target. The row records the allocation
+    and allocate's warning, if any."""
     config = ctx.config
     calib = batches(ctx, seed, config["n_batches"])
     held = batches(ctx, seed, config["eval_batches"], skip=config["n_batches"])
@@ -71,29 +75,46 @@ def sensitivity_arm(ctx: Context, spec: Spec, keep: float, seed: int) -> Built:
         return evaluate(model, held).accuracy
 
     levels = config["sensitivity_sparsities"]
-    curves = sensitivity(
-        ctx.dense, prepared.groups, prepared.scores, held_out_accuracy, levels,
-        higher_is_better=True, progress=False,
-    )  # fmt: skip
-    lo, hi, best = 0.0, max(levels), None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the stale-statistics arm is on purpose
+        curves = sensitivity(
+            ctx.dense, prepared.groups, prepared.scores, held_out_accuracy, levels,
+            higher_is_better=True, progress=False,
+            recalibrate=calib if spec.get("recalibrate", True) else None,
+        )  # fmt: skip
+
+    def allocation(total: float) -> dict[str, float]:
+        return allocate(curves, prepared.groups, total, max_sparsity=max(levels))
+
+    lo, hi, best, total = 0.0, max(levels), None, 0.0
     for _ in range(25):
         mid = (lo + hi) / 2
         try:
-            alloc = allocate(curves, prepared.groups, mid, max_sparsity=max(levels))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # recorded below for the chosen one
+                alloc = allocation(mid)
         except SelectionError:  # more than the curves allow: go lower
             hi = mid
             continue
         keeps = {p: 1 - s for p, s in allocation_overrides(alloc, prepared.groups).items()}
         sparsities = space.sparsities(keeps)
         if space.ratio(sparsities, "macs") <= keep:
-            hi, best = mid, sparsities
+            hi, best, total = mid, sparsities, mid
         else:
             lo = mid
     if best is None:
         raise RuntimeError("sensitivity: no allocation of the measured curves meets the target")
-    cfg = base.replace(overrides=space.project(best, fill=True))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        allocation(total)
+    overrides = space.project(best, fill=True)
+    cfg = base.replace(overrides=overrides)
     pruned = prunekit.prune(ctx.dense, ctx.example, config=cfg, data=calib, metrics=False).model
-    return pruned, {}
+    return pruned, {
+        "allocation": {k: round(v, 4) for k, v in overrides.items()},
+        "curves": curves.to_dict(),
+        "warning": str(caught[0].message) if caught else None,
+    }
 
 
 def torch_pruning(ctx: Context, spec: Spec, keep: float, seed: int) -> Built:
