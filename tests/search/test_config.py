@@ -114,3 +114,10 @@ def test_the_result_records_the_config_it_ran_with(mlp_case: Any) -> None:
     saved = result.to_dict()
     assert saved["search"]["trials"] == 2 and saved["search"]["study_name"] == result.study_name
     assert saved["prune"] == {"granularity": "channel", "sparsity": 0.0, "scope": "layer"}
+
+
+def test_stages_mean_the_stage_space_and_are_refused_with_the_group_space() -> None:
+    assert make_search_config(None, {"stages": "resolution"}).space == "stage"
+    assert make_search_config(None, {"stages": 2, "space": "stage"}).stages == 2
+    with pytest.raises(ConfigError, match="stages applies to space='stage'"):
+        make_search_config(None, {"stages": "resolution", "space": "group"})

@@ -160,9 +160,11 @@ def _named(
     settings: SearchConfig, goal: Budget, objective_name: str, model_hash: str
 ) -> SearchConfig:
     """``settings`` with the default storage (a journal named by the model's hash) and study
-    name (``<searcher>-<metric><keep>-<objective>[-stage]``) filled in."""
+    name (``<searcher>-<metric><keep>-<objective>[-stage[-resolution]]``) filled in."""
     storage = settings.storage or str(DEFAULT_DIR / f"study-{model_hash[:12]}.journal")
     per = "" if settings.space == "group" else "-stage"
+    if settings.stages == "resolution":
+        per += "-resolution"
     name = settings.study_name or (
         f"{settings.searcher}-{goal.metric}{goal.keep:g}-{objective_name}{per}"
     )

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from prunekit.config import PruneConfig
 from prunekit.errors import ConfigError, closest
@@ -76,6 +76,23 @@ class SearchConfig(BaseModel):
     processes: int = Field(
         1, ge=1, description="Processes fine-tuning the chosen model (DDP; command line only)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stages_imply_stage_space(cls, data: Any) -> Any:
+        """``stages`` without ``space`` means ``space="stage"``; with ``space="group"`` (one
+        keep ratio per layer) it would be ignored, so it is refused."""
+        if not isinstance(data, Mapping) or data.get("stages") is None:
+            return data
+        space = data.get("space")
+        if space is None:
+            return {**data, "space": "stage"}
+        if str(space).strip().lower() == "group":
+            raise ValueError(
+                "stages applies to space='stage' (one keep ratio per stage); with space='group' "
+                "every layer has its own: drop stages or set space='stage'"
+            )
+        return data
 
     @field_validator("storage", mode="before")
     @classmethod
