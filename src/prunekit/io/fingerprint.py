@@ -93,9 +93,13 @@ def _walk_object(value: Any, prefix: str, out: Description, depth: int) -> None:
 
 
 def _is_setting(value: Any) -> bool:
+    """A value an object's description includes: a scalar, a dataclass or a pydantic model
+    (a configuration), not a module, tensor or other state."""
     if value is None or isinstance(value, (bool, int, float, str, enum.Enum)):
         return True
-    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+    if isinstance(value, type):
+        return False
+    return dataclasses.is_dataclass(value) or callable(getattr(value, "model_dump", None))
 
 
 def _type_name(value: Any) -> str:
