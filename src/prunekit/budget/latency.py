@@ -17,7 +17,8 @@ network of arbitrary widths can be *slower* than the dense one. Following NetAda
   product of two padded widths, as in a blocked GEMM) and linear interpolation between the
   widths measured; ``rest`` is what the layers leave of the dense model's measured time.
 * :func:`fastest_step` times the heaviest layers at every width over a window and returns the
-  rounding step (1, 2, 4, ...) whose widths give the most channels per millisecond.
+  rounding step (1, 2, 4, ...) whose widths give the most channels per millisecond, a larger
+  step only where it is faster beyond the timing noise (it must win repeated passes).
 
 :func:`~prunekit.budget.select_to_target` uses the table to search and then confirms by timing
 the real pruned model against the dense one.
@@ -25,7 +26,8 @@ the real pruned model against the dense one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 from torch import nn
@@ -39,6 +41,7 @@ from prunekit.budget.latency_table import (
     measure_latency_table,
 )
 from prunekit.budget.latency_timer import CLOCKS, STATISTICS, RuntimeTimer
+from prunekit.budget.step_evidence import StepEvidence
 from prunekit.errors import ConfigError
 from prunekit.measure.inputs import ExampleInputs
 
@@ -51,6 +54,7 @@ __all__ = [
     "LatencyModel",
     "LatencyTable",
     "LayerShape",
+    "LayerTimer",
     "LayerTimes",
     "RuntimeTimer",
     "fastest_step",
@@ -59,47 +63,89 @@ __all__ = [
 ]
 
 
+class LayerTimer(Protocol):
+    """What :func:`fastest_step` times layers with (:class:`RuntimeTimer` is one): each module's
+    forward time in ms on ``example_inputs``."""
+
+    def time(
+        self, models: Mapping[str, nn.Module], example_inputs: ExampleInputs
+    ) -> dict[str, float]: ...
+
+
 def fastest_step(
     model: nn.Module,
     example_inputs: ExampleInputs,
-    timer: RuntimeTimer,
+    timer: LayerTimer,
     *,
     steps: Sequence[int] = STEPS,
     window: int = 32,
     tie: float = 0.02,
+    passes: int = 2,
+    doubt: float = 0.1,
+    z: float = 2.0,
 ) -> int:
     """The width step at which ``timer``'s runtime does the most work per millisecond.
 
     The heaviest layer shape of each kind (dense convolution, depthwise convolution, Linear) is
     timed at every output width of a ``window`` just above half its width. Per step, the output
-    channels per millisecond at its multiples in the window are averaged and divided by the
-    layer's best; the step with the highest mean over the layers wins, or the smallest step
-    within ``tie`` (relative) of it: a finer step leaves the selection more freedom."""
+    channels per millisecond at its multiples in the window are averaged, relative to the
+    layer's best, and summed over the layers: the step's score.
+
+    A finer step leaves the selection more freedom, so the smallest step wins unless a larger
+    one is faster beyond the noise: the answer is the smallest step that no other step beats
+    (:meth:`~prunekit.budget.step_evidence.StepEvidence.beats`: faster by more than ``tie`` in
+    every pass, and on average by ``tie`` plus ``z`` standard errors). One pass decides when
+    its answer is the smallest step, or leads every smaller step by more than ``doubt`` (a
+    padding effect far above timing noise, e.g. a runtime's 8-channel blocks on convolutions);
+    otherwise the layers are timed again, ``passes`` times in all, and the passes' spread
+    gives the noise (on Linear layers, where the steps differ by less than the noise of a
+    loaded machine, a single pass had chosen 16 in one run and 4 in another).
+    """
     if window < max(steps):
         raise ConfigError(f"fastest_step window {window} must span the largest step {max(steps)}")
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+        raise ConfigError(f"fastest_step passes must be an integer >= 1, got {passes!r}")
+    probes = _probes(model, example_inputs, steps, window)
+    if not probes:
+        return 1
+    runs = [_time_pass(probes, timer)]
+    evidence = StepEvidence([widths for _, widths in probes], runs)
+    chosen = evidence.unbeaten(steps, tie, z)
+    if chosen == min(steps) or evidence.margin(chosen, steps) > doubt or passes == 1:
+        return chosen
+    while len(runs) < passes:
+        runs.append(_time_pass(probes, timer))
+    return StepEvidence([widths for _, widths in probes], runs).unbeaten(steps, tie, z)
+
+
+def _probes(
+    model: nn.Module, example_inputs: ExampleInputs, steps: Sequence[int], window: int
+) -> list[tuple[LayerShape, list[int]]]:
+    """The heaviest layer shape of each kind, with the output widths it is timed at."""
     kinds: dict[tuple[str, bool], LayerShape] = {}
     for shape in sorted(set(layer_shapes(model, example_inputs).values()), key=_macs):
         kinds[(shape.kind, shape.depthwise)] = shape  # the heaviest of each kind comes last
-    score = dict.fromkeys(steps, 0.0)
-    probed = 0
+    probes = []
     for shape in kinds.values():
         low = max(1, shape.c_out // 2 - shape.c_out // 2 % max(steps))
         widths = [w for w in range(low, low + window + 1) if w <= shape.c_out]
-        if len(widths) <= max(steps):
-            continue
-        layers = {w: shape.build(shape.c_in, w) for w in widths}
-        times: dict[int, float] = {}
-        for w, (layer, x) in layers.items():
-            times[w] = timer.time({"layer": layer}, x)["layer"]
-        rate = {w: w / t for w, t in times.items()}
-        top = max(rate.values())
-        for s in steps:
-            score[s] += float(np.mean([rate[w] for w in widths if w % s == 0])) / top
-        probed += 1
-    if not probed:
-        return 1
-    best = max(score.values())
-    return min(s for s in steps if score[s] >= best * (1 - tie))
+        if len(widths) > max(steps):
+            probes.append((shape, widths))
+    return probes
+
+
+def _time_pass(
+    probes: Sequence[tuple[LayerShape, list[int]]], timer: LayerTimer
+) -> list[list[float]]:
+    """One timing pass: per probed layer, output channels per ms at each of its widths."""
+    rates = []
+    for shape, widths in probes:
+        layer_rates = []
+        for w in widths:
+            layer, x = shape.build(shape.c_in, w)
+            layer_rates.append(w / timer.time({"layer": layer}, x)["layer"])
+        rates.append(layer_rates)
+    return rates
 
 
 def _macs(shape: LayerShape) -> float:
