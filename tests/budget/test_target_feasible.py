@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import prunekit
-from prunekit.budget import Target, search_target
+from prunekit.budget import Target, select_to_target
 from prunekit.compat.torchvision_shim import ensure_torchvision_ops
 from prunekit.core import SelectionConfig
 from prunekit.graph import build_structural_groups
@@ -49,13 +49,13 @@ def test_an_inexact_group_that_breaks_the_model_is_kept_whole_and_the_rest_meet_
     assert groups.inexact == {"embed"}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        found = search_target(
+        found = select_to_target(
             model, x, groups, LOW_EMBED, SelectionConfig(), Target("macs", EIGHT_FC1_UNITS_GONE)
         )
     assert found.kept_whole == ("embed",)
-    assert found.selection["embed"].tolist() == [True] * 8
-    assert found.selection["fc1"].tolist() == [False] * 8 + [True] * 8  # the 8 lowest go
-    pruned, _ = apply_surgery(model, groups, found.selection)
+    assert found["embed"].tolist() == [True] * 8
+    assert found["fc1"].tolist() == [False] * 8 + [True] * 8  # the 8 lowest go
+    pruned, _ = apply_surgery(model, groups, found)
     assert count_macs(pruned, x).total == 4 * (296 - 8 * 16)
 
 
@@ -64,7 +64,7 @@ def test_a_failure_no_inexact_group_explains_is_a_verification_error_naming_the_
     model, x = WidthInCode(norm=False).eval(), torch.randn(4, 3)
     groups = list(build_structural_groups(model, x))  # a plain list: traced again for inexact
     with pytest.raises(VerificationError, match=r"once the groups \['embed'\] are removed"):
-        search_target(model, x, groups, LOW_EMBED, SelectionConfig(), Target("macs", 0.57))
+        select_to_target(model, x, groups, LOW_EMBED, SelectionConfig(), Target("macs", 0.57))
 
 
 def _vit() -> nn.Module:

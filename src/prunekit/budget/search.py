@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from prunekit.budget.cost import build_cost_model
 from prunekit.budget.feasible import Feasibility, UnrunnableGroupsError
@@ -60,27 +60,33 @@ def _measure(model: nn.Module, example_inputs: Any, metric: Metric) -> float:
     return float(count_macs(model, example_inputs).total)
 
 
-def _confirm(
-    model: nn.Module,
-    example_inputs: Any,
-    groups: Sequence[Group],
-    selection: Selection,
-    metric: Metric,
-    dense: float,
-    feasible: Feasibility,
-) -> float | None:
-    """The real ratio of ``selection`` after surgery; ``None`` when the pruned model runs but
-    cannot be counted. A pruned model that does not run raises as verification would
-    (:meth:`Feasibility.check`)."""
-    pruned, _ = apply_surgery(model, groups, selection)
-    if metric != "macs":  # counted without running: run it once all the same
-        feasible.check(groups, selection, pruned)
-        return _measure(pruned, example_inputs, metric) / dense
-    try:
-        return _measure(pruned, example_inputs, metric) / dense
-    except Exception:
-        feasible.check(groups, selection, pruned)  # raises unless only the counting failed
-        return None
+@dataclass(frozen=True)
+class _Problem:
+    """What every stage of one target search shares; ``whole`` names the groups kept whole so
+    far (:mod:`prunekit.budget.feasible`)."""
+
+    model: nn.Module
+    example_inputs: Any
+    scores: Scores
+    target: Target
+    tolerance: float
+    feasible: Feasibility
+    whole: tuple[str, ...] = ()
+
+    def confirm(self, groups: Sequence[Group], selection: Selection, dense: float) -> float | None:
+        """The real ratio of ``selection`` after surgery; ``None`` when the pruned model runs
+        but cannot be counted. A pruned model that does not run raises as verification would
+        (:meth:`Feasibility.check`)."""
+        pruned, _ = apply_surgery(self.model, groups, selection)
+        metric = self.target.metric
+        if metric != "macs":  # counted without running: run it once all the same
+            self.feasible.check(groups, selection, pruned)
+            return _measure(pruned, self.example_inputs, metric) / dense
+        try:
+            return _measure(pruned, self.example_inputs, metric) / dense
+        except Exception:
+            self.feasible.check(groups, selection, pruned)  # raises unless the counting failed
+            return None
 
 
 def _unreachable(
@@ -99,38 +105,19 @@ def _unreachable(
     )
 
 
-@dataclass(frozen=True)
-class TargetSelection:
-    """What :func:`search_target` found: the ``selection`` (of every group given), and the
-    inexact groups it keeps whole because removing them makes the pruned model fail to run
-    (``kept_whole``, in the order they were found)."""
+class TargetSelection(dict[str, Tensor]):
+    """A selection (group name -> keep mask, for every group searched) that also names, in
+    ``kept_whole``, the inexact groups the search kept whole because removing them makes the
+    pruned model fail to run (in the order they were found)."""
 
-    selection: Selection
-    kept_whole: tuple[str, ...] = ()
+    kept_whole: tuple[str, ...]
+
+    def __init__(self, selection: Selection, kept_whole: Sequence[str] = ()) -> None:
+        super().__init__(selection)
+        self.kept_whole = tuple(kept_whole)
 
 
 def select_to_target(
-    model: nn.Module,
-    example_inputs: Any,
-    groups: Sequence[Group],
-    scores: Scores,
-    config: SelectionConfig,
-    target: Target,
-    *,
-    tolerance: float = 0.01,
-    timer: RuntimeTimer | None = None,
-    inexact: Collection[str] | None = None,
-) -> Selection:
-    """The selection of ``groups`` whose pruned model keeps ``target.keep`` of the dense
-    model's MACs, parameters or latency, within ``tolerance`` (relative) where the units allow;
-    :func:`search_target` with the same arguments says which groups it kept whole."""
-    return search_target(
-        model, example_inputs, groups, scores, config, target,
-        tolerance=tolerance, timer=timer, inexact=inexact,
-    ).selection  # fmt: skip
-
-
-def search_target(
     model: nn.Module,
     example_inputs: Any,
     groups: Sequence[Group],
@@ -153,10 +140,10 @@ def search_target(
     Every candidate confirmed by surgery is run, under the rule of verified surgery
     (:mod:`prunekit.budget.feasible`): an inexact group (``inexact``, by default
     ``groups.inexact``) whose removal makes the pruned model fail to run is kept whole and the
-    search runs again over the other groups (``kept_whole`` names them); a failure no inexact
-    group explains raises :class:`~prunekit.surgery.VerificationError`. A pruned model that
-    runs but cannot be counted (the MAC counter fails on it) is the one case the analytic
-    choice is returned unconfirmed, with a warning that says so.
+    search runs again over the other groups (the result's ``kept_whole`` names them); a failure
+    no inexact group explains raises :class:`~prunekit.surgery.VerificationError`. A pruned
+    model that runs but cannot be counted (the MAC counter fails on it) is the one case the
+    analytic choice is returned unconfirmed, with a warning that says so.
 
     A latency target (``{"latency": 0.5, "runtime": "onnxruntime"}``) is timed by ``timer``
     (default: :class:`~prunekit.budget.latency.RuntimeTimer` in the target's runtime, one thread)
@@ -176,60 +163,48 @@ def search_target(
         timer = timer or RuntimeTimer(target.runtime or "onnxruntime")
         tolerance = max(tolerance, LATENCY_TOLERANCE)
         table = _latency_table(model, example_inputs, groups, timer)
-    whole: list[str] = []
+    problem = _Problem(model, example_inputs, scores, target, tolerance, feasible)
     while True:  # each pass keeps at least one more group whole
-        rest = [g for g in groups if g.name not in whole]
+        rest = [g for g in groups if g.name not in problem.whole]
         if not rest:
             raise ConfigError(
-                f"target {target}: removing any unit of the groups {whole} makes the pruned "
-                "model fail to run, and there is no other prunable group"
+                f"target {target}: removing any unit of the groups {list(problem.whole)} makes "
+                "the pruned model fail to run, and there is no other prunable group"
             )
         try:
             if table is not None and timer is not None:
-                chosen = _select_to_latency(
-                    model, example_inputs, rest, scores, config, target, tolerance, timer, table,
-                    feasible,
-                )  # fmt: skip
+                chosen = _select_to_latency(problem, rest, config, timer, table)
             else:
-                chosen = _select_counted(
-                    model, example_inputs, rest, scores, config, target, tolerance, feasible, whole
-                )
+                chosen = _select_counted(problem, rest, config)
         except UnrunnableGroupsError as refused:
-            whole.extend(refused.groups)
+            problem = dataclasses.replace(problem, whole=(*problem.whole, *refused.groups))
             continue
         every = {
             g.name: chosen.get(g.name, torch.ones(g.n_units, dtype=torch.bool)) for g in groups
         }
-        return TargetSelection(every, tuple(whole))
+        return TargetSelection(every, problem.whole)
 
 
 def _select_counted(
-    model: nn.Module,
-    example_inputs: Any,
-    groups: Sequence[Group],
-    scores: Scores,
-    config: SelectionConfig,
-    target: Target,
-    tolerance: float,
-    feasible: Feasibility,
-    whole: Sequence[str],
+    problem: _Problem, groups: Sequence[Group], config: SelectionConfig
 ) -> Selection:
     """Bisect on the analytic cost model, confirm by surgery and counting, and correct the
     analytic goal by the observed ratio (MACs, parameters or bytes)."""
-    costs = build_cost_model(model, example_inputs, groups, target.metric)
-    knob = Knob(scores, groups, config, costs)
+    target, tolerance = problem.target, problem.tolerance
+    costs = build_cost_model(problem.model, problem.example_inputs, groups, target.metric)
+    knob = Knob(problem.scores, groups, config, costs)
     lowest = knob.at(knob.top)[1]
     if lowest > target.keep * (1 + tolerance):
-        raise _unreachable(target, lowest, config, whole)
+        raise _unreachable(target, lowest, config, problem.whole)
     selection, analytic = bisect_knob(knob, target.keep, tolerance / 2)
     if target.keep >= 1.0:
         return selection
-    dense = _measure(model, example_inputs, target.metric) if target.metric == "params" else None
+    dense = costs.dense
+    if target.metric == "params":
+        dense = _measure(problem.model, problem.example_inputs, target.metric)
     best: tuple[float, Selection] | None = None
     for _ in range(CONFIRM_ROUNDS):
-        real = _confirm(
-            model, example_inputs, groups, selection, target.metric, dense or costs.dense, feasible
-        )
+        real = problem.confirm(groups, selection, dense)
         if real is None:
             warnings.warn(
                 f"target {target}: the pruned model runs but its {target.metric} could not be "
@@ -245,9 +220,7 @@ def _select_counted(
         selection, analytic = bisect_knob(knob, target.keep * analytic / real, tolerance / 2)
     assert best is not None
     if best[0] > COARSE_ERROR and config.scope == "layer":
-        return _finer(
-            model, example_inputs, groups, scores, config, target, tolerance, best, feasible, whole
-        )
+        return _finer(problem, groups, config, best)
     return best[1]
 
 
@@ -257,16 +230,10 @@ every group moves in steps of whole big units, e.g. RegNet's 128-channel grouped
 
 
 def _finer(
-    model: nn.Module,
-    example_inputs: Any,
+    problem: _Problem,
     groups: Sequence[Group],
-    scores: Scores,
     config: SelectionConfig,
-    target: Target,
-    tolerance: float,
     best: tuple[float, Selection],
-    feasible: Feasibility,
-    whole: Sequence[str],
 ) -> Selection:
     """The closer of ``best`` (per layer) and a global ranking of mean-normalised scores, which
     moves one unit at a time and kept the accuracy of per-layer selection in the selection
@@ -274,11 +241,11 @@ def _finer(
     finer = dataclasses.replace(config, scope="global", normalize="mean")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        selection = _select_counted(
-            model, example_inputs, groups, scores, finer, target, tolerance, feasible, whole
-        )
-    dense = _measure(model, example_inputs, target.metric)
-    real = _confirm(model, example_inputs, groups, selection, target.metric, dense, feasible)
+        selection = _select_counted(problem, groups, finer)
+    target = problem.target
+    real = problem.confirm(
+        groups, selection, _measure(problem.model, problem.example_inputs, target.metric)
+    )
     if real is None:
         warnings.warn(
             f"target {target}: one sparsity per layer lands {100 * best[0]:.1f}% off (units too "
@@ -307,20 +274,16 @@ def _latency_table(
 
 
 def _select_to_latency(
-    model: nn.Module,
-    example_inputs: Any,
+    problem: _Problem,
     groups: Sequence[Group],
-    scores: Scores,
     config: SelectionConfig,
-    target: Target,
-    tolerance: float,
     timer: RuntimeTimer,
     table: LatencyTable,
-    feasible: Feasibility,
 ) -> Selection:
     """Bisect on the measured per-layer ``table``, time the real pruned model against the dense
     one, and move the table's goal to where the measured ratios say the target lies."""
-    knob = Knob(scores, groups, config, LatencyModel(table, groups, model))
+    model, target, tolerance = problem.model, problem.target, problem.tolerance
+    knob = Knob(problem.scores, groups, config, LatencyModel(table, groups, model))
     confirm = timer.with_repeats(2 * timer.repeats + 1)  # one model pair: afford more rounds
     goal = target.keep
     seen: list[tuple[float, float]] = []
@@ -328,8 +291,8 @@ def _select_to_latency(
     for _ in range(LATENCY_ROUNDS):
         selection, analytic = bisect_knob(knob, goal, tolerance / 4)
         pruned, _ = apply_surgery(model, groups, selection)
-        feasible.check(groups, selection, pruned)
-        times = confirm.time({"dense": model, "pruned": pruned}, example_inputs)
+        problem.feasible.check(groups, selection, pruned)
+        times = confirm.time({"dense": model, "pruned": pruned}, problem.example_inputs)
         real = times["pruned"] / times["dense"]
         seen.append((analytic, real))
         error = abs(real / target.keep - 1)
