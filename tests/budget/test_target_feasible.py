@@ -93,3 +93,4 @@ def test_a_macs_target_on_a_vit_keeps_the_hidden_width_without_a_warning() -> No
     assert isinstance(pruned, nn.Module)
     assert pruned.get_submodule("conv_proj").weight.shape[0] == 64
     assert bool(result.selection["conv_proj"].all())
+    assert result.kept_unverifiable == ("conv_proj",)  # reported, as without a target

@@ -21,7 +21,7 @@ from torch import nn
 from prunekit.core.groups import Group, Selection
 from prunekit.graph import build_structural_groups
 from prunekit.surgery.compare import VerificationError, run_in_place
-from prunekit.surgery.verify import _breaking_alone
+from prunekit.surgery.verify import breaking_alone
 
 
 class UnrunnableGroupsError(Exception):
@@ -79,9 +79,9 @@ class Feasibility:
         suspects = [n for n in removing if n in inexact]
         if suspects:
             raise UnrunnableGroupsError(
-                _breaking_alone(self.model, groups, selection, suspects, self.example_inputs)
+                breaking_alone(self.model, groups, selection, suspects, self.example_inputs)
             )
-        culprits = _breaking_alone(self.model, groups, selection, removing, self.example_inputs)
+        culprits = breaking_alone(self.model, groups, selection, removing, self.example_inputs)
         layers = sorted({g.layer for g in groups if g.name in culprits})
         raise VerificationError(
             f"{self.where}: the pruned model fails to run ({type(error).__name__}: "

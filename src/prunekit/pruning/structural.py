@@ -119,16 +119,18 @@ def _prune_structured(
     scores = estimator.score(model, pool, data)
     stages.start("selecting")
     config = _resolve_round_to(model, example_inputs, config)
-    selection = _select(model, example_inputs, pool, scores, config)
+    selection = _select(model, example_inputs, pool, scores, config, traced.inexact)
+    searched = getattr(selection, "kept_whole", ())  # a target search kept them whole itself
     stages.start("surgery")
     if config.verify:
         stages.start("verifying")
         pruned, plan, selection, report, kept = _verified_surgery(
             model, example_inputs, traced, pool, scores, selection, config
         )
+        kept = (*searched, *kept)
     else:
         pruned, plan = apply_surgery(model, pool, selection)
-        report, kept = None, ()
+        report, kept = None, tuple(searched)
     if config.recalibrate:
         stages.start("recalibrating")
         recalibrate_after_surgery(
@@ -181,7 +183,8 @@ def _verified_surgery(
     whole = {name: torch.ones_like(selection[name], dtype=torch.bool) for name in kept}
     if config.target is not None:
         rest = [g for g in pool if g.name not in whole]
-        selection = {**_select(model, example_inputs, rest, scores, config), **whole}
+        chosen = _select(model, example_inputs, rest, scores, config, traced.inexact)
+        selection = {**chosen, **whole}
     else:
         selection = {**selection, **whole}
     del pruned  # freed before the second surgery, so both never coexist
@@ -202,14 +205,17 @@ def _resolve_round_to(model: nn.Module, example_inputs: Any, config: PruneConfig
 
 def _select(
     model: nn.Module, example_inputs: Any, pool: Sequence[Group], scores: Scores,
-    config: PruneConfig,
+    config: PruneConfig, inexact: frozenset[str] = frozenset(),
 ) -> Selection:  # fmt: skip
-    """The selection: by sparsity or threshold, or searched to meet ``config.target``."""
+    """The selection: by sparsity or threshold, or searched to meet ``config.target`` (the
+    search keeps whole any of the ``inexact`` groups whose removal stops the model running,
+    and says which in the selection's ``kept_whole``)."""
     if config.target is None:
         return select(scores, pool, config.selection())
     return select_to_target(
-        model, example_inputs, pool, scores, config.selection(), parse_target(config.target)
-    )
+        model, example_inputs, pool, scores, config.selection(), parse_target(config.target),
+        inexact=inexact,
+    )  # fmt: skip
 
 
 def apply_in_place(user_model: nn.Module, pruned: nn.Module, plan: Plan) -> nn.Module:

@@ -196,7 +196,7 @@ def _keep(selection: Selection, names: Collection[str]) -> Selection:
     }
 
 
-def _breaking_alone(
+def breaking_alone(
     original: nn.Module,
     groups: Sequence[Group],
     selection: Selection,
@@ -257,7 +257,7 @@ def verify(
     got, macs_after, run_error = try_run(mode, pruned, example_inputs)
     inexact_removed = [n for n in removing if n in skip]
     if run_error is not None and inexact_removed:
-        breaking = _breaking_alone(original, groups, selection, inexact_removed, example_inputs)
+        breaking = breaking_alone(original, groups, selection, inexact_removed, example_inputs)
         raise UnverifiableGroupError(
             f"the pruned model fails to run once the inexact groups {breaking} are removed "
             f"({type(run_error).__name__}: {str(run_error)[:200]}); a width they share is "
