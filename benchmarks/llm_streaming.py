@@ -273,6 +273,8 @@ def _check_tensors(
             f"{out}: the loaded model and the shards name different tensors: "
             f"{sorted(set(state) ^ set(stored.names()))[:5]}"
         )
+    plan_file = out / "prunekit_plan.json"  # width pruning: the rows / columns it removed
+    removed = json.loads(plan_file.read_text())["tensors"] if plan_file.is_file() else {}
     bad: list[str] = []
     rows = rows_exact = 0
     for name in stored.names():
@@ -280,6 +282,9 @@ def _check_tensors(
         if value.dtype != torch.bfloat16 or not torch.equal(value, stored.load([name])[name]):
             bad.append(f"{name}: differs from its shard")
         src = dense.load([name])[name] if dense is not None else None
+        for cut in removed.get(name, {}).get("dims", []) if src is not None else []:
+            kept_index = sorted(set(range(src.shape[cut["dim"]])) - set(cut["removed"]))
+            src = src.index_select(cut["dim"], torch.tensor(kept_index))
         if name in linears:
             zeros = (value == 0).sum(dim=1)
             rows += int(zeros.numel())
@@ -287,6 +292,8 @@ def _check_tensors(
             kept = value != 0
             if src is not None and masks_only and not torch.equal(value[kept], src[kept]):
                 bad.append(f"{name}: kept weights differ from the source")
+            if src is not None and removed and not torch.equal(value, src):
+                bad.append(f"{name}: not the source's kept rows and columns")
         elif src is not None and not torch.equal(value, src):
             bad.append(f"{name}: not a block Linear, yet changed")
     return {
@@ -295,6 +302,7 @@ def _check_tensors(
         "block_linears": len(linears),
         "rows": rows,
         "rows_with_exact_zeros": rows_exact,
+        "sliced_by_plan": len(removed) if dense is not None else 0,
         "problems": bad[:10],
     }
 
@@ -381,7 +389,7 @@ def verify(
     row["ok"] = (
         not row["loading_info"]
         and not check["problems"]
-        and check["rows"] == check["rows_with_exact_zeros"]
+        and (sparsity == 0 or check["rows"] == check["rows_with_exact_zeros"])
         and row["logits_finite"]
     )
     return row
