@@ -16,10 +16,8 @@ peak resident memory (``ru_maxrss`` of the child), wall time and time per block
 times the in-memory path and the streaming path on SmolLM2-135M with the same calibration
 (wall and process CPU seconds per block: under load the CPU time is the comparable one).
 ``verify`` loads a pruned output directory with ``AutoModelForCausalLM.from_pretrained`` (bf16)
-and checks it: nothing missing or unexpected, every tensor equal to the shards, every block
-Linear with exactly ``round(0.5 * in)`` zeros in each output row (Wanda's per-row target), kept
-weights equal to the source's, finite logits on 8 tokens equal to a block-by-block forward
-from the shards with prunekit's streaming loader (never two copies of the model in memory).
+and checks it against its shards, the source and a block-by-block forward from the shards
+(:mod:`llm_stream_verify`).
 Each writes a JSON file next to its output.
 """
 
@@ -229,172 +227,6 @@ def smollm2(out: Path, n_samples: int, seq_len: int) -> dict[str, Any]:
     return {"model": "smollm2-135m", "calibration": [n_samples, seq_len], "rows": rows}
 
 
-def _memory() -> dict[str, float]:
-    """This process's resident memory in GiB: the peak (``VmHWM``) and the current one, split
-    into anonymous memory and file pages (a memory-mapped safetensors file counts as the latter)."""
-    fields = {"VmHWM": "peak_gib", "VmRSS": "rss_gib", "RssAnon": "anon_gib", "RssFile": "file_gib"}
-    found = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in fields:
-            found[fields[key]] = round(int(value.split()[0]) / 2**20, 3)
-    return found
-
-
-def _block_linears(model: Any) -> dict[str, int]:
-    """Every block Linear's weight name -> its input width."""
-    from torch import nn
-
-    from prunekit.llm.blocks import find_blocks
-
-    stack = find_blocks(model)
-    return {
-        f"{stack.name(i)}.{name}.weight": int(module.in_features)
-        for i, block in enumerate(stack.blocks)
-        for name, module in block.named_modules()
-        if isinstance(module, nn.Linear)
-    }
-
-
-def _check_tensors(
-    model: Any, out: Path, source: Path | None, sparsity: float, masks_only: bool
-) -> dict[str, Any]:
-    """Compare the loaded model with the shards one tensor at a time (never a second copy)."""
-    import torch
-
-    from prunekit.llm.shards import ShardedCheckpoint
-
-    stored = ShardedCheckpoint(out)
-    dense = ShardedCheckpoint(source) if source is not None else None
-    state = model.state_dict()
-    linears = _block_linears(model)
-    if set(state) != set(stored.names()):
-        raise SystemExit(
-            f"{out}: the loaded model and the shards name different tensors: "
-            f"{sorted(set(state) ^ set(stored.names()))[:5]}"
-        )
-    plan_file = out / "prunekit_plan.json"  # width pruning: the rows / columns it removed
-    removed = json.loads(plan_file.read_text())["tensors"] if plan_file.is_file() else {}
-    bad: list[str] = []
-    rows = rows_exact = 0
-    for name in stored.names():
-        value = state[name]
-        if value.dtype != torch.bfloat16 or not torch.equal(value, stored.load([name])[name]):
-            bad.append(f"{name}: differs from its shard")
-        src = dense.load([name])[name] if dense is not None else None
-        for cut in removed.get(name, {}).get("dims", []) if src is not None else []:
-            kept_index = sorted(set(range(src.shape[cut["dim"]])) - set(cut["removed"]))
-            src = src.index_select(cut["dim"], torch.tensor(kept_index))
-        if name in linears:
-            zeros = (value == 0).sum(dim=1)
-            rows += int(zeros.numel())
-            rows_exact += int((zeros == round(sparsity * linears[name])).sum())
-            kept = value != 0
-            if src is not None and masks_only and not torch.equal(value[kept], src[kept]):
-                bad.append(f"{name}: kept weights differ from the source")
-            if src is not None and removed and not torch.equal(value, src):
-                bad.append(f"{name}: not the source's kept rows and columns")
-        elif src is not None and not torch.equal(value, src):
-            bad.append(f"{name}: not a block Linear, yet changed")
-    return {
-        "tensors": len(state),
-        "tensors_equal_to_shards": len(state) - sum("shard" in b for b in bad),
-        "block_linears": len(linears),
-        "rows": rows,
-        "rows_with_exact_zeros": rows_exact,
-        "sliced_by_plan": len(removed) if dense is not None else 0,
-        "problems": bad[:10],
-    }
-
-
-def _streamed_logits(directory: Path, ids: Any, dtype: Any) -> Any:
-    """The logits of ``ids`` [1, seq] from the shards in ``directory``, one block in memory at a
-    time (prunekit's streaming loader: meta skeleton, ``ShardedCheckpoint``, ``advance``)."""
-    import torch
-
-    from prunekit.llm.blocks import advance, capture_block_inputs, find_blocks
-    from prunekit.llm.shards import ShardedCheckpoint
-    from prunekit.llm.stream_output import block_tensors
-    from prunekit.llm.stream_skeleton import build_skeleton, check_coverage, materialise, release
-
-    model, _ = build_skeleton(directory, dtype)
-    checkpoint = ShardedCheckpoint(directory)
-    where = check_coverage(model, checkpoint)
-    stack = find_blocks(model)
-    outside = {n: s for n, s in where.items() if not n.startswith(stack.prefix + ".")}
-    materialise(model, checkpoint.load(sorted(set(outside.values())), dtype))
-    with torch.no_grad():
-        inputs = capture_block_inputs(model, stack, ids)
-        for index, block in enumerate(stack.blocks):
-            materialise(model, block_tensors(stack, index, checkpoint, dtype))
-            advance(block, inputs)
-            release(block)
-        hidden = model.get_decoder().norm(inputs.hidden)
-        return model.get_output_embeddings()(hidden).float()
-
-
-def verify(
-    out: Path, source: Path | None, sparsity: float, masks_only: bool, n_tokens: int
-) -> dict[str, Any]:
-    """Load ``out`` with ``from_pretrained`` (bf16) and check it (module docstring)."""
-    import gc
-
-    import torch
-
-    from prunekit.compat.torchvision_shim import ensure_torchvision_ops
-
-    ensure_torchvision_ops()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(1)
-    row: dict[str, Any] = {"out": str(out), "imports": _memory()}
-    start = time.perf_counter()
-    model, info = AutoModelForCausalLM.from_pretrained(
-        str(out), dtype=torch.bfloat16, local_files_only=True, output_loading_info=True
-    )
-    row["load_s"] = round(time.perf_counter() - start, 1)
-    row["after_load"] = _memory()
-    row["loading_info"] = {k: sorted(map(str, v))[:5] for k, v in info.items() if v}
-    row["params"] = sum(p.numel() for p in model.parameters())
-    start = time.perf_counter()
-    row["check"] = _check_tensors(model, out, source, sparsity, masks_only)
-    row["check_s"] = round(time.perf_counter() - start, 1)
-    tokenizer = AutoTokenizer.from_pretrained(str(out), local_files_only=True)
-    ids = torch.tensor([tokenizer(CALIB.read_text()[:400])["input_ids"][:n_tokens]])
-    start = time.perf_counter()
-    with torch.no_grad():
-        logits = model(ids, use_cache=False).logits.float()
-    row["forward_s"] = round(time.perf_counter() - start, 2)
-    row["logits_finite"] = bool(torch.isfinite(logits).all())
-    row["after_forward"] = _memory()
-    del model, info
-    gc.collect()
-    start = time.perf_counter()
-    streamed = _streamed_logits(out, ids, torch.bfloat16)
-    row["streamed_s"] = round(time.perf_counter() - start, 1)
-    row["vs_streamed"] = {
-        "equal": bool(torch.equal(logits, streamed)),
-        "max_abs_diff": float((logits - streamed).abs().max()),
-        "max_abs_logit": float(logits.abs().max()),
-        "argmax_agree": float((logits.argmax(-1) == streamed.argmax(-1)).float().mean()),
-    }
-    if source is not None:
-        dense = _streamed_logits(source, ids, torch.bfloat16)
-        row["vs_dense"] = {
-            "max_abs_diff": float((logits - dense).abs().max()),
-            "argmax_agree": float((logits.argmax(-1) == dense.argmax(-1)).float().mean()),
-        }
-    row["end"] = _memory()
-    check = row["check"]
-    row["ok"] = (
-        not row["loading_info"]
-        and not check["problems"]
-        and (sparsity == 0 or check["rows"] == check["rows_with_exact_zeros"])
-        and row["logits_finite"]
-    )
-    return row
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("step", choices=["build", "prune", "child", "smollm2", "verify"])
@@ -450,6 +282,8 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(out)
     elif args.step == "verify":
+        from llm_stream_verify import verify
+
         out = args.paths[0]
         # SparseGPT updates the kept weights, width pruning (--method width) removes rows
         masks_only = args.method in ("wanda", "magnitude")
