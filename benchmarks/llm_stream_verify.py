@@ -3,7 +3,9 @@ streaming loader computes? ``python benchmarks/llm_streaming.py verify OUT [--so
 
 :func:`verify` loads the directory with ``AutoModelForCausalLM.from_pretrained`` (bf16) and
 checks it: nothing missing or unexpected, every tensor equal to its shard, every block Linear
-with exactly ``round(sparsity * in)`` zeros in each output row, kept weights equal to the
+with exactly ``round(sparsity * in)`` zeros in each output row (Wanda, magnitude) or
+``round(sparsity * numel)`` in the layer (SparseGPT chooses its mask over blocks of columns
+across all rows), kept weights equal to the
 source's (weight pruning that does not update them: Wanda, magnitude) or the source sliced by
 ``prunekit_plan.json`` (width pruning), finite logits on a few tokens equal to a block-by-block
 forward from the shards (prunekit's streaming loader; the loaded model is freed first, so there
@@ -67,7 +69,7 @@ def _check_tensors(
     plan_file = out / "prunekit_plan.json"  # width pruning: the rows / columns it removed
     removed = json.loads(plan_file.read_text())["tensors"] if plan_file.is_file() else {}
     bad: list[str] = []
-    rows = rows_exact = 0
+    rows = rows_exact = layers_exact = 0
     for name in stored.names():
         value = state[name]
         if value.dtype != torch.bfloat16 or not torch.equal(value, stored.load([name])[name]):
@@ -80,6 +82,7 @@ def _check_tensors(
             zeros = (value == 0).sum(dim=1)
             rows += int(zeros.numel())
             rows_exact += int((zeros == round(sparsity * linears[name])).sum())
+            layers_exact += int(int(zeros.sum()) == round(sparsity * value.numel()))
             kept = value != 0
             if src is not None and masks_only and not torch.equal(value[kept], src[kept]):
                 bad.append(f"{name}: kept weights differ from the source")
@@ -93,6 +96,7 @@ def _check_tensors(
         "block_linears": len(linears),
         "rows": rows,
         "rows_with_exact_zeros": rows_exact,
+        "layers_with_exact_zeros": layers_exact,
         "sliced_by_plan": len(removed) if dense is not None else 0,
         "problems": bad[:10],
     }
@@ -177,10 +181,17 @@ def verify(
         }
     row["end"] = _memory()
     check = row["check"]
+    # Wanda and magnitude reach the sparsity in every output row; SparseGPT in every layer
+    # (its mask is chosen over blocks of columns across all rows)
+    exact, total = (
+        (check["rows_with_exact_zeros"], check["rows"])
+        if masks_only
+        else (check["layers_with_exact_zeros"], check["block_linears"])
+    )
     row["ok"] = (
         not row["loading_info"]
         and not check["problems"]
-        and (sparsity == 0 or check["rows"] == check["rows_with_exact_zeros"])
+        and (sparsity == 0 or exact == total)
         and row["logits_finite"]
     )
     return row
