@@ -5,9 +5,10 @@ width) whole when removing it makes the pruned model fail to run: that width is 
 the model's code (a torchvision ViT's class token and position embedding fix ``hidden_dim``, so
 the residual stream cannot shrink). :func:`~prunekit.budget.select_to_target` confirms its
 candidates by real surgery, so it applies the same rule to them through :class:`Feasibility`:
-a candidate whose pruned model does not run raises :class:`UnrunnableGroupsError` naming the inexact
-groups that break it alone (the search then runs again with them kept whole, as verified
-surgery would), and a failure no inexact group explains is a
+a candidate whose pruned model does not run raises
+:class:`~prunekit.surgery.UnverifiableGroupError` naming the inexact groups that break it alone
+(:func:`~prunekit.surgery.verify.refuse_unrunnable`, verification's own rule; the search then
+runs again with them kept whole), and a failure no inexact group explains is a
 :class:`~prunekit.surgery.VerificationError`, as it is in verification.
 """
 
@@ -21,16 +22,7 @@ from torch import nn
 from prunekit.core.groups import Group, Selection
 from prunekit.graph import build_structural_groups
 from prunekit.surgery.compare import VerificationError, run_in_place
-from prunekit.surgery.verify import breaking_alone
-
-
-class UnrunnableGroupsError(Exception):
-    """Removing these inexact groups makes the pruned model fail to run; the search keeps them
-    whole and runs again (never raised out of :func:`~prunekit.budget.select_to_target`)."""
-
-    def __init__(self, groups: Sequence[str]) -> None:
-        super().__init__(f"groups {list(groups)} break the pruned model")
-        self.groups = tuple(groups)
+from prunekit.surgery.verify import breaking_alone, refuse_unrunnable
 
 
 def run_error(pruned: nn.Module, example_inputs: Any) -> Exception | None:
@@ -69,18 +61,16 @@ class Feasibility:
         pruned: nn.Module,
     ) -> None:
         """Return if ``pruned`` (``model`` with ``selection`` removed) runs. Else raise
-        :class:`UnrunnableGroupsError` with the removed inexact groups that break it alone (all of
-        them if none does alone), or :class:`VerificationError` if no inexact group is removed."""
+        :class:`~prunekit.surgery.UnverifiableGroupError` with the removed inexact groups that
+        break it alone (all of them if none does alone), or :class:`VerificationError` if no
+        inexact group is removed."""
         error = run_error(pruned, self.example_inputs)
         if error is None:
             return
         removing = [g.name for g in groups if not bool(selection[g.name].all())]
         inexact = self.inexact(groups)
         suspects = [n for n in removing if n in inexact]
-        if suspects:
-            raise UnrunnableGroupsError(
-                breaking_alone(self.model, groups, selection, suspects, self.example_inputs)
-            )
+        refuse_unrunnable(self.model, groups, selection, suspects, self.example_inputs, error)
         culprits = breaking_alone(self.model, groups, selection, removing, self.example_inputs)
         layers = sorted({g.layer for g in groups if g.name in culprits})
         raise VerificationError(

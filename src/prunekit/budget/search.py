@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.budget.cost import build_cost_model
-from prunekit.budget.feasible import Feasibility, UnrunnableGroupsError
+from prunekit.budget.feasible import Feasibility
 from prunekit.budget.knob import Knob, bisect_knob
 from prunekit.budget.latency import (
     LatencyModel,
@@ -43,6 +43,7 @@ from prunekit.core.selection import SelectionConfig
 from prunekit.errors import ConfigError
 from prunekit.measure import count_macs, count_params, dense_size_bytes
 from prunekit.surgery.apply import apply_surgery
+from prunekit.surgery.verify import UnverifiableGroupError
 
 CONFIRM_ROUNDS = 3
 """Surgery-and-count confirmations at most (each after a corrected search)."""
@@ -176,7 +177,7 @@ def select_to_target(
                 chosen = _select_to_latency(problem, rest, config, timer, table)
             else:
                 chosen = _select_counted(problem, rest, config)
-        except UnrunnableGroupsError as refused:
+        except UnverifiableGroupError as refused:
             problem = dataclasses.replace(problem, whole=(*problem.whole, *refused.groups))
             continue
         every = {

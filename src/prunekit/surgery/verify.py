@@ -217,6 +217,30 @@ def breaking_alone(
     return breaking or list(candidates)
 
 
+def refuse_unrunnable(
+    original: nn.Module,
+    groups: Sequence[Group],
+    selection: Selection,
+    inexact_removed: Sequence[str],
+    example_inputs: Any,
+    error: Exception,
+) -> None:
+    """The rule for a pruned model that failed to run with ``error``: if inexact groups were
+    removed, raise :class:`UnverifiableGroupError` naming those that break it alone (a width
+    they share is written in the model's code, so they are kept whole); else return and let
+    the caller report the failure."""
+    if not inexact_removed:
+        return
+    breaking = breaking_alone(original, groups, selection, inexact_removed, example_inputs)
+    raise UnverifiableGroupError(
+        f"the pruned model fails to run once the inexact groups {breaking} are removed "
+        f"({type(error).__name__}: {str(error)[:200]}); a width they share is "
+        "probably written in the model's code (exclude the layer that produces it, or "
+        "let prunekit.prune keep them)",
+        breaking,
+    ) from error
+
+
 def verify(
     original: nn.Module,
     pruned: nn.Module,
@@ -256,15 +280,8 @@ def verify(
     removing = [g.name for g in groups if not bool(selection[g.name].all())]
     got, macs_after, run_error = try_run(mode, pruned, example_inputs)
     inexact_removed = [n for n in removing if n in skip]
-    if run_error is not None and inexact_removed:
-        breaking = breaking_alone(original, groups, selection, inexact_removed, example_inputs)
-        raise UnverifiableGroupError(
-            f"the pruned model fails to run once the inexact groups {breaking} are removed "
-            f"({type(run_error).__name__}: {str(run_error)[:200]}); a width they share is "
-            "probably written in the model's code (exclude the layer that produces it, or "
-            "let prunekit.prune keep them)",
-            breaking,
-        ) from run_error
+    if run_error is not None:
+        refuse_unrunnable(original, groups, selection, inexact_removed, example_inputs, run_error)
     reasons = {n: r for n, r in coverage(normalisations, inexact_removed).items() if r}
     want, checked, macs_before, example_ops = _reference_outputs(
         mode, original, groups, selection, normalisations, example_inputs, reasons
