@@ -26,6 +26,14 @@ def _saved(model: nn.Module, tokenizer: Any, directory: Path) -> Path:
     return directory
 
 
+def _width_args(
+    model: nn.Module, tokenizer: Any, text: Path, tmp_path: Path, out: Path
+) -> list[str]:
+    """``width`` with ``model`` saved under ``tmp_path``, calibrated on ``text``, into ``out``."""
+    saved = _saved(model, tokenizer, tmp_path / "model")
+    return ["width", "--model", str(saved), "--calib", str(text), "--out", str(out)]
+
+
 @pytest.fixture
 def text(tmp_path: Path) -> Path:
     path = tmp_path / "text.txt"
@@ -36,9 +44,8 @@ def text(tmp_path: Path) -> Path:
 def test_width_then_eval_decoder(
     tiny_llama: nn.Module, char_tokenizer: Any, text: Path, tmp_path: Path
 ) -> None:
-    model = _saved(tiny_llama, char_tokenizer, tmp_path / "tiny")
     out = tmp_path / "narrow"
-    args = ["width", "--model", str(model), "--calib", str(text), "--out", str(out)]
+    args = _width_args(tiny_llama, char_tokenizer, text, tmp_path, out)
     done = runner.invoke(llm_app, [*args, "--sparsity", "0.5", "--samples", "2", "--seq-len", "16"])
     assert done.exit_code == 0, done.output
     assert "removed 1 of 2 head units and 40 of 64 MLP neurons" in _said(done.output)
@@ -58,9 +65,8 @@ def test_width_then_eval_decoder(
 def test_width_heads_of_an_encoder_then_eval(
     tiny_bert: nn.Module, char_tokenizer: Any, text: Path, tmp_path: Path
 ) -> None:
-    model = _saved(tiny_bert, char_tokenizer, tmp_path / "bert")
     out = tmp_path / "narrow"
-    args = ["width", "--model", str(model), "--calib", str(text), "--out", str(out)]
+    args = _width_args(tiny_bert, char_tokenizer, text, tmp_path, out)
     args += ["--sparsity", "0.5", "--of", "blocks", "--round-to", "1", "--samples", "2"]
     done = runner.invoke(llm_app, [*args, "--seq-len", "16"])
     assert done.exit_code == 0, done.output
@@ -77,8 +83,7 @@ def test_width_heads_of_an_encoder_then_eval(
 def test_width_bad_options_exit_with_one_line(
     tiny_llama: nn.Module, char_tokenizer: Any, text: Path, tmp_path: Path
 ) -> None:
-    model = _saved(tiny_llama, char_tokenizer, tmp_path / "tiny")
-    args = ["width", "--model", str(model), "--calib", str(text), "--out", str(tmp_path / "x")]
+    args = _width_args(tiny_llama, char_tokenizer, text, tmp_path, tmp_path / "x")
     done = runner.invoke(llm_app, [*args, "--sparsity", "1.0"])
     assert done.exit_code == 2
     assert "sparsity must be in [0, 1)" in _said(done.output)
@@ -96,9 +101,8 @@ def test_width_bad_options_exit_with_one_line(
 def test_width_split_data_prunes_and_saves(
     tiny_llama: nn.Module, char_tokenizer: Any, text: Path, tmp_path: Path
 ) -> None:
-    model = _saved(tiny_llama, char_tokenizer, tmp_path / "tiny")
     out = tmp_path / "narrow"
-    args = ["width", "--model", str(model), "--calib", str(text), "--out", str(out)]
+    args = _width_args(tiny_llama, char_tokenizer, text, tmp_path, out)
     done = runner.invoke(llm_app, [*args, "--split", "data", "--seq-len", "16", "--samples", "2"])
     assert done.exit_code == 0, done.output
     assert (out / "prunekit_plan.json").exists()
