@@ -164,8 +164,12 @@ class _Trials:
         self.mask_buffers = {n: self._mask_buffer(n) for n in wrapped}
         self.plain = {n: self._value(n) for n in names if n not in self.mask_buffers}
         self.recalibrate = recalibrate
-        self.statistics = (
-            {n: b for n, b in self.model.named_buffers() if _is_statistic(n)}
+        self.statistics = (  # what recalibration overwrites: the BatchNorms' running buffers
+            {
+                f"{layer}.{n}": b
+                for layer, module in batchnorm_layers(self.model)
+                for n, b in module.named_buffers(recurse=False)
+            }
             if recalibrate is not None
             else {}
         )
@@ -219,11 +223,6 @@ class _Trials:
                 for name, t in targets.items():
                     t.copy_(saved[name])
             self.restore_statistics()
-
-
-def _is_statistic(buffer_name: str) -> bool:
-    """A BatchNorm running statistic (what recalibration overwrites)."""
-    return buffer_name.rpartition(".")[2] in ("running_mean", "running_var", "num_batches_tracked")
 
 
 def _calibration(data: ScoringData | Iterable[Any] | None) -> list[Any] | None:
