@@ -4,6 +4,7 @@ every layer of a stage pruned to the same ratio in every trial."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 import torch
@@ -170,3 +171,20 @@ def test_a_resolution_stage_search_prunes_a_stage_alike() -> None:
         assert set(t.sparsities) == {"stem", "down", "body", "fc"}
         assert t.sparsities["down"] == t.sparsities["body"]  # both 6 channels wide
         assert t.macs <= 0.5 + 1e-9
+
+
+def test_each_stage_rule_names_its_own_study(tmp_path: Path) -> None:
+    """Stage rules on one storage are separate studies (one would refuse the other's meta)."""
+    journal = str(tmp_path / "s.journal")
+    names = []
+    for stages in (1, {"s1.*": "a", "s2.*": "b"}, {"s*": "all"}):
+        result = search(
+            two_stage_cnn(), torch.randn(1, 1, 8, 8), data=batches((1, 8, 8), 4, 4),
+            target={"macs": 0.5}, searcher="random", trials=1, stages=stages, storage=journal,
+            n_batches=2, progress=False,
+        )  # fmt: skip
+        names.append(result.config.study_name)
+    assert names[0] == "random-macs0.5-proxy-stage-depth1"
+    assert len(set(names)) == 3 and all(
+        n.startswith("random-macs0.5-proxy-stage-map") for n in names[1:]
+    )

@@ -11,6 +11,8 @@ workers (:mod:`prunekit.search.runner`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from itertools import islice
 from pathlib import Path
@@ -160,15 +162,27 @@ def _named(
     settings: SearchConfig, goal: Budget, objective_name: str, model_hash: str
 ) -> SearchConfig:
     """``settings`` with the default storage (a journal named by the model's hash) and study
-    name (``<searcher>-<metric><keep>-<objective>[-stage[-resolution]]``) filled in."""
+    name (``<searcher>-<metric><keep>-<objective>[-stage[-<rule>]]``) filled in: each stage
+    rule names its own study, so several share one storage."""
     storage = settings.storage or str(DEFAULT_DIR / f"study-{model_hash[:12]}.journal")
-    per = "" if settings.space == "group" else "-stage"
-    if settings.stages == "resolution":
-        per += "-resolution"
+    per = "" if settings.space == "group" else "-stage" + _stage_rule_tag(settings.stages)
     name = settings.study_name or (
         f"{settings.searcher}-{goal.metric}{goal.keep:g}-{objective_name}{per}"
     )
     return settings.replace(storage=storage, study_name=name)
+
+
+def _stage_rule_tag(stages: int | Mapping[str, str] | str | None) -> str:
+    """``""`` for the name rule, ``-resolution``, ``-depth<d>``, or ``-map<hash>`` of a
+    mapping (its sorted items)."""
+    if stages is None:
+        return ""
+    if isinstance(stages, str):
+        return f"-{stages}"
+    if isinstance(stages, int):
+        return f"-depth{stages}"
+    text = json.dumps(sorted(stages.items()))
+    return "-map" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def _open_study(

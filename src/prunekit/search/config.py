@@ -50,7 +50,9 @@ class SearchConfig(BaseModel):
         "runs/search, or output.dir from the command line).",
     )
     study_name: str | None = Field(
-        None, description="Default: <searcher>-<metric><keep>-<objective>[-stage]."
+        None,
+        description="Default: <searcher>-<metric><keep>-<objective>[-stage[-<rule>]], the rule "
+        "being resolution, depth<d>, or map<hash> of a mapping.",
     )
     objective: str = Field(
         "proxy",
