@@ -12,8 +12,13 @@ import torch
 from optuna.distributions import FloatDistribution
 from torch import nn
 
+from prunekit.budget import Target
+from prunekit.config import make_config
 from prunekit.errors import ConfigError, UnknownNameError
 from prunekit.search import SEARCHERS, AmcSampler, search
+from prunekit.search.prepare import build_space, prepare
+
+from .conftest import batches
 
 
 def width(model: nn.Module) -> float:
@@ -84,6 +89,30 @@ def test_amc_refuses_two_objectives() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     with pytest.raises(ConfigError, match="one objective"):
         sampler.policy(study)
+
+
+@pytest.mark.parametrize("name", SEARCHERS.names())
+def test_the_first_trial_is_the_uniform_allocation(name: str) -> None:
+    """Trial 0 is every layer at keep 1.0 projected onto the budget (the same fraction of the
+    way to each floor, then units given back while the budget allows); not without the start."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 4),
+    ).eval()  # fmt: skip
+    x, data = torch.randn(1, 1, 8, 8), batches((1, 8, 8), 4, 4)
+    config = make_config(None, {"granularity": "channel", "sparsity": 0.0, "scope": "layer"})
+    space = build_space(prepare(model, x, config, None), Target("macs", 0.5), tolerance=0.02)
+    uniform = space.project(dict.fromkeys(space.names, 0.0), fill=name != "nsga2")
+    runs = {
+        start: search(model, x, data=data, target={"macs": 0.5}, searcher=name, trials=2,
+                      seed=3, storage=":memory:", objective=lambda m: float(m[0].out_channels),
+                      n_batches=2, start_uniform=start, progress=False)
+        for start in (True, False)
+    }  # fmt: skip
+    assert runs[True].trials[0].sparsities == pytest.approx(uniform)
+    assert runs[False].trials[0].sparsities != pytest.approx(uniform)
 
 
 def test_random_candidates_depend_only_on_seed_and_trial_number(mlp_case: Any) -> None:

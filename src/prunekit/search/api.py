@@ -208,6 +208,8 @@ def _open_study(
         str(settings.storage), str(settings.study_name), directions, entry.build(info), meta
     )
     requeue_interrupted(study)
+    if settings.start_uniform and not study.trials:
+        study.enqueue_trial(dict.fromkeys(searched.param_names, 1.0))
     if not entry.numbered and finished(study):  # a restarted sampler must not replay its draws
         study.sampler = entry.build(dataclasses.replace(info, seed=info.seed + len(study.trials)))
     return study

@@ -69,6 +69,12 @@ class SearchConfig(BaseModel):
     tolerance: float = Field(
         0.02, ge=0, lt=1, description="Fraction of the budget a candidate may leave unspent."
     )
+    start_uniform: bool = Field(
+        True,
+        description="The first trial of a new study is the uniform allocation (every searched "
+        "parameter at 1.0, projected onto the budget: each layer the same fraction of the way "
+        "to its floor), so the best trial scores at least as well as uniform pruning.",
+    )
     threads: int | None = Field(
         None, ge=1, description="torch threads per trial (Ray workers: 1 unless given)."
     )
