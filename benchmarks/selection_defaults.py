@@ -45,7 +45,16 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 import torch_pruning as tp
-from channels_setup import Arm, Context, accuracy, load_context, n_params, recalibrate, tune
+from channels_setup import (
+    Arm,
+    Context,
+    accuracy,
+    load_context,
+    n_params,
+    recalibrate,
+    train_loader,
+    tune,
+)
 from channels_setup import scoring_data as scoring_batches
 from common import environment, markdown_table, parse_args, write_results
 from torch import nn
@@ -122,9 +131,11 @@ _CURVES: dict[tuple[str, str, int], SensitivityResult] = {}
 
 
 def curves(ctx: Context, job: Job, groups: Sequence[Group], scores: Scores) -> SensitivityResult:
-    """Sensitivity of the dense model, each group alone pruned by ``scores`` (memoised)."""
+    """Sensitivity of the dense model, each group alone pruned by ``scores`` (memoised), with
+    BatchNorm re-estimated before every point on the batches every arm recalibrates on."""
     key = (job.model, job.estimator, job.seed)
     if key not in _CURVES:
+        bn = itertools.islice(train_loader(ctx, job.seed + 1), int(ctx.config["bn_batches"]))
         _CURVES[key] = sensitivity(
             ctx.dense,
             groups,
@@ -133,6 +144,7 @@ def curves(ctx: Context, job: Job, groups: Sequence[Group], scores: Scores) -> S
             ctx.config.get("sensitivity_sparsities", (0.1, 0.3, 0.5, 0.7, 0.9)),
             higher_is_better=True,
             progress=False,
+            recalibrate=list(bn),
         )
     return _CURVES[key]
 
