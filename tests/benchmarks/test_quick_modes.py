@@ -18,6 +18,7 @@ QUICK = [
     ("training_channels.py", "training_channels.yaml"),
     ("training_lottery.py", "training_lottery.yaml"),
     ("bn_recalibration.py", "bn_recalibration.yaml"),
+    ("search_ceiling.py", "search_ceiling.yaml"),
 ]
 
 
