@@ -15,8 +15,8 @@ from prunekit.io.metadata import (
     WEIGHTS_FILE,
     SaveMetadata,
     TensorInfo,
-    read_metadata,
 )
+from prunekit.io.metadata_read import read_metadata
 from prunekit.io.saving import save
 
 __all__ = [

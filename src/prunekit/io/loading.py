@@ -33,9 +33,8 @@ from prunekit.io.metadata import (
     SaveMetadata,
     TensorInfo,
     dtype_name,
-    read_metadata_unlocked,
-    save_directory,
 )
+from prunekit.io.metadata_read import read_metadata_unlocked, save_directory
 from prunekit.io.state import ModelState, read_state
 from prunekit.masks.parametrize import apply_masks, remove_masks
 
