@@ -40,7 +40,7 @@ UNIFORM = "uniform"
 
 
 def finetuned_accuracy(
-    ctx: Context, space: SearchSpace, base: PruneConfig, sparsities: Mapping[str, float], seed: int
+    ctx: Context, base: PruneConfig, sparsities: Mapping[str, float], seed: int
 ) -> float:
     """Test accuracy of the dense model pruned to ``sparsities`` (BatchNorm recalibrated on the
     seed's calibration batches) after the benchmark's fine-tune under ``seed``."""
@@ -71,7 +71,7 @@ def search_phase(
     def objective(trial: optuna.Trial) -> float:
         keeps = {p: trial.suggest_float(p, low, 1.0) for p in space.names}
         sparsities = space.project(space.sparsities(keeps), fill=True)
-        score = finetuned_accuracy(ctx, space, base, sparsities, seed)
+        score = finetuned_accuracy(ctx, base, sparsities, seed)
         row = {"phase": "search", "trial": trial.number, "seed": seed, "finetuned": score,
                "macs": space.ratio(sparsities, "macs"), "sparsities": sparsities}  # fmt: skip
         _append(log, row)
@@ -86,7 +86,7 @@ def search_phase(
 
 
 def reseed_phase(
-    ctx: Context, space: SearchSpace, base: PruneConfig, rows: list[dict[str, Any]], log: Path
+    ctx: Context, base: PruneConfig, rows: list[dict[str, Any]], log: Path
 ) -> list[dict[str, Any]]:
     """The ``top`` allocations of the search and uniform, fine-tuned under every reseed."""
     study_cfg = ctx.config["ceiling"]
@@ -99,7 +99,7 @@ def reseed_phase(
         for seed in study_cfg["reseeds"]:
             if (pick["trial"], seed) in done:
                 continue
-            score = finetuned_accuracy(ctx, space, base, pick["sparsities"], seed)
+            score = finetuned_accuracy(ctx, base, pick["sparsities"], seed)
             row = {"phase": "reseed", "trial": pick["trial"], "seed": seed, "finetuned": score}
             out.append(row)
             _append(log, row)
@@ -146,7 +146,7 @@ def main() -> None:
     log = out / "rows.jsonl"
     search_phase(ctx, space, base, out, log)
     rows = [json.loads(x) for x in log.read_text().splitlines()]
-    reseed_phase(ctx, space, base, rows, log)
+    reseed_phase(ctx, base, rows, log)
     rows = [json.loads(x) for x in log.read_text().splitlines()]
     markdown = f"Layers: {', '.join(space.names)}.\n\n" + table(
         rows, list(study_cfg["reseeds"]), int(study_cfg["top"])
