@@ -243,43 +243,71 @@ def benchmark(ctx: Context, out: Path, run: bool = True) -> dict[str, Any]:
 
 
 def correlation(ctx: Context, out: Path) -> dict[str, Any]:
-    """Random allocations (a ``random`` search, scored by the proxy), each scored again by every
-    objective of ``correlation.objectives`` and then fine-tuned for ``budget_steps`` steps:
-    Spearman's rho of each objective against the fine-tuned test accuracy."""
+    """Allocations scored again by every objective of ``correlation.objectives`` and fine-tuned
+    for ``budget_steps`` steps: Spearman's rho of each objective against the fine-tuned test
+    accuracy. The allocations are those of a ``random`` search scored by the proxy, or, with
+    ``correlation.rows``, the search trials of a ``search_ceiling.py`` run (whose fine-tuned
+    accuracies under the same seed are reused). An objective with ``batches: N`` trains on
+    ``N`` distinct training batches (after the held-out ones) instead of the calibration ones."""
     config, study = ctx.config, ctx.config["correlation"]
     seed, keep = study.get("seed", 0), study["keep"]
-    spec = {"searcher": "random", "objective": "proxy"}
-    result, calib = run_search(ctx, spec, keep, seed, trials=study["allocations"])
+    calib = batches(ctx, seed, config["n_batches"])
     held = batches(ctx, seed, config["eval_batches"], skip=config["n_batches"])
     rows = []
-    for trial in result.completed:
+    for number, sparsities, finetuned in allocations(ctx, study, seed, keep):
         model = prunekit.prune(
-            ctx.dense, ctx.example, config=result.prune_config(trial), data=calib, metrics=False
+            ctx.dense, ctx.example, config=_replay_config(sparsities), data=calib, metrics=False
         ).model
-        row: dict[str, Any] = {"trial": trial.number, "macs": trial.macs}
+        row: dict[str, Any] = {"trial": number}
         for obj in study["objectives"]:
-            fn = make_objective(obj["name"], calib, held, steps=obj.get("steps", 20))
+            skip = config["n_batches"] + config["eval_batches"]
+            train = batches(ctx, seed, obj["batches"], skip=skip) if "batches" in obj else calib
+            fn = make_objective(obj["name"], train, held, steps=obj.get("steps", 20))
             torch.manual_seed(seed)
             start = time.process_time()
             row[obj["label"]] = fn(copy.deepcopy(model))
             row[obj["label"] + " s"] = time.process_time() - start
         row["one_shot"] = accuracy(model, ctx.test_loader)
-        tune(ctx, model, config["budget_steps"], Arm("prunekit", "magnitude", "c", "ft"), seed)
-        row["finetuned"] = accuracy(model, ctx.test_loader)
+        if finetuned is None:
+            tune(ctx, model, config["budget_steps"], Arm("prunekit", "magnitude", "c", "ft"), seed)
+            finetuned = accuracy(model, ctx.test_loader)
+        row["finetuned"] = finetuned
         rows.append(row)
         print(row, flush=True)
     final = [r["finetuned"] for r in rows]
+    best = sorted(rows, key=lambda r: -r["finetuned"])[: max(len(rows) // 4, 2)]
     labels = [o["label"] for o in study["objectives"]] + ["one_shot"]
     table = [
         [label, float(spearmanr([r[label] for r in rows], final)[0]),
+         float(spearmanr([r[label] for r in best], [r["finetuned"] for r in best])[0]),
          statistics.mean(r.get(label + " s", 0.0) for r in rows)]
         for label in labels
     ]  # fmt: skip
     markdown = markdown_table(
-        ["trial objective", "Spearman rho vs fine-tuned test acc", "CPU s per trial"], table
-    )
-    return {"rows": rows, "markdown": f"{len(rows)} random allocations at keep {keep}.\n\n"
-            + markdown}  # fmt: skip
+        ["trial objective", "Spearman rho vs fine-tuned test acc",
+         f"rho among the best {len(best)}", "CPU s per trial"], table,
+    )  # fmt: skip
+    return {"rows": rows, "markdown": f"{len(rows)} allocations at keep {keep}.\n\n" + markdown}
+
+
+def allocations(
+    ctx: Context, study: Spec, seed: int, keep: float
+) -> list[tuple[int, dict[str, float], float | None]]:
+    """(number, per-layer sparsities, fine-tuned accuracy if already measured) of the
+    allocations a correlation study scores."""
+    if "rows" in study:
+        found = [json.loads(x) for x in Path(study["rows"]).read_text().splitlines()]
+        return [(r["trial"], r["sparsities"], r["finetuned"]) for r in found
+                if r["phase"] == "search" and r["seed"] == seed]  # fmt: skip
+    spec = {"searcher": "random", "objective": "proxy"}
+    result, _ = run_search(ctx, spec, keep, seed, trials=study["allocations"])
+    return [(t.number, t.sparsities, None) for t in result.completed]
+
+
+def _replay_config(sparsities: Mapping[str, float]) -> Any:
+    """The per-layer channel config that replays ``sparsities`` (as ``result.prune_config``)."""
+    base = make_config(None, {"granularity": "channel", "sparsity": 0.0, "scope": "layer"})
+    return base.replace(overrides=dict(sparsities))
 
 
 MODES: dict[str, Callable[[Context, Path], dict[str, Any]]] = {
