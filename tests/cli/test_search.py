@@ -54,6 +54,8 @@ def test_search_writes_front_and_a_recipe_that_prune_replays(tmp_path: Path) -> 
     assert len(trials["trials"]) == 3 and (out / "pareto.png").stat().st_size > 0
     best = next(t for t in trials["trials"] if t["number"] == trials["best"])
     assert best["macs"] <= 0.4
+    uniform = next(t for t in trials["trials"] if t["number"] == 0)
+    assert f"uniform allocation: trial 0, score {uniform['score']:.4f}" in result.output
     replay = load_recipe(out / "best.yaml")
     assert replay.prune.overrides == best["sparsities"] and replay.prune.target is None
     report = run_recipe(replay, progress=False, log=lambda _: None)

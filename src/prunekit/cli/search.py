@@ -92,6 +92,8 @@ def _search(recipe_file: Path, given: dict[str, Any], out: Path | None) -> None:
         f"params kept {best.params:.3f}",
         highlight=False,
     )
+    if result.uniform is not None:
+        console.print(f"uniform allocation: trial 0, score {result.uniform.score:.4f}")
     if result.measured is not None:
         console.print(
             f"best trial timed in {result.target.runtime}: {result.measured:.3f} of the dense "

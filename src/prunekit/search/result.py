@@ -121,6 +121,15 @@ class SearchResult:
         return pareto_front(self.trials, self.target.metric)
 
     @property
+    def uniform(self) -> TrialRecord | None:
+        """The uniform allocation's trial (the first of a study started with ``start_uniform``),
+        if it completed: the fixed rule the best trial is measured against."""
+        first = self.trials[0] if self.trials else None
+        if not self.config.start_uniform or first is None or first.number != 0:
+            return None
+        return first if first.state == "complete" else None
+
+    @property
     def best(self) -> TrialRecord:
         """The highest-scoring complete trial within the budget (lowest number on ties)."""
         within = [
