@@ -36,7 +36,7 @@ def recipe(tmp_path: Path, **prune: Any) -> Path:
         "prune": {"granularity": "channel", **prune},
         "output": {"dir": str(tmp_path / "out"), "report": False, "latency": False,
                    "plots": False, "save": False},
-        "search": {"searcher": "random", "trials": 3, "n_batches": 2,
+        "search": {"searcher": "random", "trials": 3, "n_batches": 2, "start_uniform": True,
                    "storage": str(tmp_path / "study.journal")},
         "threads": 1,
     }  # fmt: skip
