@@ -112,7 +112,8 @@ def test_the_first_trial_is_the_uniform_allocation(name: str) -> None:
         for start in (True, False)
     }  # fmt: skip
     assert runs[True].trials[0].sparsities == pytest.approx(uniform)
-    assert runs[True].uniform is runs[True].trials[0] and runs[False].uniform is None
+    assert runs[True].uniform is runs[True].trials[0] and runs[True].trials[0].uniform
+    assert runs[False].uniform is None
     assert runs[False].trials[0].sparsities != pytest.approx(uniform)
 
 

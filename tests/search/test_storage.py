@@ -19,7 +19,7 @@ from torch import nn
 
 from prunekit.errors import ConfigError
 from prunekit.search import search
-from prunekit.search.storage import finished, open_storage
+from prunekit.search.storage import UNIFORM, finished, open_storage, requeue_interrupted
 
 from .conftest import batches, cnn, mlp
 
@@ -40,6 +40,25 @@ def test_resuming_a_finished_study_runs_only_the_rest(tmp_path: Path, mlp_case: 
     again = search(model, x, trials=4, **options)
     assert [t.number for t in again.trials] == [0, 1, 2, 3]
     assert again.trials[:2] == first.trials
+
+
+def test_the_uniform_trial_is_marked_and_keeps_its_mark(tmp_path: Path, mlp_case: Any) -> None:
+    """A study started without the uniform trial gets none on resume; an interrupted uniform
+    trial is queued again as the uniform trial."""
+    model, x, data = mlp_case
+    options = dict(data=data, target={"macs": 0.5}, searcher="random", objective=width,
+                   progress=False)  # fmt: skip
+    journal = tmp_path / "plain.journal"
+    search(model, x, trials=1, storage=journal, **options)
+    resumed = search(model, x, trials=2, storage=journal, start_uniform=True, **options)
+    assert resumed.uniform is None and not any(t.uniform for t in resumed.trials)
+
+    study = optuna.create_study(storage=open_storage(":memory:"))
+    study.enqueue_trial({"a": 1.0}, user_attrs={UNIFORM: True})
+    study.ask({"a": optuna.distributions.FloatDistribution(0.1, 1.0)})  # left running
+    assert requeue_interrupted(study) == 1
+    again = study.ask({"a": optuna.distributions.FloatDistribution(0.1, 1.0)})
+    assert again.params == {"a": 1.0} and again.user_attrs[UNIFORM] is True
 
 
 def test_default_storage_is_a_journal_file_per_model(

@@ -35,7 +35,7 @@ from prunekit.search.result import SearchResult, records
 from prunekit.search.runner import make_executor, run_trials
 from prunekit.search.searchers import Searcher, SpaceInfo, get_searcher
 from prunekit.search.space import SearchSpace
-from prunekit.search.storage import finished, open_study, requeue_interrupted
+from prunekit.search.storage import UNIFORM, finished, open_study, requeue_interrupted
 
 DEFAULT_DIR = Path("runs/search")
 """Where the study's journal file goes when no ``storage`` is given."""
@@ -209,7 +209,7 @@ def _open_study(
     )
     requeue_interrupted(study)
     if settings.start_uniform and not study.trials:
-        study.enqueue_trial(dict.fromkeys(searched.param_names, 1.0))
+        study.enqueue_trial(dict.fromkeys(searched.param_names, 1.0), user_attrs={UNIFORM: True})
     if not entry.numbered and finished(study):  # a restarted sampler must not replay its draws
         study.sampler = entry.build(dataclasses.replace(info, seed=info.seed + len(study.trials)))
     return study

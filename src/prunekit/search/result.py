@@ -22,7 +22,7 @@ from prunekit.errors import ConfigError
 from prunekit.recipe import Recipe
 from prunekit.search.budget import Budget
 from prunekit.search.config import SearchConfig
-from prunekit.search.storage import INTERRUPTED
+from prunekit.search.storage import INTERRUPTED, UNIFORM
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class TrialRecord:
     error: str | None = None
     latency: float = math.nan
     size: float = math.nan
+    uniform: bool = False
+    """Whether the trial evaluates the uniform allocation (``start_uniform``)."""
 
     def cost(self, metric: str) -> float:
         """The kept fraction of ``metric`` (``macs``, ``params``, ``latency`` or ``size``)."""
@@ -62,7 +64,7 @@ def records(study: optuna.Study) -> list[TrialRecord]:
             seconds=float(attrs.get("seconds", math.nan)),
             sparsities=dict(attrs.get("sparsities", {})), error=attrs.get("error"),
             latency=float(attrs.get("latency", math.nan)),
-            size=float(attrs.get("size", math.nan)),
+            size=float(attrs.get("size", math.nan)), uniform=bool(attrs.get(UNIFORM, False)),
         ))  # fmt: skip
     return sorted(out, key=lambda r: r.number)
 
@@ -122,12 +124,9 @@ class SearchResult:
 
     @property
     def uniform(self) -> TrialRecord | None:
-        """The uniform allocation's trial (the first of a study started with ``start_uniform``),
-        if it completed: the fixed rule the best trial is measured against."""
-        first = self.trials[0] if self.trials else None
-        if not self.config.start_uniform or first is None or first.number != 0:
-            return None
-        return first if first.state == "complete" else None
+        """The completed trial of the uniform allocation (a study started with
+        ``start_uniform``), the fixed rule the best trial is measured against; else ``None``."""
+        return next((t for t in self.completed if t.uniform), None)
 
     @property
     def best(self) -> TrialRecord:

@@ -27,6 +27,8 @@ from prunekit.errors import ConfigError
 
 MEMORY = ":memory:"
 INTERRUPTED = "interrupted"
+UNIFORM = "uniform"
+"""User attribute of the trial that evaluates the uniform allocation (``start_uniform``)."""
 META = "prunekit"
 
 
@@ -95,7 +97,8 @@ def requeue_interrupted(study: optuna.Study) -> int:
         storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         if trial.params:
-            study.enqueue_trial(dict(trial.params), skip_if_exists=False)
+            marks = {UNIFORM: True} if trial.user_attrs.get(UNIFORM) else None
+            study.enqueue_trial(dict(trial.params), user_attrs=marks, skip_if_exists=False)
         count += 1
     return count
 
