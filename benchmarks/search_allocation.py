@@ -32,7 +32,7 @@ import prunekit
 from prunekit.analysis.allocation import allocate, allocation_overrides
 from prunekit.analysis.sensitivity import sensitivity
 from prunekit.budget import Target
-from prunekit.config import make_config
+from prunekit.config import PruneConfig, make_config
 from prunekit.errors import SelectionError
 from prunekit.measure import count_macs
 from prunekit.search import SearchResult, make_objective, search
@@ -46,6 +46,13 @@ Built = tuple[nn.Module, dict[str, Any]]
 
 def batches(ctx: Context, seed: int, count: int, skip: int = 0) -> list[Any]:
     return list(islice(iter(train_loader(ctx, seed)), skip, skip + count))
+
+
+def per_layer_config(sparsities: Mapping[str, float] | None = None) -> PruneConfig:
+    """Channel pruning with one sparsity per layer: ``sparsities`` as per-layer overrides (what
+    ``SearchResult.prune_config`` replays), or none (the base every search arm shares)."""
+    base = make_config(None, {"granularity": "channel", "sparsity": 0.0, "scope": "layer"})
+    return base.replace(overrides=dict(sparsities)) if sparsities else base
 
 
 def fixed(ctx: Context, spec: Spec, keep: float, seed: int) -> Built:
@@ -67,7 +74,7 @@ def sensitivity_arm(ctx: Context, spec: Spec, keep: float, seed: int) -> Built:
     config = ctx.config
     calib = batches(ctx, seed, config["n_batches"])
     held = batches(ctx, seed, config["eval_batches"], skip=config["n_batches"])
-    base = make_config(None, {"granularity": "channel", "sparsity": 0.0, "scope": "layer"})
+    base = per_layer_config()
     prepared = prepare(ctx.dense, ctx.example, base, None)
     space = build_space(prepared, Target("macs", keep), 0.02)
 
@@ -108,7 +115,7 @@ def sensitivity_arm(ctx: Context, spec: Spec, keep: float, seed: int) -> Built:
         warnings.simplefilter("always", UserWarning)
         allocation(total)
     overrides = space.project(best, fill=True)
-    cfg = base.replace(overrides=overrides)
+    cfg = per_layer_config(overrides)
     pruned = prunekit.prune(ctx.dense, ctx.example, config=cfg, data=calib, metrics=False).model
     return pruned, {
         "allocation": {k: round(v, 4) for k, v in overrides.items()},
@@ -256,7 +263,7 @@ def correlation(ctx: Context, out: Path) -> dict[str, Any]:
     rows = []
     for number, sparsities, finetuned in allocations(ctx, study, seed, keep):
         model = prunekit.prune(
-            ctx.dense, ctx.example, config=_replay_config(sparsities), data=calib, metrics=False
+            ctx.dense, ctx.example, config=per_layer_config(sparsities), data=calib, metrics=False
         ).model
         row: dict[str, Any] = {"trial": number}
         for obj in study["objectives"]:
@@ -302,12 +309,6 @@ def allocations(
     spec = {"searcher": "random", "objective": "proxy"}
     result, _ = run_search(ctx, spec, keep, seed, trials=study["allocations"])
     return [(t.number, t.sparsities, None) for t in result.completed]
-
-
-def _replay_config(sparsities: Mapping[str, float]) -> Any:
-    """The per-layer channel config that replays ``sparsities`` (as ``result.prune_config``)."""
-    base = make_config(None, {"granularity": "channel", "sparsity": 0.0, "scope": "layer"})
-    return base.replace(overrides=dict(sparsities))
 
 
 MODES: dict[str, Callable[[Context, Path], dict[str, Any]]] = {

@@ -28,33 +28,28 @@ from channels_setup import Arm, Context, accuracy, load_context, tune
 from common import environment, markdown_table, parse_args, write_results
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
-from search_allocation import batches
+from search_allocation import batches, per_layer_config
 
 import prunekit
 from prunekit.budget import Target
-from prunekit.config import PruneConfig, make_config
 from prunekit.search.prepare import build_space, prepare
 from prunekit.search.space import SearchSpace
 
 UNIFORM = "uniform"
 
 
-def finetuned_accuracy(
-    ctx: Context, base: PruneConfig, sparsities: Mapping[str, float], seed: int
-) -> float:
+def finetuned_accuracy(ctx: Context, sparsities: Mapping[str, float], seed: int) -> float:
     """Test accuracy of the dense model pruned to ``sparsities`` (BatchNorm recalibrated on the
     seed's calibration batches) after the benchmark's fine-tune under ``seed``."""
     calib = batches(ctx, seed, ctx.config["n_batches"])
     torch.manual_seed(seed)
-    config = base.replace(overrides=dict(sparsities))
+    config = per_layer_config(sparsities)
     model = prunekit.prune(ctx.dense, ctx.example, config=config, data=calib, metrics=False).model
     tune(ctx, model, ctx.config["budget_steps"], Arm("prunekit", "magnitude", "c", "ft"), seed)
     return accuracy(model, ctx.test_loader)
 
 
-def search_phase(
-    ctx: Context, space: SearchSpace, base: PruneConfig, out: Path, log: Path
-) -> optuna.Study:
+def search_phase(ctx: Context, space: SearchSpace, out: Path, log: Path) -> None:
     """TPE over per-layer keeps in ``[low, 1]``, scored by the fine-tuned test accuracy under
     the study's seed; uniform (every keep 1.0, projected) is the first trial."""
     study_cfg = ctx.config["ceiling"]
@@ -71,7 +66,7 @@ def search_phase(
     def objective(trial: optuna.Trial) -> float:
         keeps = {p: trial.suggest_float(p, low, 1.0) for p in space.names}
         sparsities = space.project(space.sparsities(keeps), fill=True)
-        score = finetuned_accuracy(ctx, base, sparsities, seed)
+        score = finetuned_accuracy(ctx, sparsities, seed)
         row = {"phase": "search", "trial": trial.number, "seed": seed, "finetuned": score,
                "macs": space.ratio(sparsities, "macs"), "sparsities": sparsities}  # fmt: skip
         _append(log, row)
@@ -82,24 +77,22 @@ def search_phase(
     )
     if left > 0:
         study.optimize(objective, n_trials=left)
-    return study
 
 
-def reseed_phase(
-    ctx: Context, base: PruneConfig, rows: list[dict[str, Any]], log: Path
-) -> list[dict[str, Any]]:
-    """The ``top`` allocations of the search and uniform, fine-tuned under every reseed."""
+def reseed_phase(ctx: Context, rows: list[dict[str, Any]], log: Path) -> list[dict[str, Any]]:
+    """The ``top`` allocations of the search and uniform, fine-tuned under every reseed:
+    ``rows`` with the reseed rows not yet in them added."""
     study_cfg = ctx.config["ceiling"]
     searched = sorted((r for r in rows if r["phase"] == "search"), key=lambda r: -r["finetuned"])
     uniform = next(r for r in rows if r["phase"] == "search" and r["trial"] == 0)
     chosen = [uniform, *[r for r in searched if r["trial"] != 0][: int(study_cfg["top"])]]
     done = {(r["trial"], r["seed"]) for r in rows if r["phase"] == "reseed"}
-    out = [r for r in rows if r["phase"] == "reseed"]
+    out = list(rows)
     for pick in chosen:
         for seed in study_cfg["reseeds"]:
             if (pick["trial"], seed) in done:
                 continue
-            score = finetuned_accuracy(ctx, base, pick["sparsities"], seed)
+            score = finetuned_accuracy(ctx, pick["sparsities"], seed)
             row = {"phase": "reseed", "trial": pick["trial"], "seed": seed, "finetuned": score}
             out.append(row)
             _append(log, row)
@@ -139,15 +132,12 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ctx = load_context(config, config["models"][0])
     study_cfg = config["ceiling"]
-    base = make_config(None, {"granularity": "channel", "sparsity": 0.0, "scope": "layer"})
-    space = build_space(prepare(ctx.dense, ctx.example, base, None),
+    space = build_space(prepare(ctx.dense, ctx.example, per_layer_config(), None),
                         Target("macs", float(study_cfg["keep"])), 0.02)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     log = out / "rows.jsonl"
-    search_phase(ctx, space, base, out, log)
-    rows = [json.loads(x) for x in log.read_text().splitlines()]
-    reseed_phase(ctx, base, rows, log)
-    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    search_phase(ctx, space, out, log)
+    rows = reseed_phase(ctx, [json.loads(x) for x in log.read_text().splitlines()], log)
     markdown = f"Layers: {', '.join(space.names)}.\n\n" + table(
         rows, list(study_cfg["reseeds"]), int(study_cfg["top"])
     )
