@@ -31,3 +31,13 @@ def test_quick_mode_runs_on_the_real_config(
     results, out = run_bench(script, settings, tmp_path, "--quick", timeout=600)
     assert results["config"]["train_limit"] == settings["quick"]["train_limit"]
     assert (out / "results.md").read_text().count("\n|") >= 2
+
+
+@pytest.mark.slow
+def test_search_allocation_quick_mode_runs_every_arm(run_bench: RunBench, tmp_path: Path) -> None:
+    """Every arm of the allocation benchmark's real config (searchers whose trials train on
+    more batches included) on its quick data: each writes a row."""
+    settings = yaml.safe_load((BENCH / "configs" / "search_allocation.yaml").read_text())
+    settings["cache_dir"] = str(tmp_path / "dense")
+    results, _ = run_bench("search_allocation.py", settings, tmp_path, "--quick", timeout=900)
+    assert {r["arm"] for r in results["rows"]} == {a["name"] for a in settings["arms"]}
