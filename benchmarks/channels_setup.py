@@ -162,5 +162,10 @@ def tune(
     )
 
 
+def recalibration_batches(ctx: Context, seed: int) -> list[Any]:
+    """The ``bn_batches`` training batches every arm re-estimates BatchNorm on under ``seed``."""
+    return list(itertools.islice(train_loader(ctx, seed + 1), int(ctx.config["bn_batches"])))
+
+
 def recalibrate(ctx: Context, model: nn.Module, seed: int) -> None:
-    recalibrate_batchnorm(model, train_loader(ctx, seed + 1), max_batches=ctx.config["bn_batches"])
+    recalibrate_batchnorm(model, recalibration_batches(ctx, seed), max_batches=None)

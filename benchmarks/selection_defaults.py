@@ -52,7 +52,7 @@ from channels_setup import (
     load_context,
     n_params,
     recalibrate,
-    train_loader,
+    recalibration_batches,
     tune,
 )
 from channels_setup import scoring_data as scoring_batches
@@ -135,7 +135,6 @@ def curves(ctx: Context, job: Job, groups: Sequence[Group], scores: Scores) -> S
     BatchNorm re-estimated before every point on the batches every arm recalibrates on."""
     key = (job.model, job.estimator, job.seed)
     if key not in _CURVES:
-        bn = itertools.islice(train_loader(ctx, job.seed + 1), int(ctx.config["bn_batches"]))
         _CURVES[key] = sensitivity(
             ctx.dense,
             groups,
@@ -144,7 +143,7 @@ def curves(ctx: Context, job: Job, groups: Sequence[Group], scores: Scores) -> S
             ctx.config.get("sensitivity_sparsities", (0.1, 0.3, 0.5, 0.7, 0.9)),
             higher_is_better=True,
             progress=False,
-            recalibrate=list(bn),
+            recalibrate=recalibration_batches(ctx, job.seed),
         )
     return _CURVES[key]
 
